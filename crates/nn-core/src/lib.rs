@@ -1,0 +1,31 @@
+//! # nn-core: tensor math for the nn toolkit
+//!
+//! The arithmetic under every layer, with no notion of layers itself:
+//!
+//! - [`Tensor`] (`ArrayD<f32>`, batch first) and [`Buffer`], a reusable output buffer;
+//! - [`matmul_into`]: `C ← α·A·B + β·C` into a preallocated output, shape-checked;
+//! - [`ops`]: bias broadcast and column sums;
+//! - [`softmax`]: numerically stable softmax and log-softmax;
+//! - [`Init`]: Xavier/Glorot and He/Kaiming initialisers with dense and conv fan-in;
+//! - [`rng`]: the seeded generator and the draws built on it;
+//! - [`Param`]: a value and its accumulated gradient;
+//! - [`Error`]: one error type whose messages name the operation and the shapes.
+
+pub mod error;
+pub mod init;
+pub mod matmul;
+pub mod ops;
+pub mod param;
+pub mod rng;
+pub mod softmax;
+pub mod tensor;
+
+pub use error::{Error, Result, Shape};
+pub use init::{Init, fans};
+pub use matmul::{matmul, matmul_into};
+pub use param::Param;
+pub use rng::{Rng, RngState, seeded};
+pub use tensor::{Buffer, Tensor};
+
+/// Re-export of the `ndarray` version this crate is built on.
+pub use ndarray;

@@ -1,0 +1,124 @@
+//! Matrix multiplication into a preallocated output.
+//!
+//! ```text
+//! C ← α·A·B + β·C        A: [m, k], B: [k, n], C: [m, n]
+//! ```
+//!
+//! Transposes are free: pass `a.t()` to multiply by `Aᵀ`. The product runs through
+//! ndarray's GEMM (`general_mat_mul`, backed by `matrixmultiply`), which panics on a shape
+//! mismatch; [`matmul_into`] checks the shapes first and returns an [`Error`] naming all
+//! three instead.
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array2, ArrayView2, ArrayViewMut2};
+
+use crate::error::{Error, Result};
+
+/// `C ← α·A·B + β·C`, with shapes checked. With `beta = 0` the old contents of `c` are
+/// ignored (even NaN); with `beta = 1` the product is accumulated into `c`.
+///
+/// # Shapes
+/// `a: [m, k]`, `b: [k, n]`, `c: [m, n]`.
+///
+/// # Errors
+/// [`Error::Incompatible`] when the inner dimensions differ or `c` has the wrong shape.
+pub fn matmul_into(
+    alpha: f32,
+    a: ArrayView2<'_, f32>,
+    b: ArrayView2<'_, f32>,
+    beta: f32,
+    c: &mut ArrayViewMut2<'_, f32>,
+) -> Result<()> {
+    let (m, k) = a.dim();
+    let (k2, n) = b.dim();
+    if k != k2 {
+        return Err(Error::Incompatible {
+            op: "matmul".into(),
+            reason: "inner dimensions differ",
+            a_name: "a",
+            a: a.shape().into(),
+            b_name: "b",
+            b: b.shape().into(),
+        });
+    }
+    if c.dim() != (m, n) {
+        return Err(Error::Incompatible {
+            op: "matmul".into(),
+            reason: "output has the wrong shape for a·b",
+            a_name: "a·b",
+            a: vec![m, n].as_slice().into(),
+            b_name: "c",
+            b: c.shape().into(),
+        });
+    }
+    if beta == 0.0 && k == 0 {
+        c.fill(0.0);
+        return Ok(());
+    }
+    general_mat_mul(alpha, &a, &b, beta, c);
+    Ok(())
+}
+
+/// `A·B` into a new matrix; a convenience for tests and one-off use (the hot path uses
+/// [`matmul_into`] with a reused output).
+///
+/// # Errors
+/// As [`matmul_into`].
+pub fn matmul(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
+    let mut c = Array2::zeros((a.nrows(), b.ncols()));
+    matmul_into(1.0, a, b, 0.0, &mut c.view_mut())?;
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn small_product_by_hand() {
+        // [1 2; 3 4]·[5 6; 7 8] = [1·5+2·7, 1·6+2·8; 3·5+4·7, 3·6+4·8] = [19 22; 43 50]
+        let a = array![[1.0f32, 2.0], [3.0, 4.0]];
+        let b = array![[5.0f32, 6.0], [7.0, 8.0]];
+        assert_eq!(
+            matmul(a.view(), b.view()).unwrap(),
+            array![[19.0, 22.0], [43.0, 50.0]]
+        );
+    }
+
+    #[test]
+    fn transposed_view_and_accumulate() {
+        // C = 1 + 2·Aᵀ·B with A = [1 2; 3 4], B = I: Aᵀ = [1 3; 2 4] → C = [3 7; 5 9]
+        let a = array![[1.0f32, 2.0], [3.0, 4.0]];
+        let b = array![[1.0f32, 0.0], [0.0, 1.0]];
+        let mut c = Array2::<f32>::ones((2, 2));
+        matmul_into(2.0, a.t(), b.view(), 1.0, &mut c.view_mut()).unwrap();
+        assert_eq!(c, array![[3.0, 7.0], [5.0, 9.0]]);
+    }
+
+    #[test]
+    fn beta_zero_ignores_nan_in_output() {
+        let a = array![[1.0f32]];
+        let mut c = array![[f32::NAN]];
+        matmul_into(1.0, a.view(), a.view(), 0.0, &mut c.view_mut()).unwrap();
+        assert_eq!(c[[0, 0]], 1.0);
+    }
+
+    #[test]
+    fn shape_errors_name_the_shapes() {
+        let a = Array2::<f32>::zeros((4, 3));
+        let b = Array2::<f32>::zeros((5, 2));
+        let e = matmul(a.view(), b.view()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "matmul: inner dimensions differ, a is [4, 3] and b is [5, 2]"
+        );
+        let b = Array2::<f32>::zeros((3, 2));
+        let mut c = Array2::<f32>::zeros((4, 3));
+        let e = matmul_into(1.0, a.view(), b.view(), 0.0, &mut c.view_mut()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "matmul: output has the wrong shape for a·b, a·b is [4, 2] and c is [4, 3]"
+        );
+    }
+}

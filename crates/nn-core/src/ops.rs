@@ -1,0 +1,83 @@
+//! Row-wise helpers for batches of feature rows: bias broadcast and column sums.
+//!
+//! ```text
+//! broadcast:   Y[i, j] += b[j]            for every row i of the batch
+//! column sums: s[j]    += Σ_i dY[i, j]    (the bias gradient of a dense layer)
+//! ```
+
+use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Zip};
+
+use crate::error::{Error, Result};
+
+/// Adds `b` to every row of `y`: `Y[i, j] += b[j]`.
+///
+/// # Errors
+/// [`Error::Incompatible`] when `b` does not have one entry per column of `y`.
+pub fn add_row_broadcast(y: &mut ArrayViewMut2<'_, f32>, b: ArrayView1<'_, f32>) -> Result<()> {
+    if y.ncols() != b.len() {
+        return Err(Error::Incompatible {
+            op: "bias broadcast".into(),
+            reason: "one bias per column needed",
+            a_name: "y",
+            a: y.shape().into(),
+            b_name: "b",
+            b: b.shape().into(),
+        });
+    }
+    for mut row in y.rows_mut() {
+        row += &b; // Y[i, :] += b
+    }
+    Ok(())
+}
+
+/// Accumulates the column sums of `x` into `s`: `s[j] += Σ_i x[i, j]`.
+///
+/// # Errors
+/// [`Error::Incompatible`] when `s` does not have one entry per column of `x`.
+pub fn add_column_sums(x: ArrayView2<'_, f32>, s: &mut ArrayViewMut1<'_, f32>) -> Result<()> {
+    if x.ncols() != s.len() {
+        return Err(Error::Incompatible {
+            op: "column sums".into(),
+            reason: "one sum per column needed",
+            a_name: "x",
+            a: x.shape().into(),
+            b_name: "s",
+            b: s.shape().into(),
+        });
+    }
+    for row in x.rows() {
+        Zip::from(&mut *s).and(&row).for_each(|s, &v| *s += v); // s[j] += x[i, j]
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn broadcast_adds_bias_to_each_row() {
+        let mut y = array![[1.0f32, 2.0, 3.0], [4.0, 5.0, 6.0]];
+        add_row_broadcast(&mut y.view_mut(), array![10.0f32, 20.0, 30.0].view()).unwrap();
+        assert_eq!(y, array![[11.0, 22.0, 33.0], [14.0, 25.0, 36.0]]);
+    }
+
+    #[test]
+    fn column_sums_accumulate() {
+        let x = array![[1.0f32, 2.0], [3.0, 4.0], [5.0, 6.0]];
+        let mut s = array![100.0f32, 0.0];
+        add_column_sums(x.view(), &mut s.view_mut()).unwrap();
+        // 100 + 1 + 3 + 5 = 109, 0 + 2 + 4 + 6 = 12
+        assert_eq!(s, array![109.0, 12.0]);
+    }
+
+    #[test]
+    fn mismatched_lengths_are_errors() {
+        let mut y = array![[1.0f32, 2.0]];
+        let e = add_row_broadcast(&mut y.view_mut(), array![1.0f32].view()).unwrap_err();
+        assert!(e.to_string().contains("[1, 2]") && e.to_string().contains("[1]"));
+        let mut s = ndarray::Array1::<f32>::zeros(3);
+        assert!(add_column_sums(y.view(), &mut s.view_mut()).is_err());
+    }
+}

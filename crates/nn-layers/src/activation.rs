@@ -1,0 +1,306 @@
+//! Element-wise activations: `y = f(x)` applied to every entry.
+//!
+//! ```text
+//! forward    y = f(x)
+//! backward   ∂E/∂x = ∂E/∂y ⊙ f′(x)
+//!
+//! Identity     f(x) = x                     f′ = 1
+//! Sigmoid      f(x) = 1 / (1 + e^{−x})      f′ = y·(1 − y)
+//! Tanh         f(x) = tanh x                f′ = 1 − y²
+//! ReLU         f(x) = max(0, x)             f′ = 1 if y > 0 else 0
+//! LeakyReLU    f(x) = x if x > 0 else α·x   f′ = 1 if y > 0 else α     (α ≥ 0)
+//! ```
+//!
+//! Every derivative is written in terms of the output `y`, which the layer keeps anyway:
+//! backward needs no copy of the input. (With `α ≥ 0`, `y > 0` exactly when `x > 0`.) At
+//! the kink `x = 0` ReLU and LeakyReLU use the derivative of the left side.
+
+use std::fmt::Debug;
+
+use ndarray::{ArrayViewD, Zip};
+use nn_core::Buffer;
+
+use crate::error::{Error, Result};
+use crate::layer::{Layer, Mode, Parameterized, Slot, require_forward, require_shape};
+use crate::spec::{Attr, LayerSpec};
+
+/// A scalar function and its derivative, written in terms of the output.
+pub trait Activation: Clone + Debug + Send + 'static {
+    /// The layer kind in specs and messages (`"relu"`).
+    const KIND: &'static str;
+    /// `y = f(x)`.
+    fn f(&self, x: f32) -> f32;
+    /// `f′(x)` expressed through `y = f(x)`.
+    fn df(&self, y: f32) -> f32;
+    /// Extra spec attributes (LeakyReLU's `α`).
+    fn attrs(&self) -> Vec<(String, Attr)> {
+        Vec::new()
+    }
+}
+
+/// `f(x) = x`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IdentityFn;
+impl Activation for IdentityFn {
+    const KIND: &'static str = "identity";
+    fn f(&self, x: f32) -> f32 {
+        x
+    }
+    fn df(&self, _y: f32) -> f32 {
+        1.0
+    }
+}
+
+/// `f(x) = 1 / (1 + e^{−x})`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SigmoidFn;
+impl Activation for SigmoidFn {
+    const KIND: &'static str = "sigmoid";
+    fn f(&self, x: f32) -> f32 {
+        sigmoid(x)
+    }
+    fn df(&self, y: f32) -> f32 {
+        y * (1.0 - y) // σ′ = σ·(1 − σ)
+    }
+}
+
+/// `f(x) = tanh x`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TanhFn;
+impl Activation for TanhFn {
+    const KIND: &'static str = "tanh";
+    fn f(&self, x: f32) -> f32 {
+        x.tanh()
+    }
+    fn df(&self, y: f32) -> f32 {
+        1.0 - y * y // tanh′ = 1 − tanh²
+    }
+}
+
+/// `f(x) = max(0, x)`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReluFn;
+impl Activation for ReluFn {
+    const KIND: &'static str = "relu";
+    fn f(&self, x: f32) -> f32 {
+        x.max(0.0)
+    }
+    fn df(&self, y: f32) -> f32 {
+        if y > 0.0 { 1.0 } else { 0.0 } // 1 where the unit is active
+    }
+}
+
+/// `f(x) = x` for `x > 0`, `α·x` otherwise.
+#[derive(Clone, Copy, Debug)]
+pub struct LeakyReluFn {
+    alpha: f32,
+}
+impl Activation for LeakyReluFn {
+    const KIND: &'static str = "leaky_relu";
+    fn f(&self, x: f32) -> f32 {
+        if x > 0.0 { x } else { self.alpha * x }
+    }
+    fn df(&self, y: f32) -> f32 {
+        if y > 0.0 { 1.0 } else { self.alpha } // slope α left of the kink
+    }
+    fn attrs(&self) -> Vec<(String, Attr)> {
+        vec![("alpha".into(), Attr::Float(self.alpha as f64))]
+    }
+}
+
+/// The logistic function, computed without overflow for large `|x|`.
+pub fn sigmoid(x: f32) -> f32 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp()) // 1 / (1 + e^{−x})
+    } else {
+        let e = x.exp();
+        e / (1.0 + e) // same value, e^{x} / (1 + e^{x}), with e^{x} ≤ 1
+    }
+}
+
+/// A layer applying an [`Activation`] to every entry; see the module doc for the formulas.
+#[derive(Clone, Debug)]
+pub struct Elementwise<A: Activation> {
+    act: A,
+    y: Buffer,
+    dx: Buffer,
+    ready: bool,
+}
+
+/// `y = x`.
+pub type Identity = Elementwise<IdentityFn>;
+/// `y = 1 / (1 + e^{−x})`.
+pub type Sigmoid = Elementwise<SigmoidFn>;
+/// `y = tanh x`.
+pub type Tanh = Elementwise<TanhFn>;
+/// `y = max(0, x)`.
+pub type Relu = Elementwise<ReluFn>;
+/// `y = x` for `x > 0`, `α·x` otherwise.
+pub type LeakyRelu = Elementwise<LeakyReluFn>;
+
+impl<A: Activation> Elementwise<A> {
+    /// The layer for activation function `act`.
+    pub fn with_fn(act: A) -> Self {
+        Elementwise {
+            act,
+            y: Buffer::new(),
+            dx: Buffer::new(),
+            ready: false,
+        }
+    }
+}
+
+impl<A: Activation + Default> Elementwise<A> {
+    /// The layer.
+    pub fn new() -> Self {
+        Self::with_fn(A::default())
+    }
+}
+
+impl<A: Activation + Default> Default for Elementwise<A> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LeakyRelu {
+    /// LeakyReLU with slope `alpha` left of zero.
+    ///
+    /// # Errors
+    /// [`Error::Config`] unless `alpha` is finite and `≥ 0` (the derivative is read from the
+    /// output's sign, which needs `α ≥ 0`).
+    pub fn leaky(alpha: f32) -> Result<Self> {
+        if !(alpha.is_finite() && alpha >= 0.0) {
+            return Err(Error::Config {
+                layer: LeakyReluFn::KIND.into(),
+                message: format!("alpha must be finite and ≥ 0, got {alpha}"),
+            });
+        }
+        Ok(Self::with_fn(LeakyReluFn { alpha }))
+    }
+}
+
+impl<A: Activation> Parameterized for Elementwise<A> {
+    fn visit<'a>(&'a mut self, _f: &mut dyn FnMut(&str, Slot<'a>)) {}
+}
+
+impl<A: Activation> Layer for Elementwise<A> {
+    fn forward<'s>(
+        &'s mut self,
+        x: ArrayViewD<'_, f32>,
+        mode: Mode,
+    ) -> Result<ArrayViewD<'s, f32>> {
+        self.y.resize(x.shape());
+        let act = &self.act;
+        Zip::from(self.y.view_mut())
+            .and(&x)
+            .for_each(|y, &x| *y = act.f(x)); // y = f(x)
+        self.ready = mode == Mode::Train;
+        Ok(self.y.view())
+    }
+
+    fn backward<'s>(&'s mut self, dy: ArrayViewD<'_, f32>) -> Result<ArrayViewD<'s, f32>> {
+        require_forward(self.ready, || A::KIND.into())?;
+        require_shape(
+            || format!("{} backward", A::KIND),
+            self.y.shape(),
+            dy.shape(),
+        )?;
+        self.dx.resize(dy.shape());
+        let act = &self.act;
+        Zip::from(self.dx.view_mut())
+            .and(&dy)
+            .and(self.y.view())
+            .for_each(|dx, &dy, &y| *dx = dy * act.df(y)); // ∂E/∂x = ∂E/∂y ⊙ f′
+        Ok(self.dx.view())
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        Ok(input.to_vec())
+    }
+
+    fn spec(&self) -> LayerSpec {
+        LayerSpec {
+            kind: A::KIND.into(),
+            attrs: self.act.attrs(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    fn run<A: Activation>(mut l: Elementwise<A>, x: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        let x = ndarray::Array1::from(x.to_vec()).into_dyn();
+        let dy = ndarray::Array1::from(dy.to_vec()).into_dyn();
+        let y = l.forward(x.view(), Mode::Train).unwrap().to_owned();
+        let dx = l.backward(dy.view()).unwrap().to_owned();
+        (
+            y.into_raw_vec_and_offset().0,
+            dx.into_raw_vec_and_offset().0,
+        )
+    }
+
+    fn close(a: &[f32], b: &[f32]) {
+        for (a, b) in a.iter().zip(b) {
+            assert!((a - b).abs() < 1e-6, "{a:?} vs {b:?}");
+        }
+    }
+
+    #[test]
+    fn sigmoid_by_hand() {
+        // σ(0) = 0.5, σ′ = 0.25; σ(2) = 1/(1+e^-2) = 0.880797, σ′ = 0.880797·0.119203 = 0.104994
+        // σ(−2) = 0.119203, σ′ = 0.104994; dy = [1, 2, −1]
+        let (y, dx) = run(Sigmoid::new(), &[0.0, 2.0, -2.0], &[1.0, 2.0, -1.0]);
+        close(&y, &[0.5, 0.880_797, 0.119_203]);
+        close(&dx, &[0.25, 0.209_987, -0.104_994]);
+        // no overflow at the extremes
+        assert_eq!(sigmoid(-1000.0), 0.0);
+        assert_eq!(sigmoid(1000.0), 1.0);
+    }
+
+    #[test]
+    fn tanh_by_hand() {
+        // tanh(1) = 0.761594, 1 − tanh² = 0.419974
+        let (y, dx) = run(Tanh::new(), &[1.0, 0.0], &[1.0, 3.0]);
+        close(&y, &[0.761_594, 0.0]);
+        close(&dx, &[0.419_974, 3.0]);
+    }
+
+    #[test]
+    fn relu_and_leaky_by_hand() {
+        let (y, dx) = run(Relu::new(), &[-1.0, 0.0, 2.0], &[5.0, 5.0, 5.0]);
+        assert_eq!(y, [0.0, 0.0, 2.0]);
+        assert_eq!(dx, [0.0, 0.0, 5.0]);
+        // α = 0.1: f(−1) = −0.1, f(2) = 2; f′ = [0.1, 1]
+        let (y, dx) = run(LeakyRelu::leaky(0.1).unwrap(), &[-1.0, 2.0], &[2.0, 2.0]);
+        close(&y, &[-0.1, 2.0]);
+        close(&dx, &[0.2, 2.0]);
+        assert!(LeakyRelu::leaky(-0.5).is_err());
+        assert!(LeakyRelu::leaky(f32::NAN).is_err());
+    }
+
+    #[test]
+    fn identity_passes_through_any_shape() {
+        let mut l = Identity::new();
+        let x = array![[[1.0f32, 2.0]], [[3.0, 4.0]]].into_dyn();
+        assert_eq!(l.forward(x.view(), Mode::Train).unwrap(), x);
+        assert_eq!(l.backward(x.view()).unwrap(), x);
+        assert_eq!(l.output_shape(&[2, 1, 2]).unwrap(), vec![2, 1, 2]);
+    }
+
+    #[test]
+    fn backward_errors() {
+        let mut l = Relu::new();
+        let x = array![1.0f32, 2.0].into_dyn();
+        assert!(matches!(l.backward(x.view()), Err(Error::NoForward { .. })));
+        l.forward(x.view(), Mode::Train).unwrap();
+        let bad = array![1.0f32].into_dyn();
+        assert_eq!(
+            l.backward(bad.view()).unwrap_err().to_string(),
+            "relu backward: expected shape [2], got [1]"
+        );
+    }
+}

@@ -1,0 +1,373 @@
+//! Fully connected (dense) layer: every output neuron sees every input.
+//!
+//! One neuron computes `y = w·x + b`; a layer of `n_out` neurons over a batch `X` of `n`
+//! rows computes, with the weight stored destination-first (`W[j, i] = w_ji`, the weight
+//! from input `i` to neuron `j`, shape `[n_out, n_in]`):
+//!
+//! ```text
+//! forward     Y = X·Wᵀ + b                 X: [n, n_in]   W: [n_out, n_in]   Y: [n, n_out]
+//!
+//! backward    ∂E/∂W = dYᵀ·X                [n_out, n_in]   (Σ over the batch of δ_j·x_i)
+//!             ∂E/∂b = Σ_rows dY            [n_out]         (column sums)
+//!             ∂E/∂X = dY·W                 [n, n_in]       (what earlier layers receive)
+//! ```
+//!
+//! `dY = ∂E/∂Y` holds the `δ` terms of the derivation, one row per sample. The activation
+//! is a separate layer, so `Dense` is the affine part `w·x + b` alone.
+//!
+//! All three products go through GEMM into buffers the layer keeps, and parameter
+//! gradients are accumulated in place (`β = 1`): a training step allocates nothing once the
+//! buffers have grown to the batch size.
+
+use ndarray::{ArrayViewD, Ix1, Ix2};
+use nn_core::{Buffer, Init, Param, Rng, matmul_into, ops};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::layer::{Layer, Mode, Parameterized, Slot, require_forward, require_shape};
+use crate::spec::{Attr, LayerSpec};
+
+/// Configuration of a [`Dense`] layer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DenseConfig {
+    /// Input features per sample.
+    pub n_in: usize,
+    /// Output features (neurons).
+    pub n_out: usize,
+    /// Whether the layer has a bias `b`.
+    pub bias: bool,
+    /// Weight initialiser (He uniform by default).
+    pub init: Init,
+    /// Bias initialiser (zeros by default).
+    pub bias_init: Init,
+}
+
+impl DenseConfig {
+    /// `n_in → n_out` with a bias, He-uniform weights and zero bias.
+    pub fn new(n_in: usize, n_out: usize) -> Self {
+        DenseConfig {
+            n_in,
+            n_out,
+            bias: true,
+            init: Init::HeUniform,
+            bias_init: Init::Zeros,
+        }
+    }
+
+    /// With or without a bias.
+    pub fn with_bias(mut self, bias: bool) -> Self {
+        self.bias = bias;
+        self
+    }
+
+    /// With another weight initialiser.
+    pub fn with_init(mut self, init: Init) -> Self {
+        self.init = init;
+        self
+    }
+}
+
+/// A fully connected layer `Y = X·Wᵀ + b`.
+#[derive(Debug, Clone)]
+pub struct Dense {
+    n_in: usize,
+    n_out: usize,
+    weight: Param,
+    bias: Option<Param>,
+    /// The input of the last train-mode forward (backward needs it for `∂E/∂W`).
+    x: Buffer,
+    y: Buffer,
+    dx: Buffer,
+    ready: bool,
+}
+
+impl Dense {
+    /// Builds the layer, drawing the initial weights from `rng`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a zero width.
+    pub fn new(cfg: &DenseConfig, rng: &mut Rng) -> Result<Self> {
+        if cfg.n_in == 0 || cfg.n_out == 0 {
+            return Err(Error::Config {
+                layer: "dense".into(),
+                message: format!("widths must be positive, got {} → {}", cfg.n_in, cfg.n_out),
+            });
+        }
+        let w = cfg.init.tensor(&[cfg.n_out, cfg.n_in], rng)?;
+        let b = if cfg.bias {
+            Some(cfg.bias_init_tensor(rng)?)
+        } else {
+            None
+        };
+        Self::from_weights(w, b)
+    }
+
+    /// Builds the layer from given weights `w: [n_out, n_in]` and optional bias `b: [n_out]`.
+    ///
+    /// # Errors
+    /// [`Error::Core`] when the shapes do not fit.
+    pub fn from_weights(w: nn_core::Tensor, b: Option<nn_core::Tensor>) -> Result<Self> {
+        if w.ndim() != 2 || w.shape().contains(&0) {
+            return Err(nn_core::Error::shape("dense weight", "[n_out, n_in]", w.shape()).into());
+        }
+        let (n_out, n_in) = (w.shape()[0], w.shape()[1]);
+        if let Some(b) = &b
+            && b.shape() != [n_out]
+        {
+            return Err(
+                nn_core::Error::shape("dense bias", format!("[{n_out}]"), b.shape()).into(),
+            );
+        }
+        Ok(Dense {
+            n_in,
+            n_out,
+            weight: Param::new(w),
+            bias: b.map(Param::new),
+            x: Buffer::new(),
+            y: Buffer::new(),
+            dx: Buffer::new(),
+            ready: false,
+        })
+    }
+
+    /// Input width.
+    pub fn n_in(&self) -> usize {
+        self.n_in
+    }
+
+    /// Output width.
+    pub fn n_out(&self) -> usize {
+        self.n_out
+    }
+
+    /// The weight `W: [n_out, n_in]`.
+    pub fn weight(&self) -> &Param {
+        &self.weight
+    }
+
+    /// The bias `b: [n_out]`, if the layer has one.
+    pub fn bias(&self) -> Option<&Param> {
+        self.bias.as_ref()
+    }
+
+    fn label(&self) -> String {
+        format!("dense({} → {})", self.n_in, self.n_out)
+    }
+}
+
+impl DenseConfig {
+    fn bias_init_tensor(&self, rng: &mut Rng) -> Result<nn_core::Tensor> {
+        // Fan-based initialisers need a 2-D shape; a bias has none, so they mean zeros here.
+        Ok(match self.bias_init {
+            Init::Constant(_) | Init::Zeros => self.bias_init.tensor(&[self.n_out], rng)?,
+            _ => nn_core::Tensor::zeros(vec![self.n_out]),
+        })
+    }
+}
+
+impl Parameterized for Dense {
+    fn visit<'a>(&'a mut self, f: &mut dyn FnMut(&str, Slot<'a>)) {
+        f("weight", Slot::Param(&mut self.weight));
+        if let Some(b) = &mut self.bias {
+            f("bias", Slot::Param(b));
+        }
+    }
+}
+
+impl Layer for Dense {
+    fn forward<'s>(
+        &'s mut self,
+        x: ArrayViewD<'_, f32>,
+        mode: Mode,
+    ) -> Result<ArrayViewD<'s, f32>> {
+        if x.ndim() != 2 || x.shape()[1] != self.n_in {
+            return Err(nn_core::Error::shape(
+                format!("{} forward", self.label()),
+                format!("[n, {}]", self.n_in),
+                x.shape(),
+            )
+            .into());
+        }
+        let x = x.into_dimensionality::<Ix2>().expect("checked 2-D");
+        let n = x.nrows();
+        self.y.resize(&[n, self.n_out]);
+        let mut y = self.y.view2_mut();
+        let w = self
+            .weight
+            .value
+            .view()
+            .into_dimensionality::<Ix2>()
+            .expect("weight is 2-D");
+        matmul_into(1.0, x, w.t(), 0.0, &mut y)?; // Y = X·Wᵀ
+        if let Some(b) = &self.bias {
+            let b = b
+                .value
+                .view()
+                .into_dimensionality::<Ix1>()
+                .expect("bias is 1-D");
+            ops::add_row_broadcast(&mut y, b)?; // Y += b (each row)
+        }
+        self.ready = mode == Mode::Train;
+        if self.ready {
+            self.x.assign(x.into_dyn());
+        }
+        Ok(self.y.view())
+    }
+
+    fn backward<'s>(&'s mut self, dy: ArrayViewD<'_, f32>) -> Result<ArrayViewD<'s, f32>> {
+        require_forward(self.ready, || self.label())?;
+        require_shape(
+            || format!("{} backward", self.label()),
+            self.y.shape(),
+            dy.shape(),
+        )?;
+        let dy = dy.into_dimensionality::<Ix2>().expect("checked shape");
+        let x = self.x.view2();
+        let mut dw = self
+            .weight
+            .grad
+            .view_mut()
+            .into_dimensionality::<Ix2>()
+            .expect("2-D");
+        matmul_into(1.0, dy.t(), x, 1.0, &mut dw)?; // ∂E/∂W += dYᵀ·X
+        if let Some(b) = &mut self.bias {
+            let mut db = b.grad.view_mut().into_dimensionality::<Ix1>().expect("1-D");
+            ops::add_column_sums(dy, &mut db)?; // ∂E/∂b += Σ_rows dY
+        }
+        self.dx.resize(&[dy.nrows(), self.n_in]);
+        let w = self
+            .weight
+            .value
+            .view()
+            .into_dimensionality::<Ix2>()
+            .expect("weight is 2-D");
+        matmul_into(1.0, dy, w, 0.0, &mut self.dx.view2_mut())?; // ∂E/∂X = dY·W
+        Ok(self.dx.view())
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        if input.len() != 2 || input[1] != self.n_in {
+            return Err(nn_core::Error::shape(
+                format!("{} forward", self.label()),
+                format!("[n, {}]", self.n_in),
+                input,
+            )
+            .into());
+        }
+        Ok(vec![input[0], self.n_out])
+    }
+
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::new("dense")
+            .with("n_in", Attr::Int(self.n_in as i64))
+            .with("n_out", Attr::Int(self.n_out as i64))
+            .with("bias", Attr::Bool(self.bias.is_some()))
+    }
+
+    fn name(&self) -> String {
+        self.label()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{Array2, array};
+    use nn_core::seeded;
+
+    fn layer() -> Dense {
+        // W = [[1, 2, 3], [4, 5, 6]] (2 neurons, 3 inputs), b = [0.5, -1]
+        Dense::from_weights(
+            array![[1.0f32, 2.0, 3.0], [4.0, 5.0, 6.0]].into_dyn(),
+            Some(array![0.5f32, -1.0].into_dyn()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn forward_by_hand() {
+        // x = [1, 0, -1]: y₀ = 1·1 + 2·0 + 3·(−1) + 0.5 = −1.5; y₁ = 4 − 6 − 1 = −3
+        // x = [2, 1, 0]:  y₀ = 2 + 2 + 0 + 0.5 = 4.5;            y₁ = 8 + 5 − 1 = 12
+        let mut d = layer();
+        let x = array![[1.0f32, 0.0, -1.0], [2.0, 1.0, 0.0]];
+        let y = d.forward(x.view().into_dyn(), Mode::Eval).unwrap();
+        assert_eq!(y, array![[-1.5f32, -3.0], [4.5, 12.0]].into_dyn());
+    }
+
+    #[test]
+    fn backward_by_hand() {
+        // x rows [1, 0, −1], [2, 1, 0]; dY rows [1, 0], [0, 2]
+        // ∂E/∂W = dYᵀ·X = [[1·x₀ + 0·x₁], [0·x₀ + 2·x₁]] = [[1, 0, −1], [4, 2, 0]]
+        // ∂E/∂b = column sums of dY = [1, 2]
+        // ∂E/∂X = dY·W: row 0 = 1·[1,2,3] = [1, 2, 3]; row 1 = 2·[4,5,6] = [8, 10, 12]
+        let mut d = layer();
+        let x = array![[1.0f32, 0.0, -1.0], [2.0, 1.0, 0.0]];
+        d.forward(x.view().into_dyn(), Mode::Train).unwrap();
+        let dy = array![[1.0f32, 0.0], [0.0, 2.0]];
+        let dx = d.backward(dy.view().into_dyn()).unwrap().to_owned();
+        assert_eq!(dx, array![[1.0f32, 2.0, 3.0], [8.0, 10.0, 12.0]].into_dyn());
+        assert_eq!(
+            d.weight().grad,
+            array![[1.0f32, 0.0, -1.0], [4.0, 2.0, 0.0]].into_dyn()
+        );
+        assert_eq!(d.bias().unwrap().grad, array![1.0f32, 2.0].into_dyn());
+        // a second backward accumulates: grads double
+        d.backward(dy.view().into_dyn()).unwrap();
+        assert_eq!(d.bias().unwrap().grad, array![2.0f32, 4.0].into_dyn());
+    }
+
+    #[test]
+    fn wrong_input_shape_names_both_shapes() {
+        let mut d = Dense::new(&DenseConfig::new(5, 2), &mut seeded(0)).unwrap();
+        let x = Array2::<f32>::zeros((4, 3)).into_dyn();
+        let e = d.forward(x.view(), Mode::Train).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "dense(5 → 2) forward: expected shape [n, 5], got [4, 3]"
+        );
+    }
+
+    #[test]
+    fn backward_needs_a_train_forward() {
+        let mut d = Dense::new(&DenseConfig::new(3, 2), &mut seeded(0)).unwrap();
+        let dy = Array2::<f32>::zeros((1, 2)).into_dyn();
+        let e = d.backward(dy.view()).unwrap_err();
+        assert_eq!(
+            e,
+            Error::NoForward {
+                layer: "dense(3 → 2)".into()
+            }
+        );
+        let x = Array2::<f32>::zeros((1, 3)).into_dyn();
+        d.forward(x.view(), Mode::Eval).unwrap();
+        assert!(matches!(
+            d.backward(dy.view()),
+            Err(Error::NoForward { .. })
+        ));
+        d.forward(x.view(), Mode::Train).unwrap();
+        let bad = Array2::<f32>::zeros((2, 2)).into_dyn();
+        assert_eq!(
+            d.backward(bad.view()).unwrap_err().to_string(),
+            "dense(3 → 2) backward: expected shape [1, 2], got [2, 2]"
+        );
+    }
+
+    #[test]
+    fn without_bias_has_one_parameter() {
+        let mut d = Dense::new(&DenseConfig::new(4, 3).with_bias(false), &mut seeded(1)).unwrap();
+        let mut names = Vec::new();
+        d.visit(&mut |n, _| names.push(n.to_string()));
+        assert_eq!(names, ["weight"]);
+        assert_eq!(d.num_params(), 12);
+        assert_eq!(d.output_shape(&[7, 4]).unwrap(), vec![7, 3]);
+        assert!(d.output_shape(&[7, 5]).is_err());
+    }
+
+    #[test]
+    fn zero_width_is_a_config_error() {
+        assert!(matches!(
+            Dense::new(&DenseConfig::new(0, 3), &mut seeded(0)),
+            Err(Error::Config { .. })
+        ));
+    }
+}

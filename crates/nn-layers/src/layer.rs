@@ -1,0 +1,135 @@
+//! The [`Layer`] trait: forward propagation, backward propagation and named parameters.
+//!
+//! ```text
+//! forward:   y = f(x; θ)                      (Train mode keeps what backward needs)
+//! backward:  given ∂E/∂y, add ∂E/∂θ into each parameter's grad and return ∂E/∂x
+//! ```
+//!
+//! A layer owns its output and gradient buffers and returns *views* of them, so a training
+//! step allocates nothing once the buffers have grown to the batch size. The view stays
+//! valid until the layer is next called.
+//!
+//! Parameters are reached only through [`Parameterized::visit`], by name: optimizers, model
+//! files and the gradient checker never need to know a layer's type, and a layer defined in
+//! another crate trains, saves and loads like a built-in one.
+
+use std::fmt::Debug;
+
+use ndarray::ArrayViewD;
+use nn_core::{Param, Tensor};
+
+use crate::error::{Error, Result};
+use crate::spec::LayerSpec;
+
+/// Whether a forward pass is part of training or of inference.
+///
+/// `Train` keeps the caches `backward` needs (and makes dropout drop, batch norm use batch
+/// statistics); `Eval` keeps nothing and computes the inference function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Training: cache for backward, use batch statistics, drop units.
+    Train,
+    /// Inference: no caches, running statistics, no dropout.
+    Eval,
+}
+
+/// One named tensor of a layer, as handed to a visitor.
+#[derive(Debug)]
+pub enum Slot<'a> {
+    /// A trainable parameter: optimizers update it, files save it.
+    Param(&'a mut Param),
+    /// A tensor that is saved but not trained (e.g. batch norm's running mean).
+    Buffer(&'a mut Tensor),
+}
+
+/// Access to a layer's named tensors.
+///
+/// There is deliberately no default body: a layer that forgot to list its parameters would
+/// silently never train.
+pub trait Parameterized {
+    /// Calls `f` once for every parameter and buffer with a name unique within the layer
+    /// (`"weight"`, `"bias"`). Containers prefix their children's names (`"0.weight"`).
+    fn visit<'a>(&'a mut self, f: &mut dyn FnMut(&str, Slot<'a>));
+}
+
+/// A differentiable building block of a network.
+///
+/// # Contract
+/// - `forward` checks the input shape and returns [`Error`] (never panics) on a mismatch.
+/// - In [`Mode::Train`], `forward` keeps what `backward` needs; in [`Mode::Eval`] it keeps
+///   nothing, and a following `backward` returns [`Error::NoForward`].
+/// - `backward(dy)` receives `∂E/∂y` for the last train-mode forward, *adds* `∂E/∂θ` into
+///   every parameter's `grad` and returns `∂E/∂x` (same shape as that forward's input).
+pub trait Layer: Parameterized + Debug + Send {
+    /// Computes the layer's output for a batch `x`.
+    ///
+    /// # Errors
+    /// [`Error::Core`] with both shapes when `x` does not fit the layer.
+    fn forward<'s>(&'s mut self, x: ArrayViewD<'_, f32>, mode: Mode)
+    -> Result<ArrayViewD<'s, f32>>;
+
+    /// Propagates `dy = ∂E/∂y` back: accumulates parameter gradients, returns `∂E/∂x`.
+    ///
+    /// # Errors
+    /// [`Error::NoForward`] without a preceding train-mode forward; [`Error::Core`] when `dy`
+    /// does not have the shape of the last output.
+    fn backward<'s>(&'s mut self, dy: ArrayViewD<'_, f32>) -> Result<ArrayViewD<'s, f32>>;
+
+    /// The output shape for an input of shape `input` (batch axis included).
+    ///
+    /// # Errors
+    /// As `forward` would for that shape.
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>>;
+
+    /// What the layer is, for model files and messages.
+    fn spec(&self) -> LayerSpec;
+
+    /// A short human-readable name, e.g. `dense(784 → 128)`.
+    fn name(&self) -> String {
+        self.spec().kind
+    }
+
+    /// Sets every parameter gradient to zero.
+    fn zero_grad(&mut self) {
+        self.visit(&mut |_, slot| {
+            if let Slot::Param(p) = slot {
+                p.zero_grad();
+            }
+        });
+    }
+
+    /// Number of trainable scalars.
+    fn num_params(&mut self) -> usize {
+        let mut n = 0;
+        self.visit(&mut |_, slot| {
+            if let Slot::Param(p) = slot {
+                n += p.len();
+            }
+        });
+        n
+    }
+}
+
+/// The check every layer makes at the top of `backward`.
+///
+/// # Errors
+/// [`Error::NoForward`] naming `layer` when `ready` is false.
+pub fn require_forward(ready: bool, layer: impl FnOnce() -> String) -> Result<()> {
+    if ready {
+        Ok(())
+    } else {
+        Err(Error::NoForward { layer: layer() })
+    }
+}
+
+/// The check that `dy` has the shape of the layer's last output.
+///
+/// # Errors
+/// [`Error::Core`] naming `op` and both shapes.
+pub fn require_shape(op: impl FnOnce() -> String, expected: &[usize], got: &[usize]) -> Result<()> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(nn_core::Error::shape(op(), nn_core::Shape(expected.to_vec()).to_string(), got).into())
+    }
+}

@@ -1,0 +1,55 @@
+//! # nn-layers: layers, losses and gradient checks
+//!
+//! The training story as code. A neuron computes `y = f(w·x + b)`; a layer of them over a
+//! batch computes `Y = f(X·Wᵀ + b)`. Here the affine part is [`Dense`] and `f` is its own
+//! layer ([`Sigmoid`], [`Tanh`], [`Relu`], …), so each has one forward and one backward
+//! formula, stated in its module doc and beside the line that computes it.
+//!
+//! - [`Layer`]: `forward(x, mode)` / `backward(dy)`, explicit [`Mode`], named parameters
+//!   through [`Parameterized::visit`] — optimizers and files never need a layer's type;
+//! - [`Dense`], the activations in [`activation`], [`Softmax`];
+//! - [`loss`]: [`Mse`], [`BceWithLogits`], [`SoftmaxCrossEntropy`] (fused, gradient
+//!   `(p − y)/N`);
+//! - [`Sequential`]: forward through every layer, backward in reverse order;
+//! - [`gradcheck`]: the numerical gradient checker, public so that layers written in other
+//!   crates can be checked the same way;
+//! - [`LayerSpec`]: what a layer is, for model files.
+//!
+//! ```
+//! use nn_layers::{Dense, DenseConfig, Layer, Mode, Relu, Sequential};
+//! use nn_layers::loss::{Loss, SoftmaxCrossEntropy, Target};
+//! # fn main() -> Result<(), nn_layers::Error> {
+//! let mut rng = nn_core::seeded(42);
+//! let mut net = Sequential::new()
+//!     .with(Dense::new(&DenseConfig::new(4, 8), &mut rng)?)
+//!     .with(Relu::new())
+//!     .with(Dense::new(&DenseConfig::new(8, 3), &mut rng)?);
+//! let x = ndarray::Array2::<f32>::ones((2, 4)).into_dyn();
+//! let mut loss = SoftmaxCrossEntropy::new();
+//! net.zero_grad();
+//! let logits = net.forward(x.view(), Mode::Train)?;
+//! let e = loss.forward(logits, Target::Classes(&[0, 2]))?;
+//! net.backward(loss.backward()?)?;
+//! assert!(e.is_finite());
+//! # Ok(()) }
+//! ```
+
+pub mod activation;
+pub mod dense;
+pub mod error;
+pub mod gradcheck;
+pub mod layer;
+pub mod loss;
+pub mod sequential;
+pub mod softmax;
+pub mod spec;
+
+pub use activation::{Identity, LeakyRelu, Relu, Sigmoid, Tanh};
+pub use dense::{Dense, DenseConfig};
+pub use error::{Error, Result};
+pub use gradcheck::{GradCheckConfig, GradCheckReport, check_layer, check_loss};
+pub use layer::{Layer, Mode, Parameterized, Slot};
+pub use loss::{BceWithLogits, Loss, Mse, SoftmaxCrossEntropy, Target};
+pub use sequential::Sequential;
+pub use softmax::Softmax;
+pub use spec::{Attr, LayerSpec};

@@ -1,0 +1,109 @@
+//! Softmax as a layer: turns each row of scores into probabilities.
+//!
+//! ```text
+//! forward    y_j = e^{x_j − m} / Σ_k e^{x_k − m}          (m = max_k x_k, per row)
+//! backward   ∂E/∂x_j = y_j · (∂E/∂y_j − Σ_k ∂E/∂y_k · y_k)
+//! ```
+//!
+//! The backward line is the Jacobian `∂y_k/∂x_j = y_k·(δ_kj − y_j)` applied to `∂E/∂y`
+//! without forming the `[k, k]` matrix. For classification, prefer
+//! [`SoftmaxCrossEntropy`](crate::loss::SoftmaxCrossEntropy) on logits: fused with the loss
+//! the gradient collapses to `(p − y)/N` and stays exact where `p` rounds to 0 or 1.
+
+use ndarray::{ArrayViewD, Ix2, Zip};
+use nn_core::Buffer;
+
+use crate::error::Result;
+use crate::layer::{Layer, Mode, Parameterized, Slot, require_forward, require_shape};
+use crate::spec::LayerSpec;
+
+/// Row-wise softmax of `[n, k]` scores.
+#[derive(Clone, Debug, Default)]
+pub struct Softmax {
+    y: Buffer,
+    dx: Buffer,
+    ready: bool,
+}
+
+impl Softmax {
+    /// The layer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Parameterized for Softmax {
+    fn visit<'a>(&'a mut self, _f: &mut dyn FnMut(&str, Slot<'a>)) {}
+}
+
+impl Layer for Softmax {
+    fn forward<'s>(
+        &'s mut self,
+        x: ArrayViewD<'_, f32>,
+        mode: Mode,
+    ) -> Result<ArrayViewD<'s, f32>> {
+        let x = nn_core::tensor::as_matrix(x, "softmax forward", None)?;
+        self.y.resize(x.shape());
+        nn_core::softmax::softmax_rows_into(x, &mut self.y.view2_mut())?;
+        self.ready = mode == Mode::Train;
+        Ok(self.y.view())
+    }
+
+    fn backward<'s>(&'s mut self, dy: ArrayViewD<'_, f32>) -> Result<ArrayViewD<'s, f32>> {
+        require_forward(self.ready, || "softmax".into())?;
+        require_shape(|| "softmax backward".into(), self.y.shape(), dy.shape())?;
+        let dy = dy.into_dimensionality::<Ix2>().expect("checked shape");
+        self.dx.resize(dy.shape());
+        let y = self.y.view2();
+        let mut dx = self.dx.view2_mut();
+        for ((y, dy), mut dx) in y.rows().into_iter().zip(dy.rows()).zip(dx.rows_mut()) {
+            let s: f32 = y.dot(&dy); // Σ_k ∂E/∂y_k · y_k
+            Zip::from(&mut dx)
+                .and(&y)
+                .and(&dy)
+                .for_each(|dx, &y, &dy| *dx = y * (dy - s)); // y_j·(∂E/∂y_j − s)
+        }
+        Ok(self.dx.view())
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        if input.len() != 2 {
+            return Err(nn_core::Error::shape("softmax forward", "[n, classes]", input).into());
+        }
+        Ok(input.to_vec())
+    }
+
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::new("softmax")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn backward_by_hand() {
+        // x = [ln 1, ln 3] → y = [0.25, 0.75]; dy = [1, 0]
+        // s = 0.25; dx = [0.25·(1 − 0.25), 0.75·(0 − 0.25)] = [0.1875, −0.1875]
+        let mut l = Softmax::new();
+        let x = array![[0.0f32, 3.0f32.ln()]].into_dyn();
+        let y = l.forward(x.view(), Mode::Train).unwrap().to_owned();
+        assert!((y[[0, 0]] - 0.25).abs() < 1e-6 && (y[[0, 1]] - 0.75).abs() < 1e-6);
+        let dy = array![[1.0f32, 0.0]].into_dyn();
+        let dx = l.backward(dy.view()).unwrap();
+        assert!((dx[[0, 0]] - 0.1875).abs() < 1e-6);
+        assert!((dx[[0, 1]] + 0.1875).abs() < 1e-6);
+    }
+
+    #[test]
+    fn needs_rows() {
+        let mut l = Softmax::new();
+        let x = array![1.0f32, 2.0].into_dyn();
+        assert_eq!(
+            l.forward(x.view(), Mode::Train).unwrap_err().to_string(),
+            "softmax forward: expected shape [n, features], got [2]"
+        );
+    }
+}

@@ -1,0 +1,279 @@
+//! Property tests: every layer's and loss's analytic gradient agrees with central
+//! differences, over random shapes (batch 1–8, widths 1–16) and random values.
+
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
+use nn_core::{Buffer, Init, Param, seeded};
+use nn_layers::gradcheck::{GradCheckConfig, check_layer, check_loss};
+use nn_layers::layer::{require_forward, require_shape};
+use nn_layers::{
+    BceWithLogits, Dense, DenseConfig, Identity, Layer, LayerSpec, LeakyRelu, Mode, Mse,
+    Parameterized, Relu, Sequential, Sigmoid, Slot, Softmax, SoftmaxCrossEntropy, Tanh, Target,
+};
+use proptest::prelude::*;
+
+/// A `[n, k]` tensor with entries from `values`.
+fn tensor(
+    n: usize,
+    k: usize,
+    values: impl Strategy<Value = f32>,
+) -> impl Strategy<Value = ArrayD<f32>> {
+    proptest::collection::vec(values, n * k)
+        .prop_map(move |v| ArrayD::from_shape_vec(IxDyn(&[n, k]), v).expect("n·k values"))
+}
+
+/// Batch 1–8, width 1–16, values in [−2, 2].
+fn batch() -> impl Strategy<Value = ArrayD<f32>> {
+    (1usize..=8, 1usize..=16).prop_flat_map(|(n, k)| tensor(n, k, -2.0f32..2.0))
+}
+
+/// Values at least 0.05 away from zero (ReLU's kink), either sign.
+fn away_from_zero() -> impl Strategy<Value = f32> {
+    (0.05f32..2.0, any::<bool>()).prop_map(|(v, neg)| if neg { -v } else { v })
+}
+
+fn assert_passes(report: &nn_layers::GradCheckReport) {
+    assert!(report.passed(), "{report}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn dense_with_bias(x in batch(), n_out in 1usize..=16, seed in any::<u64>()) {
+        let cfg = DenseConfig::new(x.shape()[1], n_out).with_init(Init::XavierUniform);
+        let mut layer = Dense::new(&cfg, &mut seeded(seed)).unwrap();
+        // a non-zero bias so that a missing bias term would show
+        layer.visit(&mut |n, slot| if let (Slot::Param(p), "bias") = (slot, n) {
+            p.value.iter_mut().enumerate().for_each(|(i, b)| *b = 0.1 * i as f32 - 0.3);
+        });
+        let report = check_layer(&mut layer, x.view(), &GradCheckConfig::default()).unwrap();
+        prop_assert_eq!(report.tensors.len(), 3);
+        assert_passes(&report);
+    }
+
+    #[test]
+    fn dense_without_bias(x in batch(), n_out in 1usize..=16, seed in any::<u64>()) {
+        let cfg = DenseConfig::new(x.shape()[1], n_out).with_bias(false);
+        let mut layer = Dense::new(&cfg, &mut seeded(seed)).unwrap();
+        let report = check_layer(&mut layer, x.view(), &GradCheckConfig::default()).unwrap();
+        prop_assert_eq!(report.tensors.len(), 2);
+        assert_passes(&report);
+    }
+
+    #[test]
+    fn identity(x in batch()) {
+        assert_passes(&check_layer(&mut Identity::new(), x.view(), &GradCheckConfig::default()).unwrap());
+    }
+
+    #[test]
+    fn sigmoid(x in batch()) {
+        assert_passes(&check_layer(&mut Sigmoid::new(), x.view(), &GradCheckConfig::default()).unwrap());
+    }
+
+    #[test]
+    fn tanh(x in batch()) {
+        assert_passes(&check_layer(&mut Tanh::new(), x.view(), &GradCheckConfig::default()).unwrap());
+    }
+
+    #[test]
+    fn relu(x in (1usize..=8, 1usize..=16).prop_flat_map(|(n, k)| tensor(n, k, away_from_zero()))) {
+        assert_passes(&check_layer(&mut Relu::new(), x.view(), &GradCheckConfig::default()).unwrap());
+    }
+
+    #[test]
+    fn leaky_relu(
+        x in (1usize..=8, 1usize..=16).prop_flat_map(|(n, k)| tensor(n, k, away_from_zero())),
+        alpha in 0.0f32..1.0,
+    ) {
+        let mut layer = LeakyRelu::leaky(alpha).unwrap();
+        assert_passes(&check_layer(&mut layer, x.view(), &GradCheckConfig::default()).unwrap());
+    }
+
+    #[test]
+    fn softmax(x in batch()) {
+        assert_passes(&check_layer(&mut Softmax::new(), x.view(), &GradCheckConfig::default()).unwrap());
+    }
+
+    #[test]
+    fn sequential_stack(x in batch(), hidden in 1usize..=16, n_out in 1usize..=16, seed in any::<u64>()) {
+        let mut rng = seeded(seed);
+        let k = x.shape()[1];
+        let mut net = Sequential::new()
+            .with(Dense::new(&DenseConfig::new(k, hidden).with_init(Init::XavierUniform), &mut rng).unwrap())
+            .with(Tanh::new())
+            .with(Dense::new(&DenseConfig::new(hidden, n_out).with_init(Init::XavierUniform), &mut rng).unwrap())
+            .with(Sigmoid::new());
+        let report = check_layer(&mut net, x.view(), &GradCheckConfig::default()).unwrap();
+        prop_assert_eq!(report.tensors.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+            vec!["input", "0.weight", "0.bias", "2.weight", "2.bias"]);
+        assert_passes(&report);
+    }
+
+    #[test]
+    fn mse(
+        (y, t) in (1usize..=8, 1usize..=16).prop_flat_map(|(n, k)| (tensor(n, k, -2.0f32..2.0), tensor(n, k, -2.0f32..2.0)))
+    ) {
+        let r = check_loss(&mut Mse::new(), y.view(), Target::Values(t.view()), &GradCheckConfig::default()).unwrap();
+        assert_passes(&r);
+    }
+
+    #[test]
+    fn bce_with_logits(
+        (z, t) in (1usize..=8, 1usize..=16).prop_flat_map(|(n, k)| (tensor(n, k, -4.0f32..4.0), tensor(n, k, 0.0f32..=1.0)))
+    ) {
+        let r = check_loss(&mut BceWithLogits::new(), z.view(), Target::Values(t.view()), &GradCheckConfig::default()).unwrap();
+        assert_passes(&r);
+    }
+
+    #[test]
+    fn bce_with_logits_classes(
+        (z, c) in (1usize..=8).prop_flat_map(|n| (tensor(n, 1, -4.0f32..4.0), proptest::collection::vec(0usize..2, n)))
+    ) {
+        let r = check_loss(&mut BceWithLogits::new(), z.view(), Target::Classes(&c), &GradCheckConfig::default()).unwrap();
+        assert_passes(&r);
+    }
+
+    #[test]
+    fn softmax_cross_entropy_classes(
+        (z, c) in (1usize..=8, 1usize..=16).prop_flat_map(|(n, k)| (tensor(n, k, -4.0f32..4.0), proptest::collection::vec(0..k, n)))
+    ) {
+        let r = check_loss(&mut SoftmaxCrossEntropy::new(), z.view(), Target::Classes(&c), &GradCheckConfig::default()).unwrap();
+        assert_passes(&r);
+    }
+
+    #[test]
+    fn softmax_cross_entropy_soft_targets(
+        (z, w) in (1usize..=8, 1usize..=16).prop_flat_map(|(n, k)| (tensor(n, k, -4.0f32..4.0), tensor(n, k, 0.01f32..1.0)))
+    ) {
+        // rows of positive weights normalised to distributions
+        let mut t = w.clone();
+        for mut row in t.rows_mut() {
+            let s = row.sum();
+            row.mapv_inplace(|v| v / s);
+        }
+        let r = check_loss(&mut SoftmaxCrossEntropy::new(), z.view(), Target::Values(t.view()), &GradCheckConfig::default()).unwrap();
+        assert_passes(&r);
+    }
+}
+
+/// `y = x ⊙ s` with a learnable scale `s` (one per feature), whose backward is broken on
+/// purpose in one of two ways.
+#[derive(Debug)]
+struct BrokenScale {
+    scale: Param,
+    x: Buffer,
+    y: Buffer,
+    dx: Buffer,
+    ready: bool,
+    /// Break ∂E/∂x (drop the factor s) instead of ∂E/∂s (flip its sign).
+    break_input: bool,
+}
+
+impl BrokenScale {
+    fn new(k: usize, break_input: bool) -> Self {
+        let s = ArrayD::from_shape_fn(IxDyn(&[k]), |i| 0.5 + 0.25 * i[0] as f32);
+        BrokenScale {
+            scale: Param::new(s),
+            x: Buffer::new(),
+            y: Buffer::new(),
+            dx: Buffer::new(),
+            ready: false,
+            break_input,
+        }
+    }
+}
+
+impl Parameterized for BrokenScale {
+    fn visit<'a>(&'a mut self, f: &mut dyn FnMut(&str, Slot<'a>)) {
+        f("scale", Slot::Param(&mut self.scale));
+    }
+}
+
+impl Layer for BrokenScale {
+    fn forward<'s>(
+        &'s mut self,
+        x: ArrayViewD<'_, f32>,
+        mode: Mode,
+    ) -> nn_layers::Result<ArrayViewD<'s, f32>> {
+        self.x.assign(x.view());
+        self.y.assign(x.view());
+        let mut y = self.y.view_mut();
+        for mut row in y.rows_mut() {
+            row *= &self.scale.value; // y = x ⊙ s
+        }
+        self.ready = mode == Mode::Train;
+        Ok(self.y.view())
+    }
+
+    fn backward<'s>(
+        &'s mut self,
+        dy: ArrayViewD<'_, f32>,
+    ) -> nn_layers::Result<ArrayViewD<'s, f32>> {
+        require_forward(self.ready, || "broken_scale".into())?;
+        require_shape(
+            || "broken_scale backward".into(),
+            self.y.shape(),
+            dy.shape(),
+        )?;
+        self.dx.assign(dy.view());
+        if !self.break_input {
+            let mut dx = self.dx.view_mut();
+            for mut row in dx.rows_mut() {
+                row *= &self.scale.value; // correct: ∂E/∂x = dy ⊙ s
+            }
+        } // broken: ∂E/∂x = dy
+        let sign = if self.break_input { 1.0 } else { -1.0 }; // broken: −Σ dy ⊙ x
+        for (dy, x) in dy.rows().into_iter().zip(self.x.view().rows()) {
+            for ((g, &d), &x) in self.scale.grad.iter_mut().zip(dy.iter()).zip(x.iter()) {
+                *g += sign * d * x;
+            }
+        }
+        Ok(self.dx.view())
+    }
+
+    fn output_shape(&self, input: &[usize]) -> nn_layers::Result<Vec<usize>> {
+        Ok(input.to_vec())
+    }
+
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::new("broken_scale")
+    }
+}
+
+#[test]
+fn checker_reports_a_wrong_input_gradient() {
+    let x = ArrayD::from_shape_fn(IxDyn(&[3, 4]), |i| i[0] as f32 - 0.7 * i[1] as f32);
+    let mut layer = BrokenScale::new(4, true);
+    let report = check_layer(&mut layer, x.view(), &GradCheckConfig::default()).unwrap();
+    assert!(!report.passed(), "{report}");
+    let input = &report.tensors[0];
+    assert_eq!(input.name, "input");
+    // scale[0] = 0.5, so the analytic value is off by a factor of 2 at feature 0 (those
+    // with s = 1, feature 2, are right by luck); every other feature fails
+    assert_eq!(input.failed, 9, "{report}");
+    assert_eq!(
+        report.tensors[1].failed, 0,
+        "the scale gradient is correct: {report}"
+    );
+    let worst = report.worst_abs().unwrap();
+    assert_eq!(worst.tensor, "input");
+    assert!(report.to_string().contains("FAILED"));
+}
+
+#[test]
+fn checker_reports_a_wrong_parameter_gradient() {
+    let x = ArrayD::from_shape_fn(IxDyn(&[2, 3]), |i| 1.0 + i[0] as f32 + 0.5 * i[1] as f32);
+    let mut layer = BrokenScale::new(3, false);
+    let report = check_layer(&mut layer, x.view(), &GradCheckConfig::default()).unwrap();
+    assert!(!report.passed());
+    assert_eq!(report.tensors[0].failed, 0, "{report}");
+    let scale = &report.tensors[1];
+    assert_eq!(
+        (scale.name.as_str(), scale.failed),
+        ("scale", 3),
+        "{report}"
+    );
+    let c = scale.first_failure.as_ref().unwrap();
+    // the sign is flipped: analytic = −numeric
+    assert!((c.analytic + c.numeric).abs() < 1e-3, "{c:?}");
+}
