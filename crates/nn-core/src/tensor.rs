@@ -130,6 +130,47 @@ impl Buffer {
     }
 }
 
+/// A tensor as plain serialisable data: its shape and its entries in row-major order.
+///
+/// Model files, checkpoints and optimizer state store tensors in this form, so that no
+/// serialisation format needs to know about `ndarray`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TensorData {
+    /// The shape.
+    pub shape: Vec<usize>,
+    /// The entries, row-major; `data.len()` is the product of `shape`.
+    pub data: Vec<f32>,
+}
+
+impl TensorData {
+    /// Copies a tensor (any layout) into row-major data.
+    pub fn from_view(t: ArrayViewD<'_, f32>) -> Self {
+        TensorData {
+            shape: t.shape().to_vec(),
+            data: t.iter().copied().collect(),
+        }
+    }
+
+    /// Turns the data back into a tensor.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when the number of entries does not match the shape.
+    pub fn into_tensor(self) -> Result<Tensor> {
+        let n = self.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if n != Some(self.data.len()) {
+            return Err(Error::invalid(
+                "tensor data",
+                format!(
+                    "{} entries do not fill shape {}",
+                    self.data.len(),
+                    crate::error::Shape(self.shape.clone())
+                ),
+            ));
+        }
+        Ok(ArrayD::from_shape_vec(IxDyn(&self.shape), self.data).expect("length checked"))
+    }
+}
+
 /// Views `x` as a matrix `[rows, cols]`, checking that it has two axes and, where given,
 /// the number of columns. The error names `op` and both shapes.
 pub fn as_matrix<'a>(
@@ -187,6 +228,23 @@ mod tests {
         b.assign(x.t().into_dyn());
         assert_eq!(b.as_slice(), &[1.0, 3.0, 2.0, 4.0]);
         assert_eq!(b.view2(), x.t());
+    }
+
+    #[test]
+    fn tensor_data_round_trip_and_bad_length() {
+        let t = array![[1.0f32, 2.0, 3.0], [4.0, 5.0, 6.0]].into_dyn();
+        let d = TensorData::from_view(t.t());
+        assert_eq!(d.shape, vec![3, 2]);
+        assert_eq!(d.data, vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+        assert_eq!(d.into_tensor().unwrap(), t.t());
+        let bad = TensorData {
+            shape: vec![2, 2],
+            data: vec![1.0; 3],
+        };
+        assert_eq!(
+            bad.into_tensor().unwrap_err().to_string(),
+            "tensor data: 3 entries do not fill shape [2, 2]"
+        );
     }
 
     #[test]

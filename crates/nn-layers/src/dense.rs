@@ -313,7 +313,10 @@ mod tests {
         assert_eq!(d.bias().unwrap().grad, array![1.0f32, 2.0].into_dyn());
         // a second backward accumulates: grads double
         d.backward(dy.view().into_dyn()).unwrap();
-        assert_eq!(d.weight().grad, array![[2.0f32, 0.0, -2.0], [8.0, 4.0, 0.0]].into_dyn());
+        assert_eq!(
+            d.weight().grad,
+            array![[2.0f32, 0.0, -2.0], [8.0, 4.0, 0.0]].into_dyn()
+        );
         assert_eq!(d.bias().unwrap().grad, array![2.0f32, 4.0].into_dyn());
     }
 

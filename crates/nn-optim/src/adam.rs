@@ -1,0 +1,196 @@
+//! Adam and AdamW.
+//!
+//! Adam keeps running means of the gradient and of its square, corrects their bias towards
+//! zero in the first steps, and takes a step scaled per entry (`torch.optim.Adam`/`AdamW`
+//! conventions, step count `t` from 1):
+//!
+//! ```text
+//! g  ← ∂E/∂w + λ·w                  (Adam: L2 penalty in the gradient)
+//! w  ← w − η·λ·w                    (AdamW instead: decoupled weight decay, before the step)
+//! m  ← β₁·m + (1 − β₁)·g
+//! v  ← β₂·v + (1 − β₂)·g²
+//! m̂  = m / (1 − β₁ᵗ),   v̂ = v / (1 − β₂ᵗ)
+//! w  ← w − η · m̂ / (√v̂ + ε)
+//! ```
+//!
+//! Decoupling (AdamW, Loshchilov & Hutter) keeps the decay from being rescaled by `1/√v̂`,
+//! so every weight shrinks at the same rate `η·λ`.
+
+use nn_layers::{Parameterized, Slot};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, config};
+use crate::optimizer::{Optimizer, OptimizerState, SlotMap, check_kind, check_lr};
+
+/// Settings of [`Adam`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdamConfig {
+    /// Learning rate `η`.
+    pub lr: f32,
+    /// Decay of the first moment, `β₁`.
+    pub beta1: f32,
+    /// Decay of the second moment, `β₂`.
+    pub beta2: f32,
+    /// `ε` in the denominator.
+    pub eps: f32,
+    /// Weight decay `λ`.
+    pub weight_decay: f32,
+    /// Decoupled weight decay (AdamW) instead of an L2 term in the gradient (Adam).
+    pub decoupled: bool,
+}
+
+impl AdamConfig {
+    /// Adam with learning rate `lr`, `β = (0.9, 0.999)`, `ε = 1e-8`, no weight decay.
+    pub fn adam(lr: f32) -> Self {
+        AdamConfig {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decoupled: false,
+        }
+    }
+
+    /// AdamW with learning rate `lr` and decoupled weight decay `λ = 0.01` (PyTorch's default).
+    pub fn adamw(lr: f32) -> Self {
+        AdamConfig {
+            weight_decay: 0.01,
+            decoupled: true,
+            ..Self::adam(lr)
+        }
+    }
+
+    /// With weight decay `λ`.
+    pub fn weight_decay(mut self, lambda: f32) -> Self {
+        self.weight_decay = lambda;
+        self
+    }
+
+    /// With moment decays `β₁`, `β₂`.
+    pub fn betas(mut self, beta1: f32, beta2: f32) -> Self {
+        self.beta1 = beta1;
+        self.beta2 = beta2;
+        self
+    }
+}
+
+/// Adam or AdamW; see the module doc for the update.
+#[derive(Clone, Debug)]
+pub struct Adam {
+    cfg: AdamConfig,
+    steps: u64,
+    /// `[m, v]` per parameter.
+    moments: SlotMap,
+}
+
+impl Adam {
+    /// Builds the optimizer.
+    ///
+    /// # Errors
+    /// [`Error::Config`](crate::Error::Config) for settings out of range.
+    pub fn new(cfg: AdamConfig) -> Result<Self> {
+        check_lr(cfg.lr)?;
+        for (name, b) in [("beta1", cfg.beta1), ("beta2", cfg.beta2)] {
+            if !(b.is_finite() && (0.0..1.0).contains(&b)) {
+                return Err(config("beta", format!("{name} must be in [0, 1), got {b}")));
+            }
+        }
+        if !(cfg.eps.is_finite() && cfg.eps > 0.0) {
+            return Err(config("epsilon", format!("must be > 0, got {}", cfg.eps)));
+        }
+        if !(cfg.weight_decay.is_finite() && cfg.weight_decay >= 0.0) {
+            return Err(config(
+                "weight decay",
+                format!("must be ≥ 0, got {}", cfg.weight_decay),
+            ));
+        }
+        Ok(Adam {
+            cfg,
+            steps: 0,
+            moments: SlotMap::default(),
+        })
+    }
+
+    fn kind(&self) -> &'static str {
+        if self.cfg.decoupled { "adamw" } else { "adam" }
+    }
+}
+
+impl Optimizer for Adam {
+    fn step(&mut self, model: &mut dyn Parameterized) -> Result<()> {
+        let AdamConfig {
+            lr,
+            beta1: b1,
+            beta2: b2,
+            eps,
+            weight_decay: lambda,
+            decoupled,
+        } = self.cfg;
+        let t = (self.steps + 1) as i32;
+        let bc1 = 1.0 - b1.powi(t); // 1 − β₁ᵗ
+        let bc2 = 1.0 - b2.powi(t); // 1 − β₂ᵗ
+        let moments = &mut self.moments;
+        let mut err = None;
+        model.visit(&mut |name, slot| {
+            let Slot::Param(p) = slot else { return };
+            let (m, v) = match moments.get(name, p.value.shape(), 2) {
+                Ok(s) => {
+                    let (m, v) = s.split_at_mut(1);
+                    (&mut m[0], &mut v[0])
+                }
+                Err(e) => {
+                    err.get_or_insert(e);
+                    return;
+                }
+            };
+            ndarray::Zip::from(&mut p.value)
+                .and(&p.grad)
+                .and(m)
+                .and(v)
+                .for_each(|w, &g, m, v| {
+                    let g = if decoupled {
+                        *w -= lr * lambda * *w; // AdamW: w ← w − η·λ·w
+                        g
+                    } else {
+                        g + lambda * *w // Adam: g = ∂E/∂w + λ·w
+                    };
+                    *m = b1 * *m + (1.0 - b1) * g; // m ← β₁·m + (1 − β₁)·g
+                    *v = b2 * *v + (1.0 - b2) * g * g; // v ← β₂·v + (1 − β₂)·g²
+                    let m_hat = *m / bc1; // m̂ = m / (1 − β₁ᵗ)
+                    let v_hat = *v / bc2; // v̂ = v / (1 − β₂ᵗ)
+                    *w -= lr * m_hat / (v_hat.sqrt() + eps); // w ← w − η·m̂/(√v̂ + ε)
+                });
+        });
+        if let Some(e) = err {
+            return Err(e);
+        }
+        self.steps += 1;
+        Ok(())
+    }
+
+    fn lr(&self) -> f32 {
+        self.cfg.lr
+    }
+
+    fn set_lr(&mut self, lr: f32) {
+        self.cfg.lr = lr;
+    }
+
+    fn state(&self) -> OptimizerState {
+        OptimizerState {
+            kind: self.kind().into(),
+            steps: self.steps,
+            lr: self.cfg.lr,
+            slots: self.moments.to_data(),
+        }
+    }
+
+    fn load_state(&mut self, state: OptimizerState) -> Result<()> {
+        check_kind(&state, self.kind())?;
+        self.moments = SlotMap::from_data(state.slots)?;
+        self.steps = state.steps;
+        self.cfg.lr = state.lr;
+        Ok(())
+    }
+}

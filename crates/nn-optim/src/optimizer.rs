@@ -1,0 +1,127 @@
+//! The [`Optimizer`] trait and its serialisable state.
+//!
+//! An optimizer sees a model only through [`Parameterized::visit`]: named parameters, never
+//! layer types. Its per-parameter state (momentum velocity, Adam moments) is keyed by the
+//! parameter's name (`"0.weight"`), so it can be saved in a checkpoint and matched back to
+//! the same parameters after loading.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+
+use nn_core::{Tensor, TensorData};
+use nn_layers::Parameterized;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Updates parameters from their accumulated gradients.
+pub trait Optimizer: Debug + Send {
+    /// Applies one update to every parameter of `model` from its `grad`. Gradients are left
+    /// as they are (the training loop zeroes them before the next backward).
+    ///
+    /// # Errors
+    /// [`Error::State`] when a parameter changed shape since the state was created.
+    fn step(&mut self, model: &mut dyn Parameterized) -> Result<()>;
+
+    /// The current learning rate `η`.
+    fn lr(&self) -> f32;
+
+    /// Sets the learning rate (schedules call this).
+    fn set_lr(&mut self, lr: f32);
+
+    /// Everything needed to continue exactly where this optimizer stands.
+    fn state(&self) -> OptimizerState;
+
+    /// Restores a state captured by [`Optimizer::state`] of the same kind of optimizer.
+    ///
+    /// # Errors
+    /// [`Error::State`] when the state belongs to another kind of optimizer.
+    fn load_state(&mut self, state: OptimizerState) -> Result<()>;
+}
+
+/// A serialisable snapshot of an optimizer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OptimizerState {
+    /// The optimizer kind (`"sgd"`, `"adam"`, `"adamw"`).
+    pub kind: String,
+    /// Steps taken.
+    pub steps: u64,
+    /// The learning rate at the time of the snapshot.
+    pub lr: f32,
+    /// Per-parameter state tensors, keyed by parameter name.
+    pub slots: BTreeMap<String, Vec<TensorData>>,
+}
+
+/// Per-parameter state tensors keyed by parameter name.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct SlotMap {
+    map: BTreeMap<String, Vec<Tensor>>,
+}
+
+impl SlotMap {
+    /// The `count` state tensors of parameter `name`, created as zeros of `shape` on first use.
+    pub(crate) fn get(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        count: usize,
+    ) -> std::result::Result<&mut Vec<Tensor>, Error> {
+        if !self.map.contains_key(name) {
+            let zeros = (0..count).map(|_| Tensor::zeros(shape)).collect();
+            self.map.insert(name.to_string(), zeros);
+        }
+        let slots = self.map.get_mut(name).expect("inserted above");
+        if slots.len() != count || slots.iter().any(|s| s.shape() != shape) {
+            return Err(Error::State(format!(
+                "state of `{name}` does not match the parameter's shape {}",
+                nn_core::Shape(shape.to_vec())
+            )));
+        }
+        Ok(slots)
+    }
+
+    pub(crate) fn to_data(&self) -> BTreeMap<String, Vec<TensorData>> {
+        self.map
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.iter().map(|t| TensorData::from_view(t.view())).collect(),
+                )
+            })
+            .collect()
+    }
+
+    pub(crate) fn from_data(data: BTreeMap<String, Vec<TensorData>>) -> Result<Self> {
+        let mut map = BTreeMap::new();
+        for (k, v) in data {
+            let tensors = v
+                .into_iter()
+                .map(TensorData::into_tensor)
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| Error::State(format!("`{k}`: {e}")))?;
+            map.insert(k, tensors);
+        }
+        Ok(SlotMap { map })
+    }
+}
+
+pub(crate) fn check_kind(state: &OptimizerState, kind: &str) -> Result<()> {
+    if state.kind != kind {
+        return Err(Error::State(format!(
+            "saved by a `{}` optimizer, cannot load into `{kind}`",
+            state.kind
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_lr(lr: f32) -> Result<()> {
+    if !(lr.is_finite() && lr >= 0.0) {
+        return Err(crate::error::config(
+            "learning rate",
+            format!("must be finite and ≥ 0, got {lr}"),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,229 @@
+//! Learning-rate schedules: `η` as a function of the epoch `t` (from 0).
+//!
+//! ```text
+//! constant      η_t = η₀
+//! step          η_t = η₀ · γ^⌊t / s⌋
+//! exponential   η_t = η₀ · γ^t
+//! cosine        η_t = η_min + (η₀ − η_min) · (1 + cos(π·t / T)) / 2      (t ≤ T; η_min after)
+//! warm-up       η_t = η₀ · (f + (1 − f) · t / w)   for t < w, then the schedule at t − w
+//! ```
+//!
+//! These are closed forms of PyTorch's `StepLR`, `ExponentialLR`, `CosineAnnealingLR`, and
+//! `LinearLR(start_factor = f, total_iters = w)` chained by `SequentialLR`. A schedule is a
+//! pure function of `t`, so resuming from a checkpoint needs only the epoch.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, config};
+
+/// The shape of the schedule after warm-up.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, Default)]
+pub enum Schedule {
+    /// `η₀` throughout.
+    #[default]
+    Constant,
+    /// Multiply by `gamma` every `every` epochs.
+    Step {
+        /// Epochs between decays.
+        every: usize,
+        /// Factor per decay.
+        gamma: f32,
+    },
+    /// Multiply by `gamma` every epoch.
+    Exponential {
+        /// Factor per epoch.
+        gamma: f32,
+    },
+    /// Half a cosine from `η₀` down to `min_lr` over `t_max` epochs.
+    Cosine {
+        /// Length of the descent in epochs.
+        t_max: usize,
+        /// Final learning rate.
+        min_lr: f32,
+    },
+}
+
+/// Linear warm-up before the schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Warmup {
+    /// Warm-up length in epochs.
+    pub epochs: usize,
+    /// Fraction of `η₀` at epoch 0.
+    pub start_factor: f32,
+}
+
+/// A base learning rate, a schedule and an optional warm-up.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LrSchedule {
+    /// `η₀`.
+    pub base_lr: f32,
+    /// The schedule after warm-up.
+    pub schedule: Schedule,
+    /// Optional linear warm-up.
+    pub warmup: Option<Warmup>,
+}
+
+impl LrSchedule {
+    /// A constant learning rate.
+    pub fn constant(base_lr: f32) -> Self {
+        LrSchedule {
+            base_lr,
+            schedule: Schedule::Constant,
+            warmup: None,
+        }
+    }
+
+    /// `base_lr` with `schedule`.
+    pub fn new(base_lr: f32, schedule: Schedule) -> Self {
+        LrSchedule {
+            base_lr,
+            schedule,
+            warmup: None,
+        }
+    }
+
+    /// Adds a linear warm-up over `epochs`, starting at `start_factor·η₀`.
+    pub fn with_warmup(mut self, epochs: usize, start_factor: f32) -> Self {
+        self.warmup = Some(Warmup {
+            epochs,
+            start_factor,
+        });
+        self
+    }
+
+    /// Checks the settings.
+    ///
+    /// # Errors
+    /// [`Error::Config`](crate::Error::Config) naming the bad setting.
+    pub fn validate(&self) -> Result<()> {
+        crate::optimizer::check_lr(self.base_lr)?;
+        match self.schedule {
+            Schedule::Step { every: 0, .. } => {
+                return Err(config("schedule", "step schedule needs `every` ≥ 1"));
+            }
+            Schedule::Step { gamma, .. } | Schedule::Exponential { gamma }
+                if !(gamma.is_finite() && gamma > 0.0) =>
+            {
+                return Err(config(
+                    "schedule",
+                    format!("gamma must be > 0, got {gamma}"),
+                ));
+            }
+            Schedule::Cosine { t_max: 0, .. } => {
+                return Err(config("schedule", "cosine schedule needs t_max ≥ 1"));
+            }
+            Schedule::Cosine { min_lr, .. } if !(min_lr.is_finite() && min_lr >= 0.0) => {
+                return Err(config(
+                    "schedule",
+                    format!("min_lr must be ≥ 0, got {min_lr}"),
+                ));
+            }
+            _ => {}
+        }
+        if let Some(w) = self.warmup
+            && !(w.start_factor.is_finite() && w.start_factor > 0.0 && w.start_factor <= 1.0)
+        {
+            return Err(config(
+                "warm-up",
+                format!("start factor must be in (0, 1], got {}", w.start_factor),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The learning rate for epoch `t` (from 0).
+    pub fn lr_at(&self, t: usize) -> f32 {
+        let eta0 = self.base_lr;
+        let mut t = t;
+        if let Some(w) = self.warmup {
+            if t < w.epochs {
+                let f = w.start_factor;
+                return eta0 * (f + (1.0 - f) * t as f32 / w.epochs as f32); // η₀·(f + (1 − f)·t/w)
+            }
+            t -= w.epochs;
+        }
+        match self.schedule {
+            Schedule::Constant => eta0,
+            Schedule::Step { every, gamma } => eta0 * gamma.powi((t / every) as i32), // η₀·γ^⌊t/s⌋
+            Schedule::Exponential { gamma } => eta0 * gamma.powi(t as i32),           // η₀·γ^t
+            Schedule::Cosine { t_max, min_lr } => {
+                let t = t.min(t_max) as f64;
+                let c = (1.0 + (std::f64::consts::PI * t / t_max as f64).cos()) / 2.0;
+                (min_lr as f64 + (eta0 - min_lr) as f64 * c) as f32 // η_min + (η₀ − η_min)·(1 + cos(πt/T))/2
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closed_forms_by_hand() {
+        let step = LrSchedule::new(
+            0.1,
+            Schedule::Step {
+                every: 2,
+                gamma: 0.5,
+            },
+        );
+        let lrs: Vec<f32> = (0..5).map(|t| step.lr_at(t)).collect();
+        assert_eq!(lrs, [0.1, 0.1, 0.05, 0.05, 0.025]);
+        let exp = LrSchedule::new(1.0, Schedule::Exponential { gamma: 0.5 });
+        assert_eq!(exp.lr_at(3), 0.125);
+        // cosine T = 4 from 1 to 0: t = 2 is halfway: (1 + cos(π/2))/2 = 0.5; t = 4 → 0
+        let cos = LrSchedule::new(
+            1.0,
+            Schedule::Cosine {
+                t_max: 4,
+                min_lr: 0.0,
+            },
+        );
+        assert!((cos.lr_at(2) - 0.5).abs() < 1e-7);
+        assert!(cos.lr_at(4).abs() < 1e-7);
+        assert!(cos.lr_at(9).abs() < 1e-7);
+        // warm-up over 4 epochs from 0.25: 0.25, 0.4375, 0.625, 0.8125, then constant 1
+        let w = LrSchedule::constant(1.0).with_warmup(4, 0.25);
+        let lrs: Vec<f32> = (0..6).map(|t| w.lr_at(t)).collect();
+        assert_eq!(lrs, [0.25, 0.4375, 0.625, 0.8125, 1.0, 1.0]);
+    }
+
+    #[test]
+    fn validation() {
+        assert!(
+            LrSchedule::new(
+                0.1,
+                Schedule::Step {
+                    every: 0,
+                    gamma: 0.5
+                }
+            )
+            .validate()
+            .is_err()
+        );
+        assert!(
+            LrSchedule::new(0.1, Schedule::Exponential { gamma: -1.0 })
+                .validate()
+                .is_err()
+        );
+        assert!(LrSchedule::constant(-0.1).validate().is_err());
+        assert!(
+            LrSchedule::constant(0.1)
+                .with_warmup(2, 0.0)
+                .validate()
+                .is_err()
+        );
+        assert!(
+            LrSchedule::new(
+                0.1,
+                Schedule::Cosine {
+                    t_max: 3,
+                    min_lr: 0.0
+                }
+            )
+            .validate()
+            .is_ok()
+        );
+    }
+}
