@@ -1,0 +1,105 @@
+//! The one error type of `nn-io`. Every variant names the file it is about.
+
+use std::path::PathBuf;
+
+/// Errors reading data sets (and, later, model files).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The file could not be opened or read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The file holds no header, or a header but no rows.
+    #[error("{}: {what}", path.display())]
+    Empty {
+        /// The file.
+        path: PathBuf,
+        /// What is missing: `"empty file, expected a header line"`…
+        what: &'static str,
+    },
+    /// The chosen label column is not in the header.
+    #[error("{}: no column named `{column}` in the header; columns are: {available}", path.display())]
+    UnknownColumn {
+        /// The file.
+        path: PathBuf,
+        /// The requested column.
+        column: String,
+        /// The header's column names, comma-separated.
+        available: String,
+    },
+    /// A row with another number of fields than the header.
+    #[error("{}: line {line}: expected {expected} columns (as in the header), got {got}", path.display())]
+    ColumnCount {
+        /// The file.
+        path: PathBuf,
+        /// Line number, from 1 (the header is line 1).
+        line: u64,
+        /// Columns in the header.
+        expected: usize,
+        /// Fields on this line.
+        got: usize,
+    },
+    /// A field that does not parse as what its column holds.
+    #[error("{}: line {line}, column {column} (`{name}`): expected {expected}, got `{value}`", path.display())]
+    BadValue {
+        /// The file.
+        path: PathBuf,
+        /// Line number, from 1.
+        line: u64,
+        /// Column number, from 1.
+        column: usize,
+        /// Column name from the header.
+        name: String,
+        /// What was expected, e.g. `"a number"`.
+        expected: &'static str,
+        /// The field as found.
+        value: String,
+    },
+    /// A CSV syntax error (unbalanced quotes, invalid UTF-8).
+    #[error("{}: line {line}: {message}", path.display())]
+    CsvSyntax {
+        /// The file.
+        path: PathBuf,
+        /// Line number, from 1.
+        line: u64,
+        /// The parser's message.
+        message: String,
+    },
+    /// An IDX file whose header or size is wrong.
+    #[error("{}: {message}", path.display())]
+    Idx {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the expected and actual values.
+        message: String,
+    },
+    /// Two files (or parts of a data set) that do not agree.
+    #[error("{message}")]
+    Mismatch {
+        /// What disagrees, naming the files and both counts or shapes.
+        message: String,
+    },
+    /// A setting out of range (split fractions, normalisation statistics).
+    #[error("invalid {what}: {message}")]
+    Config {
+        /// The setting.
+        what: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// `Result` with [`Error`] as the error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}

@@ -1,0 +1,21 @@
+//! # nn-io: data sets for the nn toolkit
+//!
+//! - [`csv`]: CSV files with a header and a named label column (class words or numbers, or
+//!   real-valued targets), with errors that give the file, line and column;
+//! - [`idx`]: the IDX format of MNIST and Fashion-MNIST, raw or gzipped, checked against
+//!   the file's size;
+//! - [`Dataset`] and [`Normalization`] (standardisation or [0, 1] scaling fitted on the
+//!   training rows and kept for inference);
+//! - [`split`]: seeded train/validation/test splits, optionally stratified by class.
+
+pub mod csv;
+pub mod dataset;
+pub mod error;
+pub mod idx;
+pub mod split;
+
+pub use crate::csv::{CsvOptions, LabelKind, read_csv, read_csv_features};
+pub use dataset::{Dataset, Normalization, Targets};
+pub use error::{Error, Result};
+pub use idx::{FASHION_MNIST_CLASSES, load_idx_dir, load_idx_pair, read_idx};
+pub use split::{Split, split_indices};
