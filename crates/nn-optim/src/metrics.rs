@@ -141,7 +141,7 @@ impl fmt::Display for ConfusionDisplay<'_> {
         }
         writeln!(f, "   precision  recall")?;
         for t in 0..k {
-            write!(f, "{:>w$}  ", name(t), w = w.max(9))?;
+            write!(f, "{:>w$}  ", name(t))?;
             for p in 0..k {
                 write!(f, " {:>cw$}", self.m.get(t, p))?;
             }
