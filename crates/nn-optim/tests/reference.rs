@@ -48,6 +48,9 @@
 //!     print(f"{k}: [" + ", ".join(f"{x:.8}" for x in v) + "]")
 //! ```
 
+// The reference values are PyTorch's output verbatim, digits and all.
+#![allow(clippy::excessive_precision)]
+
 use ndarray::{ArrayD, array};
 use nn_layers::{Dense, Layer, Loss, Mode, Mse, Parameterized, Slot, Target};
 use nn_optim::{Adam, AdamConfig, LrSchedule, Optimizer, Schedule, Sgd, SgdConfig, clip_grad_norm};
