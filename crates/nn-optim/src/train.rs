@@ -15,7 +15,7 @@
 //! ```
 //!
 //! Because a step is applied only after its loss and gradients were found finite, a run
-//! that diverges stops with [`Error::NonFinite`](crate::Error::NonFinite) naming the epoch
+//! that diverges stops with [`Error::NonFinite`] naming the epoch
 //! and step, and leaves the weights of the last good step in the model.
 //!
 //! Batches are gathered into one reused buffer; the data set itself is never copied.
