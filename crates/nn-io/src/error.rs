@@ -84,6 +84,76 @@ pub enum Error {
         /// What disagrees, naming the files and both counts or shapes.
         message: String,
     },
+    /// The file is not of the expected kind (wrong magic bytes).
+    #[error("{}: not a {expected} file: found {found}", path.display())]
+    NotThisFile {
+        /// The file.
+        path: PathBuf,
+        /// `"model"` or `"checkpoint"`.
+        expected: &'static str,
+        /// What the first bytes are instead.
+        found: String,
+    },
+    /// A format version this build cannot read.
+    #[error("{}: format version {found} is not supported; this build reads versions 1 to {supported}", path.display())]
+    NewerVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version in the file.
+        found: u32,
+        /// The newest version this build reads.
+        supported: u32,
+    },
+    /// The declared payload length does not match the file (truncated or extended).
+    #[error("{}: {message}", path.display())]
+    Length {
+        /// The file.
+        path: PathBuf,
+        /// Declared and actual sizes.
+        message: String,
+    },
+    /// The payload's CRC-32 differs from the one stored: the file is corrupt.
+    #[error("{}: checksum mismatch (stored {stored:08x}, computed {computed:08x}): the file is corrupt", path.display())]
+    Checksum {
+        /// The file.
+        path: PathBuf,
+        /// CRC-32 in the header.
+        stored: u32,
+        /// CRC-32 of the payload as read.
+        computed: u32,
+    },
+    /// The payload passed its checksum but does not decode.
+    #[error("{}: payload does not decode: {message}", path.display())]
+    Decode {
+        /// The file.
+        path: PathBuf,
+        /// The decoder's message.
+        message: String,
+    },
+    /// The architecture in the file cannot be built (e.g. an unregistered layer kind).
+    #[error("{}: {source}", path.display())]
+    Spec {
+        /// The file.
+        path: PathBuf,
+        /// The layer error, naming the kind or attribute.
+        source: nn_layers::Error,
+    },
+    /// A stored tensor that is missing, unexpected, or of the wrong shape for the spec.
+    #[error("{}: {message}", path.display())]
+    Tensor {
+        /// The file.
+        path: PathBuf,
+        /// Which tensor and both shapes.
+        message: String,
+    },
+    /// Saving failed; the previous file at `path`, if any, is untouched.
+    #[error("{}: could not save: {source}", path.display())]
+    Save {
+        /// The target file.
+        path: PathBuf,
+        /// The failure.
+        source: std::io::Error,
+    },
     /// A setting out of range (split fractions, normalisation statistics).
     #[error("invalid {what}: {message}")]
     Config {

@@ -6,16 +6,26 @@
 //!   the file's size;
 //! - [`Dataset`] and [`Normalization`] (standardisation or [0, 1] scaling fitted on the
 //!   training rows and kept for inference);
-//! - [`split`]: seeded train/validation/test splits, optionally stratified by class.
+//! - [`split`]: seeded train/validation/test splits, optionally stratified by class;
+//! - [`model`]: model files and checkpoints (framed by [`container`], payload encoded by
+//!   [`codec`], the one module that calls bincode), saved atomically and checked on load.
 
+pub mod codec;
+pub mod container;
 pub mod csv;
 pub mod dataset;
 pub mod error;
 pub mod idx;
+pub mod model;
 pub mod split;
 
 pub use crate::csv::{CsvOptions, LabelKind, read_csv, read_csv_features};
+pub use container::{FORMAT_VERSION, FileKind, Header, write_atomic};
 pub use dataset::{Dataset, Normalization, Targets};
 pub use error::{Error, Result};
 pub use idx::{FASHION_MNIST_CLASSES, load_idx_dir, load_idx_pair, read_idx};
+pub use model::{
+    LoadedModel, Metadata, TrainingSummary, load_checkpoint, load_model, model_bytes,
+    model_from_bytes, save_checkpoint, save_model,
+};
 pub use split::{Split, split_indices};

@@ -37,6 +37,14 @@ pub enum Error {
         /// What is missing or wrong.
         message: String,
     },
+    /// A layer kind that no registered constructor builds.
+    #[error("unknown layer kind `{kind}` (register it before loading; known: {known})")]
+    UnknownKind {
+        /// The kind found.
+        kind: String,
+        /// The registered kinds, comma-separated.
+        known: String,
+    },
     /// An error raised inside layer `index` of a [`Sequential`](crate::Sequential).
     #[error("layer {index}: {source}")]
     AtLayer {

@@ -13,7 +13,8 @@
 //! - [`Sequential`]: forward through every layer, backward in reverse order;
 //! - [`gradcheck`]: the numerical gradient checker, public so that layers written in other
 //!   crates can be checked the same way;
-//! - [`LayerSpec`]: what a layer is, for model files.
+//! - [`LayerSpec`]: what a layer is, for model files, and [`Registry`], which builds a layer
+//!   back from its spec (user-defined kinds included, once registered).
 //!
 //! ```
 //! use nn_layers::{Dense, DenseConfig, Layer, Mode, Relu, Sequential};
@@ -40,6 +41,7 @@ pub mod error;
 pub mod gradcheck;
 pub mod layer;
 pub mod loss;
+pub mod registry;
 pub mod sequential;
 pub mod softmax;
 pub mod spec;
@@ -50,6 +52,7 @@ pub use error::{Error, Result};
 pub use gradcheck::{GradCheckConfig, GradCheckReport, check_layer, check_loss};
 pub use layer::{Layer, Mode, Parameterized, Slot};
 pub use loss::{BceWithLogits, Loss, Mse, SoftmaxCrossEntropy, Target};
+pub use registry::{Constructor, Registry};
 pub use sequential::Sequential;
 pub use softmax::Softmax;
 pub use spec::{Attr, LayerSpec};
