@@ -136,7 +136,7 @@ pub enum Error {
         /// The file.
         path: PathBuf,
         /// The layer error, naming the kind or attribute.
-        source: nn_layers::Error,
+        source: Box<nn_layers::Error>,
     },
     /// A stored tensor that is missing, unexpected, or of the wrong shape for the spec.
     #[error("{}: {message}", path.display())]

@@ -273,7 +273,7 @@ fn rebuild(
 ) -> Result<(Box<dyn Layer>, Metadata)> {
     let spec_err = |source| Error::Spec {
         path: path.to_path_buf(),
-        source,
+        source: Box::new(source),
     };
     let tensor_err = |message: String| Error::Tensor {
         path: path.to_path_buf(),
