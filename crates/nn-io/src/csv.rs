@@ -65,7 +65,7 @@ pub fn read_csv(path: &Path, opts: &CsvOptions) -> Result<Dataset> {
 /// As [`read_csv`]; [`Error::UnknownColumn`] for a requested column not in the header.
 pub fn read_csv_features(path: &Path, columns: Option<&[String]>) -> Result<(Tensor, Vec<String>)> {
     let file = std::fs::File::open(path).map_err(io(path))?;
-    parse_features(std::io::BufReader::new(file), path, columns)
+    parse_csv_features(std::io::BufReader::new(file), path, columns)
 }
 
 /// Parsed header and rows of a CSV source.
@@ -138,8 +138,21 @@ fn column(table: &Table, path: &Path, name: &str) -> Result<usize> {
         .ok_or_else(|| Error::UnknownColumn {
             path: path.to_path_buf(),
             column: name.to_string(),
-            available: table.header.join(", "),
+            available: column_list(&table.header),
         })
+}
+
+/// The header's names, shortened to the first ten and the last two for wide files.
+fn column_list(header: &[String]) -> String {
+    if header.len() <= 12 {
+        return header.join(", ");
+    }
+    format!(
+        "{}, …, {} ({} columns)",
+        header[..10].join(", "),
+        header[header.len() - 2..].join(", "),
+        header.len()
+    )
 }
 
 fn number(table: &Table, path: &Path, line: u64, col: usize, field: &str) -> Result<f32> {
@@ -205,7 +218,11 @@ pub fn parse_csv(reader: impl Read, path: &Path, opts: &CsvOptions) -> Result<Da
     Ok(d)
 }
 
-fn parse_features(
+/// As [`read_csv_features`], from any reader; `path` names the source in messages.
+///
+/// # Errors
+/// As [`read_csv_features`].
+pub fn parse_csv_features(
     reader: impl Read,
     path: &Path,
     columns: Option<&[String]>,
@@ -333,7 +350,7 @@ mod tests {
 
     #[test]
     fn feature_columns_by_name() {
-        let (x, names) = parse_features(
+        let (x, names) = parse_csv_features(
             "a,b,c\n1,2,3\n".as_bytes(),
             Path::new("p.csv"),
             Some(&["c".into(), "a".into()]),

@@ -19,7 +19,7 @@ pub mod idx;
 pub mod model;
 pub mod split;
 
-pub use crate::csv::{CsvOptions, LabelKind, read_csv, read_csv_features};
+pub use crate::csv::{CsvOptions, LabelKind, parse_csv_features, read_csv, read_csv_features};
 pub use container::{FORMAT_VERSION, FileKind, Header, write_atomic};
 pub use dataset::{Dataset, Normalization, Targets};
 pub use error::{Error, Result};

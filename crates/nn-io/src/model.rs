@@ -38,6 +38,8 @@ pub struct Metadata {
     pub feature_names: Vec<String>,
     /// The mapping from raw inputs to what the model was trained on.
     pub normalization: Option<Normalization>,
+    /// The label column the model was trained to predict (CSV data).
+    pub label: Option<String>,
     /// The training loss (`softmax_cross_entropy`, `bce_with_logits`, `mse`).
     pub loss: String,
     /// How the model was trained.

@@ -28,6 +28,7 @@ fn metadata() -> Metadata {
             mean: vec![1.0, 2.0, 3.0, 4.0],
             std: vec![1.0; 4],
         }),
+        label: Some("class".into()),
         loss: "softmax_cross_entropy".into(),
         training: None,
     }

@@ -38,6 +38,7 @@
 pub mod activation;
 pub mod dense;
 pub mod error;
+pub mod flatten;
 pub mod gradcheck;
 pub mod layer;
 pub mod loss;
@@ -49,6 +50,7 @@ pub mod spec;
 pub use activation::{Identity, LeakyRelu, Relu, Sigmoid, Tanh};
 pub use dense::{Dense, DenseConfig};
 pub use error::{Error, Result};
+pub use flatten::Flatten;
 pub use gradcheck::{GradCheckConfig, GradCheckReport, check_layer, check_loss};
 pub use layer::{Layer, Mode, Parameterized, Slot};
 pub use loss::{BceWithLogits, Loss, Mse, SoftmaxCrossEntropy, Target};

@@ -13,6 +13,7 @@ use nn_core::{Init, Rng};
 use crate::activation::{Identity, LeakyRelu, Relu, Sigmoid, Tanh};
 use crate::dense::{Dense, DenseConfig};
 use crate::error::{Error, Result};
+use crate::flatten::Flatten;
 use crate::layer::Layer;
 use crate::sequential::Sequential;
 use crate::softmax::Softmax;
@@ -36,7 +37,7 @@ impl Default for Registry {
 
 impl Registry {
     /// A registry holding the built-in kinds: `dense`, `identity`, `sigmoid`, `tanh`,
-    /// `relu`, `leaky_relu`, `softmax`, `sequential`.
+    /// `relu`, `leaky_relu`, `softmax`, `flatten`, `sequential`.
     pub fn new() -> Self {
         let mut r = Self::empty();
         r.register("dense", build_dense);
@@ -48,6 +49,7 @@ impl Registry {
             Ok(Box::new(LeakyRelu::leaky(s.float("alpha")? as f32)?))
         });
         r.register("softmax", |_, _, _| Ok(Box::new(Softmax::new())));
+        r.register("flatten", |_, _, _| Ok(Box::new(Flatten::new())));
         r.register("sequential", |s, reg, rng| {
             Ok(Box::new(reg.build_sequential(s.layers("layers")?, rng)?))
         });
@@ -169,7 +171,7 @@ mod tests {
             .build(&LayerSpec::new("gated_unit"), &mut seeded(0))
             .unwrap_err();
         assert!(
-            e.to_string().starts_with("unknown layer kind `gated_unit` (register it before loading; known: dense, identity"),
+            e.to_string().starts_with("unknown layer kind `gated_unit` (register it before loading; known: dense, flatten, identity"),
             "{e}"
         );
         let seq = LayerSpec::new("sequential").with(

@@ -6,7 +6,7 @@ use nn_core::{Buffer, Init, Param, seeded};
 use nn_layers::gradcheck::{GradCheckConfig, check_layer, check_loss};
 use nn_layers::layer::{require_forward, require_shape};
 use nn_layers::{
-    BceWithLogits, Dense, DenseConfig, Identity, Layer, LayerSpec, LeakyRelu, Mode, Mse,
+    BceWithLogits, Dense, DenseConfig, Flatten, Identity, Layer, LayerSpec, LeakyRelu, Mode, Mse,
     Parameterized, Relu, Sequential, Sigmoid, Slot, Softmax, SoftmaxCrossEntropy, Tanh, Target,
 };
 use proptest::prelude::*;
@@ -92,6 +92,14 @@ proptest! {
     #[test]
     fn softmax(x in batch()) {
         assert_passes(&check_layer(&mut Softmax::new(), x.view(), &GradCheckConfig::default()).unwrap());
+    }
+
+    #[test]
+    fn flatten(x in (1usize..=4, 1usize..=3, 1usize..=4, 1usize..=4).prop_flat_map(|(n, c, h, w)| {
+        proptest::collection::vec(-2.0f32..2.0, n * c * h * w)
+            .prop_map(move |v| ArrayD::from_shape_vec(IxDyn(&[n, c, h, w]), v).unwrap())
+    })) {
+        assert_passes(&check_layer(&mut Flatten::new(), x.view(), &GradCheckConfig::default()).unwrap());
     }
 
     #[test]

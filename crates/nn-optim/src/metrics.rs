@@ -122,11 +122,8 @@ impl fmt::Display for ConfusionDisplay<'_> {
                 .and_then(|n| n.get(c).cloned())
                 .unwrap_or_else(|| c.to_string())
         };
-        let w = (0..k)
-            .map(|c| name(c).chars().count())
-            .max()
-            .unwrap_or(1)
-            .max(5);
+        let longest = (0..k).map(|c| name(c).chars().count()).max().unwrap_or(1);
+        let w = longest.max("true\\pred".len()); // label column
         let cw = self
             .m
             .counts
@@ -134,7 +131,7 @@ impl fmt::Display for ConfusionDisplay<'_> {
             .map(|c| c.to_string().len())
             .max()
             .unwrap_or(1)
-            .max(w.min(8));
+            .max(longest.min(8)); // count columns: names cut to 8 characters
         write!(f, "{:>w$}  ", "true\\pred")?;
         for c in 0..k {
             write!(f, " {:>cw$}", truncate(&name(c), cw))?;
