@@ -67,7 +67,7 @@ pub struct TrainArgs {
     /// Weight decay: L2 for sgd/momentum/nesterov/adam, decoupled for adamw [default: 0, adamw 0.01].
     #[arg(long)]
     pub weight_decay: Option<f32>,
-    /// Learning-rate schedule: constant, step:EVERY:GAMMA, exp:GAMMA or cosine[:MIN_LR].
+    /// Learning-rate schedule: constant, step:EVERY:GAMMA, exp:GAMMA, cosine or cosine:MIN_LR.
     #[arg(long, default_value = "constant")]
     pub schedule: String,
     /// Epochs of linear warm-up before the schedule.
