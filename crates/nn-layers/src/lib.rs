@@ -8,6 +8,8 @@
 //! - [`Layer`]: `forward(x, mode)` / `backward(dy)`, explicit [`Mode`], named parameters
 //!   through [`Parameterized::visit`] — optimizers and files never need a layer's type;
 //! - [`Dense`], the activations in [`activation`], [`Softmax`];
+//! - [`Conv2d`] (im2col + GEMM), [`MaxPool2d`]/[`AvgPool2d`], [`Flatten`], [`BatchNorm`],
+//!   [`Dropout`];
 //! - [`loss`]: [`Mse`], [`BceWithLogits`], [`SoftmaxCrossEntropy`] (fused, gradient
 //!   `(p − y)/N`);
 //! - [`Sequential`]: forward through every layer, backward in reverse order;
@@ -36,18 +38,26 @@
 //! ```
 
 pub mod activation;
+pub mod batchnorm;
+pub mod conv;
 pub mod dense;
+pub mod dropout;
 pub mod error;
 pub mod flatten;
 pub mod gradcheck;
 pub mod layer;
 pub mod loss;
+pub mod pool;
 pub mod registry;
 pub mod sequential;
 pub mod softmax;
 pub mod spec;
 
 pub use activation::{Identity, LeakyRelu, Relu, Sigmoid, Tanh};
+pub use batchnorm::BatchNorm;
+pub use conv::{Conv2d, Conv2dConfig};
+pub use dropout::Dropout;
+pub use pool::{AvgPool2d, MaxPool2d, Pool2d};
 pub use dense::{Dense, DenseConfig};
 pub use error::{Error, Result};
 pub use flatten::Flatten;

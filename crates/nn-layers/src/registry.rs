@@ -13,7 +13,11 @@ use nn_core::{Init, Rng};
 use crate::activation::{Identity, LeakyRelu, Relu, Sigmoid, Tanh};
 use crate::dense::{Dense, DenseConfig};
 use crate::error::{Error, Result};
+use crate::batchnorm::BatchNorm;
+use crate::conv::{Conv2d, Conv2dConfig};
+use crate::dropout::Dropout;
 use crate::flatten::Flatten;
+use crate::pool::Pool2d;
 use crate::layer::Layer;
 use crate::sequential::Sequential;
 use crate::softmax::Softmax;
@@ -37,7 +41,8 @@ impl Default for Registry {
 
 impl Registry {
     /// A registry holding the built-in kinds: `dense`, `identity`, `sigmoid`, `tanh`,
-    /// `relu`, `leaky_relu`, `softmax`, `flatten`, `sequential`.
+    /// `relu`, `leaky_relu`, `softmax`, `flatten`, `conv2d`, `maxpool2d`, `avgpool2d`,
+    /// `batchnorm`, `dropout`, `sequential`.
     pub fn new() -> Self {
         let mut r = Self::empty();
         r.register("dense", build_dense);
@@ -50,6 +55,13 @@ impl Registry {
         });
         r.register("softmax", |_, _, _| Ok(Box::new(Softmax::new())));
         r.register("flatten", |_, _, _| Ok(Box::new(Flatten::new())));
+        r.register("conv2d", build_conv);
+        r.register("maxpool2d", |s, _, _| Ok(Box::new(Pool2d::max(s.usize("kernel")?, s.usize("stride")?)?)));
+        r.register("avgpool2d", |s, _, _| Ok(Box::new(Pool2d::avg(s.usize("kernel")?, s.usize("stride")?)?)));
+        r.register("batchnorm", |s, _, _| {
+            Ok(Box::new(BatchNorm::new(s.usize("features")?, s.float("eps")? as f32, s.float("momentum")? as f32)?))
+        });
+        r.register("dropout", |s, _, _| Ok(Box::new(Dropout::new(s.float("p")? as f32, s.usize("seed")? as u64)?)));
         r.register("sequential", |s, reg, rng| {
             Ok(Box::new(reg.build_sequential(s.layers("layers")?, rng)?))
         });
@@ -128,6 +140,32 @@ fn build_dense(s: &LayerSpec, _: &Registry, rng: &mut Rng) -> Result<Box<dyn Lay
     Ok(Box::new(Dense::new(&cfg, rng)?))
 }
 
+/// `conv2d`: `in_channels`, `out_channels`, `kernel`, `stride`, `padding` (pairs), `bias`.
+fn build_conv(s: &LayerSpec, _: &Registry, rng: &mut Rng) -> Result<Box<dyn Layer>> {
+    let pair = |key: &str| -> Result<(usize, usize)> {
+        match s.get(key) {
+            Some(Attr::Ints(v)) if v.len() == 2 && v.iter().all(|d| *d >= 0) => Ok((v[0] as usize, v[1] as usize)),
+            Some(Attr::Int(d)) if *d >= 0 => Ok((*d as usize, *d as usize)),
+            other => Err(Error::Spec {
+                kind: s.kind.clone(),
+                message: format!("attribute `{key}` must be a pair of non-negative integers, got {other:?}"),
+            }),
+        }
+    };
+    let mut cfg = Conv2dConfig::new(s.usize("in_channels")?, s.usize("out_channels")?, 1);
+    cfg.kernel = pair("kernel")?;
+    if s.get("stride").is_some() {
+        cfg.stride = pair("stride")?;
+    }
+    if s.get("padding").is_some() {
+        cfg.padding = pair("padding")?;
+    }
+    if s.get("bias").is_some() {
+        cfg.bias = s.bool("bias")?;
+    }
+    Ok(Box::new(Conv2d::new(&cfg, rng)?))
+}
+
 /// The initialiser called `name` in specs and on the command line.
 pub fn parse_init(name: &str) -> Option<Init> {
     Some(match name {
@@ -171,7 +209,7 @@ mod tests {
             .build(&LayerSpec::new("gated_unit"), &mut seeded(0))
             .unwrap_err();
         assert!(
-            e.to_string().starts_with("unknown layer kind `gated_unit` (register it before loading; known: dense, flatten, identity"),
+            e.to_string().starts_with("unknown layer kind `gated_unit` (register it before loading; known: avgpool2d, batchnorm, conv2d, dense, dropout, flatten, identity"),
             "{e}"
         );
         let seq = LayerSpec::new("sequential").with(

@@ -6,6 +6,7 @@ use nn_core::{Buffer, Init, Param, seeded};
 use nn_layers::gradcheck::{GradCheckConfig, check_layer, check_loss};
 use nn_layers::layer::{require_forward, require_shape};
 use nn_layers::{
+    AvgPool2d, BatchNorm, Conv2d, Conv2dConfig, Dropout, MaxPool2d,
     BceWithLogits, Dense, DenseConfig, Flatten, Identity, Layer, LayerSpec, LeakyRelu, Mode, Mse,
     Parameterized, Relu, Sequential, Sigmoid, Slot, Softmax, SoftmaxCrossEntropy, Tanh, Target,
 };
@@ -29,6 +30,39 @@ fn batch() -> impl Strategy<Value = ArrayD<f32>> {
 /// Values at least 0.05 away from zero (ReLU's kink), either sign.
 fn away_from_zero() -> impl Strategy<Value = f32> {
     (0.05f32..2.0, any::<bool>()).prop_map(|(v, neg)| if neg { -v } else { v })
+}
+
+/// Images `[n, c, h, w]` whose values are all distinct and at least 0.05 apart, so that a
+/// perturbation of ±ε = 0.01 never changes which entry of a pooling window is the largest.
+fn distinct_images() -> impl Strategy<Value = ArrayD<f32>> {
+    (1usize..=2, 1usize..=2, 1usize..=5, 1usize..=5).prop_flat_map(|(n, c, h, w)| {
+        let len = n * c * h * w;
+        Just((0..len).map(|i| i as f32 * 0.05 - 1.0).collect::<Vec<_>>())
+            .prop_shuffle()
+            .prop_map(move |v| ArrayD::from_shape_vec(IxDyn(&[n, c, h, w]), v).unwrap())
+    })
+}
+
+/// The smallest standard deviation of any column of `[m, f]` rows (a batch norm with an
+/// almost constant feature has enormous, ill-conditioned gradients).
+fn min_spread(x: &ArrayD<f32>) -> f32 {
+    let m = x.shape()[0] as f32;
+    (0..x.shape()[1])
+        .map(|j| {
+            let col: Vec<f32> = (0..x.shape()[0]).map(|i| x[[i, j]]).collect();
+            let mean = col.iter().sum::<f32>() / m;
+            (col.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / m).sqrt()
+        })
+        .fold(f32::INFINITY, f32::min)
+}
+
+/// A batch norm with non-trivial scale and shift.
+fn with_affine(mut bn: BatchNorm, seed: u64) -> BatchNorm {
+    let mut r = seeded(seed);
+    bn.visit(&mut |_, slot| if let Slot::Param(p) = slot {
+        p.value.iter_mut().for_each(|v| *v = nn_core::rng::uniform(&mut r, 0.5, 1.5));
+    });
+    bn
 }
 
 fn assert_passes(report: &nn_layers::GradCheckReport) {
@@ -100,6 +134,73 @@ proptest! {
             .prop_map(move |v| ArrayD::from_shape_vec(IxDyn(&[n, c, h, w]), v).unwrap())
     })) {
         assert_passes(&check_layer(&mut Flatten::new(), x.view(), &GradCheckConfig::default()).unwrap());
+    }
+
+    #[test]
+    fn conv2d(
+        (x, c_out, k, s, p, bias, seed) in (1usize..=3, 1usize..=3, 1usize..=4, 1usize..=4, 1usize..=3, 1usize..=3, 0usize..=2)
+            .prop_flat_map(|(n, c, kh, kw, s, p_in, p)| {
+                // input large enough for the kernel after padding: h + 2p ≥ kh
+                let (h0, w0) = (kh.saturating_sub(2 * p).max(1), kw.saturating_sub(2 * p).max(1));
+                (h0..h0 + 5, w0..w0 + 5, Just((n, c, kh, kw, s, p, p_in)))
+            })
+            .prop_flat_map(|(h, w, (n, c, kh, kw, s, p, c_out))| {
+                (
+                    proptest::collection::vec(-2.0f32..2.0, n * c * h * w)
+                        .prop_map(move |v| ArrayD::from_shape_vec(IxDyn(&[n, c, h, w]), v).unwrap()),
+                    Just(c_out), Just((kh, kw)), Just(s), Just(p), any::<bool>(), any::<u64>(),
+                )
+            })
+    ) {
+        let mut cfg = Conv2dConfig::new(x.shape()[1], c_out, 1).stride(s).padding(p).with_bias(bias);
+        cfg.kernel = k;
+        cfg.init = Init::XavierUniform;
+        let mut layer = Conv2d::new(&cfg, &mut seeded(seed)).unwrap();
+        layer.visit(&mut |n, slot| if let (Slot::Param(p), "bias") = (slot, n) {
+            p.value.iter_mut().enumerate().for_each(|(i, b)| *b = 0.2 * i as f32 - 0.1);
+        });
+        let report = check_layer(&mut layer, x.view(), &GradCheckConfig::default()).unwrap();
+        prop_assert_eq!(report.tensors.len(), if bias { 3 } else { 2 });
+        assert_passes(&report);
+    }
+
+    #[test]
+    fn max_pool(x in distinct_images(), k in 1usize..=3, s in 1usize..=3) {
+        prop_assume!(x.shape()[2] >= k && x.shape()[3] >= k);
+        assert_passes(&check_layer(&mut MaxPool2d::max(k, s).unwrap(), x.view(), &GradCheckConfig::default()).unwrap());
+    }
+
+    #[test]
+    fn avg_pool(x in distinct_images(), k in 1usize..=3, s in 1usize..=3) {
+        prop_assume!(x.shape()[2] >= k && x.shape()[3] >= k);
+        assert_passes(&check_layer(&mut AvgPool2d::avg(k, s).unwrap(), x.view(), &GradCheckConfig::default()).unwrap());
+    }
+
+    #[test]
+    fn batchnorm_rows(x in (2usize..=8, 1usize..=6).prop_flat_map(|(n, f)| tensor(n, f, -2.0f32..2.0)), seed in any::<u64>()) {
+        prop_assume!(min_spread(&x) > 0.3);
+        let mut bn = with_affine(BatchNorm::with_features(x.shape()[1]).unwrap(), seed);
+        assert_passes(&check_layer(&mut bn, x.view(), &GradCheckConfig::default()).unwrap());
+    }
+
+    #[test]
+    fn batchnorm_images(x in (1usize..=3, 1usize..=3, 1usize..=3, 2usize..=3).prop_flat_map(|(n, c, h, w)| {
+        proptest::collection::vec(-2.0f32..2.0, n * c * h * w)
+            .prop_map(move |v| ArrayD::from_shape_vec(IxDyn(&[n, c, h, w]), v).unwrap())
+    }), seed in any::<u64>()) {
+        // channels as columns: [n·h·w, c]
+        let c = x.shape()[1];
+        let values: Vec<f32> = x.view().permuted_axes(IxDyn(&[0, 2, 3, 1])).iter().copied().collect();
+        let cols = ArrayD::from_shape_vec(IxDyn(&[x.len() / c, c]), values).unwrap();
+        prop_assume!(min_spread(&cols) > 0.3);
+        let mut bn = with_affine(BatchNorm::with_features(c).unwrap(), seed);
+        assert_passes(&check_layer(&mut bn, x.view(), &GradCheckConfig::default()).unwrap());
+    }
+
+    #[test]
+    fn dropout_with_a_fixed_seed(x in batch(), p in 0.0f32..0.9, seed in any::<u64>()) {
+        let mut d = Dropout::frozen(p, seed).unwrap();
+        assert_passes(&check_layer(&mut d, x.view(), &GradCheckConfig::default()).unwrap());
     }
 
     #[test]

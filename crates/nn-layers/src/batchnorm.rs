@@ -1,0 +1,277 @@
+//! Batch normalisation over rows `[n, f]` (per feature) or images `[n, c, h, w]` (per channel).
+//!
+//! For each feature (or channel) `j`, over the `m` values it takes in the batch (`m = n`, or
+//! `n·h·w` for images):
+//!
+//! ```text
+//! Train   μ = (1/m)·Σ x,   σ² = (1/m)·Σ (x − μ)²
+//!         x̂ = (x − μ) / √(σ² + ε),   y = γ·x̂ + β
+//!         running_mean ← (1 − momentum)·running_mean + momentum·μ
+//!         running_var  ← (1 − momentum)·running_var  + momentum·σ²·m/(m − 1)   (unbiased)
+//! Eval    y = γ·(x − running_mean)/√(running_var + ε) + β
+//!
+//! backward (Train; the batch statistics depend on x too)
+//!         ∂E/∂β = Σ dy,   ∂E/∂γ = Σ dy·x̂
+//!         ∂E/∂x = (γ / (m·√(σ² + ε))) · (m·dy − Σ dy − x̂·Σ dy·x̂)
+//! ```
+//!
+//! `γ` (`weight`) and `β` (`bias`) are trained; the running statistics are buffers: saved in
+//! model files, never touched by optimizers. Defaults follow PyTorch: `ε = 1e-5`,
+//! `momentum = 0.1`, `γ = 1`, `β = 0`, running mean 0 and variance 1.
+
+use ndarray::ArrayViewD;
+use nn_core::{Buffer, Param, Tensor};
+
+use crate::error::{Error, Result};
+use crate::layer::{Layer, Mode, Parameterized, Slot, require_forward, require_shape};
+use crate::spec::{Attr, LayerSpec};
+
+/// Batch normalisation; see the module doc.
+#[derive(Clone, Debug)]
+pub struct BatchNorm {
+    features: usize,
+    eps: f32,
+    momentum: f32,
+    gamma: Param,
+    beta: Param,
+    running_mean: Tensor,
+    running_var: Tensor,
+    /// x̂ of the last train-mode forward.
+    xhat: Buffer,
+    /// 1/√(σ² + ε) per feature.
+    inv_std: Vec<f32>,
+    y: Buffer,
+    dx: Buffer,
+    ready: bool,
+}
+
+/// `(n, f, spatial)` of a `[n, f]` or `[n, f, h, w]` input.
+fn layout(shape: &[usize]) -> Option<(usize, usize, usize)> {
+    match shape {
+        [n, f] => Some((*n, *f, 1)),
+        [n, c, h, w] => Some((*n, *c, h * w)),
+        _ => None,
+    }
+}
+
+impl BatchNorm {
+    /// Batch norm over `features` features or channels, `ε = 1e-5`, momentum 0.1.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for zero features, `ε ≤ 0` or a momentum outside `[0, 1]`.
+    pub fn new(features: usize, eps: f32, momentum: f32) -> Result<Self> {
+        if features == 0 || !(eps > 0.0 && eps.is_finite()) || !(0.0..=1.0).contains(&momentum) {
+            return Err(Error::Config {
+                layer: "batchnorm".into(),
+                message: format!("need features > 0, ε > 0 and momentum in [0, 1], got {features}, {eps}, {momentum}"),
+            });
+        }
+        Ok(BatchNorm {
+            features,
+            eps,
+            momentum,
+            gamma: Param::new(Tensor::ones(vec![features])),
+            beta: Param::new(Tensor::zeros(vec![features])),
+            running_mean: Tensor::zeros(vec![features]),
+            running_var: Tensor::ones(vec![features]),
+            xhat: Buffer::new(),
+            inv_std: Vec::new(),
+            y: Buffer::new(),
+            dx: Buffer::new(),
+            ready: false,
+        })
+    }
+
+    /// The default: `ε = 1e-5`, momentum 0.1.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for zero features.
+    pub fn with_features(features: usize) -> Result<Self> {
+        Self::new(features, 1e-5, 0.1)
+    }
+
+    /// The running mean and variance (used in Eval mode).
+    pub fn running_stats(&self) -> (&Tensor, &Tensor) {
+        (&self.running_mean, &self.running_var)
+    }
+
+    fn label(&self) -> String {
+        format!("batchnorm({})", self.features)
+    }
+}
+
+impl Parameterized for BatchNorm {
+    fn visit<'a>(&'a mut self, f: &mut dyn FnMut(&str, Slot<'a>)) {
+        f("weight", Slot::Param(&mut self.gamma));
+        f("bias", Slot::Param(&mut self.beta));
+        f("running_mean", Slot::Buffer(&mut self.running_mean));
+        f("running_var", Slot::Buffer(&mut self.running_var));
+    }
+}
+
+impl Layer for BatchNorm {
+    fn forward<'s>(&'s mut self, x: ArrayViewD<'_, f32>, mode: Mode) -> Result<ArrayViewD<'s, f32>> {
+        let Some((n, f, sp)) = layout(x.shape()).filter(|l| l.1 == self.features) else {
+            return Err(nn_core::Error::shape(
+                format!("{} forward", self.label()),
+                format!("[n, {0}] or [n, {0}, h, w]", self.features),
+                x.shape(),
+            )
+            .into());
+        };
+        let m = n * sp;
+        if mode == Mode::Train && m < 2 {
+            return Err(Error::Custom {
+                layer: self.label(),
+                message: format!("training needs at least 2 values per feature to estimate a variance, got {m} (input {})", nn_core::Shape(x.shape().to_vec())),
+            });
+        }
+        let x = x.as_standard_layout();
+        let xs = x.as_slice().expect("standard layout");
+        self.y.resize(x.shape());
+        // value k of feature j in sample i sits at (i·f + j)·sp + k
+        let at = |i: usize, j: usize| (i * f + j) * sp;
+        let (g, b) = (self.gamma.value.as_slice().expect("1-D"), self.beta.value.as_slice().expect("1-D"));
+        match mode {
+            Mode::Train => {
+                self.xhat.resize(x.shape());
+                self.inv_std.resize(f, 0.0);
+                let (xh, y) = (self.xhat.as_mut_slice(), self.y.as_mut_slice());
+                for j in 0..f {
+                    let mut sum = 0.0f64;
+                    for i in 0..n {
+                        sum += xs[at(i, j)..at(i, j) + sp].iter().map(|&v| v as f64).sum::<f64>();
+                    }
+                    let mu = (sum / m as f64) as f32; // μ = (1/m)·Σ x
+                    let mut sq = 0.0f64;
+                    for i in 0..n {
+                        sq += xs[at(i, j)..at(i, j) + sp].iter().map(|&v| ((v - mu) as f64).powi(2)).sum::<f64>();
+                    }
+                    let var = (sq / m as f64) as f32; // σ² = (1/m)·Σ (x − μ)²
+                    let inv = 1.0 / (var + self.eps).sqrt(); // 1/√(σ² + ε)
+                    self.inv_std[j] = inv;
+                    for i in 0..n {
+                        for k in at(i, j)..at(i, j) + sp {
+                            xh[k] = (xs[k] - mu) * inv; // x̂ = (x − μ)/√(σ² + ε)
+                            y[k] = g[j] * xh[k] + b[j]; // y = γ·x̂ + β
+                        }
+                    }
+                    let mom = self.momentum;
+                    let rm = &mut self.running_mean[[j]];
+                    *rm = (1.0 - mom) * *rm + mom * mu;
+                    let rv = &mut self.running_var[[j]];
+                    *rv = (1.0 - mom) * *rv + mom * var * m as f32 / (m - 1) as f32; // unbiased σ²
+                }
+                self.ready = true;
+            }
+            Mode::Eval => {
+                let y = self.y.as_mut_slice();
+                for j in 0..f {
+                    let inv = 1.0 / (self.running_var[[j]] + self.eps).sqrt();
+                    let (mu, scale) = (self.running_mean[[j]], g[j] * inv);
+                    for i in 0..n {
+                        for k in at(i, j)..at(i, j) + sp {
+                            y[k] = (xs[k] - mu) * scale + b[j]; // γ·(x − running_mean)/√(running_var + ε) + β
+                        }
+                    }
+                }
+                self.ready = false;
+            }
+        }
+        Ok(self.y.view())
+    }
+
+    fn backward<'s>(&'s mut self, dy: ArrayViewD<'_, f32>) -> Result<ArrayViewD<'s, f32>> {
+        require_forward(self.ready, || self.label())?;
+        require_shape(|| format!("{} backward", self.label()), self.y.shape(), dy.shape())?;
+        let (n, f, sp) = layout(self.y.shape()).expect("checked in forward");
+        let m = (n * sp) as f32;
+        let dy = dy.as_standard_layout();
+        let dys = dy.as_slice().expect("standard layout");
+        self.dx.resize(self.y.shape());
+        let (xh, dx) = (self.xhat.as_slice(), self.dx.as_mut_slice());
+        let at = |i: usize, j: usize| (i * f + j) * sp;
+        for j in 0..f {
+            let (mut sdy, mut sdyx) = (0.0f32, 0.0f32);
+            for i in 0..n {
+                for k in at(i, j)..at(i, j) + sp {
+                    sdy += dys[k]; // Σ dy
+                    sdyx += dys[k] * xh[k]; // Σ dy·x̂
+                }
+            }
+            self.beta.grad[[j]] += sdy; // ∂E/∂β = Σ dy
+            self.gamma.grad[[j]] += sdyx; // ∂E/∂γ = Σ dy·x̂
+            let c = self.gamma.value[[j]] * self.inv_std[j] / m; // γ/(m·√(σ² + ε))
+            for i in 0..n {
+                for k in at(i, j)..at(i, j) + sp {
+                    dx[k] = c * (m * dys[k] - sdy - xh[k] * sdyx); // (γ/(m·σ))·(m·dy − Σdy − x̂·Σdy·x̂)
+                }
+            }
+        }
+        Ok(self.dx.view())
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        match layout(input) {
+            Some((_, f, _)) if f == self.features => Ok(input.to_vec()),
+            _ => Err(nn_core::Error::shape(format!("{} forward", self.label()), format!("[n, {0}] or [n, {0}, h, w]", self.features), input).into()),
+        }
+    }
+
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::new("batchnorm")
+            .with("features", Attr::Int(self.features as i64))
+            .with("eps", Attr::Float(self.eps as f64))
+            .with("momentum", Attr::Float(self.momentum as f64))
+    }
+
+    fn name(&self) -> String {
+        self.label()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn normalises_by_hand_and_tracks_running_stats() {
+        // one feature, values [1, 3]: μ = 2, σ² = 1, x̂ = [−1, 1]/√(1 + ε) ≈ [−1, 1]
+        // γ = 1, β = 0 → y ≈ [−1, 1]; running mean 0.9·0 + 0.1·2 = 0.2;
+        // running var 0.9·1 + 0.1·(1·2/1) = 1.1
+        let mut bn = BatchNorm::with_features(1).unwrap();
+        let x = array![[1.0f32], [3.0]].into_dyn();
+        let y = bn.forward(x.view(), Mode::Train).unwrap().to_owned();
+        assert!((y[[0, 0]] + 1.0).abs() < 1e-4 && (y[[1, 0]] - 1.0).abs() < 1e-4, "{y}");
+        let (rm, rv) = bn.running_stats();
+        assert!((rm[[0]] - 0.2).abs() < 1e-6 && (rv[[0]] - 1.1).abs() < 1e-6);
+        // Eval uses the running statistics: (3 − 0.2)/√(1.1 + 1e-5) = 2.8/1.0488136 = 2.669683
+        let y = bn.forward(array![[3.0f32]].into_dyn().view(), Mode::Eval).unwrap().to_owned();
+        assert!((y[[0, 0]] - 2.669_683).abs() < 1e-5, "{y}");
+        // backward: dy = [1, 0] → Σdy = 1, Σdy·x̂ ≈ −1; ∂E/∂β = 1, ∂E/∂γ ≈ −1
+        // ∂E/∂x = (1/(2·1))·(2·[1, 0] − 1 − [−1, 1]·(−1)) = ½·([2, 0] − 1 − [1, −1]) = [0, 0]
+        bn.forward(x.view(), Mode::Train).unwrap();
+        let dx = bn.backward(array![[1.0f32], [0.0]].into_dyn().view()).unwrap();
+        assert!(dx.iter().all(|v| v.abs() < 1e-4), "{dx}");
+        assert_eq!(bn.beta.grad[[0]], 1.0);
+        assert!((bn.gamma.grad[[0]] + 1.0).abs() < 1e-4);
+    }
+
+    #[test]
+    fn per_channel_on_images_and_shape_errors() {
+        let mut bn = BatchNorm::with_features(2).unwrap();
+        let x = Tensor::from_shape_fn(vec![2, 2, 2, 2], |d| (d[0] * 8 + d[1] * 4 + d[2] * 2 + d[3]) as f32);
+        let y = bn.forward(x.view(), Mode::Train).unwrap().to_owned();
+        // each channel of the output has mean 0 over n·h·w
+        for c in 0..2 {
+            let s: f32 = (0..2).flat_map(|i| (0..4).map(move |k| (i, k))).map(|(i, k)| y[[i, c, k / 2, k % 2]]).sum();
+            assert!(s.abs() < 1e-4);
+        }
+        let e = bn.forward(Tensor::zeros(vec![2, 3]).view(), Mode::Train).unwrap_err().to_string();
+        assert_eq!(e, "batchnorm(2) forward: expected shape [n, 2] or [n, 2, h, w], got [2, 3]");
+        let mut names = Vec::new();
+        bn.visit(&mut |n, s| names.push((n.to_string(), matches!(s, Slot::Buffer(_)))));
+        assert_eq!(names.iter().filter(|(_, buf)| *buf).count(), 2);
+    }
+}

@@ -1,0 +1,163 @@
+//! Inverted dropout: during training each unit is kept with probability `1 − p` and scaled
+//! by `1/(1 − p)`, so that the expected output equals the input and Eval needs no change.
+//!
+//! ```text
+//! Train   m_k = 1/(1 − p) with probability 1 − p, else 0       (a fresh mask per forward)
+//!         y = x ⊙ m,      ∂E/∂x = ∂E/∂y ⊙ m
+//! Eval    y = x
+//! ```
+//!
+//! The mask of the `t`-th train-mode forward is drawn from ChaCha8 seeded with the layer's
+//! seed, on stream `t`; the counter `t` is a saved buffer, so a run resumed from a checkpoint
+//! draws the same masks as one that never stopped. A *frozen* dropout (for gradient checks)
+//! draws the same mask every time.
+
+use ndarray::ArrayViewD;
+use nn_core::{Buffer, Tensor, rng};
+
+use crate::error::{Error, Result};
+use crate::layer::{Layer, Mode, Parameterized, Slot, require_forward, require_shape};
+use crate::spec::{Attr, LayerSpec};
+
+/// Inverted dropout with rate `p`; see the module doc.
+#[derive(Clone, Debug)]
+pub struct Dropout {
+    p: f32,
+    seed: u64,
+    frozen: bool,
+    /// Train-mode forwards so far, as two exact 16-bit halves `[high, low]`.
+    counter: Tensor,
+    mask: Buffer,
+    y: Buffer,
+    dx: Buffer,
+    ready: bool,
+}
+
+/// The generator for mask number `t`: the layer's seed, stream `t`.
+fn mask_rng(seed: u64, t: u64) -> nn_core::Rng {
+    let mut r = nn_core::seeded(seed);
+    r.set_stream(t);
+    r
+}
+
+impl Dropout {
+    /// Dropout with rate `p` (probability of dropping a unit), masks drawn from `seed`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] unless `0 ≤ p < 1`.
+    pub fn new(p: f32, seed: u64) -> Result<Self> {
+        if !(p.is_finite() && (0.0..1.0).contains(&p)) {
+            return Err(Error::Config { layer: "dropout".into(), message: format!("rate p must be in [0, 1), got {p}") });
+        }
+        Ok(Dropout { p, seed, frozen: false, counter: Tensor::zeros(vec![2]), mask: Buffer::new(), y: Buffer::new(), dx: Buffer::new(), ready: false })
+    }
+
+    /// A dropout that draws the same mask at every forward, for numerical gradient checks.
+    ///
+    /// # Errors
+    /// As [`Dropout::new`].
+    pub fn frozen(p: f32, seed: u64) -> Result<Self> {
+        let mut d = Self::new(p, seed)?;
+        d.frozen = true;
+        Ok(d)
+    }
+
+    fn count(&self) -> u64 {
+        (self.counter[[0]] as u64) << 16 | self.counter[[1]] as u64
+    }
+
+    fn set_count(&mut self, t: u64) {
+        self.counter[[0]] = ((t >> 16) & 0xffff) as f32;
+        self.counter[[1]] = (t & 0xffff) as f32;
+    }
+
+    fn label(&self) -> String {
+        format!("dropout({})", self.p)
+    }
+}
+
+impl Parameterized for Dropout {
+    fn visit<'a>(&'a mut self, f: &mut dyn FnMut(&str, Slot<'a>)) {
+        f("counter", Slot::Buffer(&mut self.counter));
+    }
+}
+
+impl Layer for Dropout {
+    fn forward<'s>(&'s mut self, x: ArrayViewD<'_, f32>, mode: Mode) -> Result<ArrayViewD<'s, f32>> {
+        self.y.assign(x);
+        if mode == Mode::Eval {
+            self.ready = false;
+            return Ok(self.y.view()); // y = x
+        }
+        let t = self.count();
+        let mut r = mask_rng(self.seed, t);
+        if !self.frozen {
+            self.set_count(t + 1);
+        }
+        let keep = 1.0 / (1.0 - self.p);
+        self.mask.resize(self.y.shape());
+        for (m, y) in self.mask.as_mut_slice().iter_mut().zip(self.y.as_mut_slice()) {
+            *m = if rng::uniform01(&mut r) >= self.p { keep } else { 0.0 }; // kept with probability 1 − p
+            *y *= *m; // y = x ⊙ m
+        }
+        self.ready = true;
+        Ok(self.y.view())
+    }
+
+    fn backward<'s>(&'s mut self, dy: ArrayViewD<'_, f32>) -> Result<ArrayViewD<'s, f32>> {
+        require_forward(self.ready, || self.label())?;
+        require_shape(|| format!("{} backward", self.label()), self.y.shape(), dy.shape())?;
+        self.dx.assign(dy);
+        for (d, m) in self.dx.as_mut_slice().iter_mut().zip(self.mask.as_slice()) {
+            *d *= m; // ∂E/∂x = ∂E/∂y ⊙ m
+        }
+        Ok(self.dx.view())
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        Ok(input.to_vec())
+    }
+
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::new("dropout").with("p", Attr::Float(self.p as f64)).with("seed", Attr::Int(self.seed as i64))
+    }
+
+    fn name(&self) -> String {
+        self.label()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_about_p_and_keeps_the_mean() {
+        let mut d = Dropout::new(0.25, 3).unwrap();
+        let x = Tensor::ones(vec![100, 100]);
+        let y = d.forward(x.view(), Mode::Train).unwrap().to_owned();
+        let dropped = y.iter().filter(|&&v| v == 0.0).count();
+        // 10,000 draws at p = 0.25: 2,500 ± 43 (one σ)
+        assert!((2300..2700).contains(&dropped), "{dropped}");
+        assert!(y.iter().all(|&v| v == 0.0 || (v - 4.0 / 3.0).abs() < 1e-6));
+        let mean = y.sum() / 10_000.0;
+        assert!((mean - 1.0).abs() < 0.03, "{mean}");
+        // a second forward draws another mask; Eval is the identity
+        let y2 = d.forward(x.view(), Mode::Train).unwrap().to_owned();
+        assert_ne!(y, y2);
+        assert_eq!(d.forward(x.view(), Mode::Eval).unwrap(), x);
+        assert!(Dropout::new(1.0, 0).is_err());
+    }
+
+    #[test]
+    fn masks_follow_the_saved_counter() {
+        let x = Tensor::ones(vec![4, 8]);
+        let mut a = Dropout::new(0.5, 9).unwrap();
+        a.forward(x.view(), Mode::Train).unwrap();
+        let mut b = a.clone(); // same counter: the next masks agree
+        assert_eq!(a.forward(x.view(), Mode::Train).unwrap(), b.forward(x.view(), Mode::Train).unwrap());
+        let mut f = Dropout::frozen(0.5, 9).unwrap();
+        let m1 = f.forward(x.view(), Mode::Train).unwrap().to_owned();
+        assert_eq!(m1, f.forward(x.view(), Mode::Train).unwrap());
+    }
+}

@@ -1,0 +1,259 @@
+//! Max and average pooling over `[n, c, h, w]`, window `k×k`, stride `s` (no padding).
+//!
+//! ```text
+//! oh = (h − k) / s + 1,   ow = (w − k) / s + 1
+//!
+//! max pooling       Y[i, c, y, x] = max_{u, v < k} X[i, c, y·s + u, x·s + v]
+//!                   ∂E/∂X[i, c, p, q] += dY[i, c, y, x]   only at (p, q) = the window's argmax
+//! average pooling   Y[i, c, y, x] = (1/k²) · Σ_{u, v < k} X[i, c, y·s + u, x·s + v]
+//!                   ∂E/∂X[i, c, y·s + u, x·s + v] += dY[i, c, y, x] / k²   for every u, v
+//! ```
+//!
+//! Max pooling routes the whole gradient to the one input that won; on a tie the first
+//! position in row-major order wins (so a gradient check must use inputs without ties).
+//! Overlapping windows (`s < k`) add their gradients.
+
+use ndarray::ArrayViewD;
+use nn_core::Buffer;
+
+use crate::error::{Error, Result};
+use crate::layer::{Layer, Mode, Parameterized, Slot, require_forward, require_shape};
+use crate::spec::{Attr, LayerSpec};
+
+/// Which reduction a pooling layer applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reduce {
+    Max,
+    Avg,
+}
+
+/// A pooling layer (see [`MaxPool2d`] and [`AvgPool2d`]).
+#[derive(Clone, Debug)]
+pub struct Pool2d {
+    reduce: Reduce,
+    k: usize,
+    s: usize,
+    /// For max pooling: the flat input index of each output's maximum.
+    argmax: Vec<u32>,
+    in_shape: Vec<usize>,
+    y: Buffer,
+    dx: Buffer,
+    ready: bool,
+}
+
+/// `k×k` max pooling with stride `s`.
+pub type MaxPool2d = Pool2d;
+/// `k×k` average pooling with stride `s`.
+pub type AvgPool2d = Pool2d;
+
+impl Pool2d {
+    fn build(reduce: Reduce, k: usize, s: usize) -> Result<Self> {
+        if k == 0 || s == 0 {
+            return Err(Error::Config {
+                layer: Self::kind_of(reduce).into(),
+                message: format!("kernel and stride must be positive, got {k} and {s}"),
+            });
+        }
+        Ok(Pool2d { reduce, k, s, argmax: Vec::new(), in_shape: Vec::new(), y: Buffer::new(), dx: Buffer::new(), ready: false })
+    }
+
+    /// Max pooling over `k×k` windows with stride `s`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a zero kernel or stride.
+    pub fn max(k: usize, s: usize) -> Result<Self> {
+        Self::build(Reduce::Max, k, s)
+    }
+
+    /// Average pooling over `k×k` windows with stride `s`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a zero kernel or stride.
+    pub fn avg(k: usize, s: usize) -> Result<Self> {
+        Self::build(Reduce::Avg, k, s)
+    }
+
+    fn kind_of(r: Reduce) -> &'static str {
+        match r {
+            Reduce::Max => "maxpool2d",
+            Reduce::Avg => "avgpool2d",
+        }
+    }
+
+    fn label(&self) -> String {
+        format!("{}({}×{}, stride {})", Self::kind_of(self.reduce), self.k, self.k, self.s)
+    }
+
+    fn geometry(&self, input: &[usize]) -> Result<(usize, usize)> {
+        if input.len() != 4 || input[2] < self.k || input[3] < self.k {
+            return Err(nn_core::Error::shape(
+                format!("{} forward", self.label()),
+                format!("[n, c, h, w] with h, w ≥ {}", self.k),
+                input,
+            )
+            .into());
+        }
+        Ok(((input[2] - self.k) / self.s + 1, (input[3] - self.k) / self.s + 1))
+    }
+}
+
+impl Parameterized for Pool2d {
+    fn visit<'a>(&'a mut self, _f: &mut dyn FnMut(&str, Slot<'a>)) {}
+}
+
+impl Layer for Pool2d {
+    fn forward<'s>(&'s mut self, x: ArrayViewD<'_, f32>, mode: Mode) -> Result<ArrayViewD<'s, f32>> {
+        let (oh, ow) = self.geometry(x.shape())?;
+        let (n, c, h, w) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
+        let x = x.as_standard_layout();
+        let xs = x.as_slice().expect("standard layout");
+        self.y.resize(&[n, c, oh, ow]);
+        let (k, s) = (self.k, self.s);
+        let inv = 1.0 / (k * k) as f32;
+        if self.reduce == Reduce::Max {
+            self.argmax.resize(n * c * oh * ow, 0);
+        }
+        let y = self.y.as_mut_slice();
+        for plane in 0..n * c {
+            let base = plane * h * w;
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let o = (plane * oh + oy) * ow + ox;
+                    match self.reduce {
+                        Reduce::Max => {
+                            let (mut best, mut at) = (f32::NEG_INFINITY, base + oy * s * w + ox * s);
+                            for u in 0..k {
+                                for v in 0..k {
+                                    let idx = base + (oy * s + u) * w + ox * s + v;
+                                    if xs[idx] > best {
+                                        best = xs[idx]; // max over the window
+                                        at = idx;
+                                    }
+                                }
+                            }
+                            y[o] = best;
+                            self.argmax[o] = at as u32;
+                        }
+                        Reduce::Avg => {
+                            let mut sum = 0.0;
+                            for u in 0..k {
+                                let row = base + (oy * s + u) * w + ox * s;
+                                sum += xs[row..row + k].iter().sum::<f32>();
+                            }
+                            y[o] = sum * inv; // (1/k²)·Σ window
+                        }
+                    }
+                }
+            }
+        }
+        self.in_shape.clear();
+        self.in_shape.extend_from_slice(x.shape());
+        self.ready = mode == Mode::Train;
+        Ok(self.y.view())
+    }
+
+    fn backward<'s>(&'s mut self, dy: ArrayViewD<'_, f32>) -> Result<ArrayViewD<'s, f32>> {
+        require_forward(self.ready, || self.label())?;
+        require_shape(|| format!("{} backward", self.label()), self.y.shape(), dy.shape())?;
+        let dy = dy.as_standard_layout();
+        let dys = dy.as_slice().expect("standard layout");
+        self.dx.resize_filled(&self.in_shape, 0.0);
+        let dx = self.dx.as_mut_slice();
+        match self.reduce {
+            Reduce::Max => {
+                for (&at, &g) in self.argmax.iter().zip(dys) {
+                    dx[at as usize] += g; // the gradient goes to the window's maximum
+                }
+            }
+            Reduce::Avg => {
+                let (h, w) = (self.in_shape[2], self.in_shape[3]);
+                let (oh, ow) = (self.y.shape()[2], self.y.shape()[3]);
+                let (k, s) = (self.k, self.s);
+                let inv = 1.0 / (k * k) as f32;
+                for plane in 0..self.in_shape[0] * self.in_shape[1] {
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            let g = dys[(plane * oh + oy) * ow + ox] * inv; // dY / k²
+                            for u in 0..k {
+                                let row = plane * h * w + (oy * s + u) * w + ox * s;
+                                dx[row..row + k].iter_mut().for_each(|d| *d += g);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(self.dx.view())
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        let (oh, ow) = self.geometry(input)?;
+        Ok(vec![input[0], input[1], oh, ow])
+    }
+
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::new(Self::kind_of(self.reduce))
+            .with("kernel", Attr::Int(self.k as i64))
+            .with("stride", Attr::Int(self.s as i64))
+    }
+
+    fn name(&self) -> String {
+        self.label()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array4;
+
+    #[test]
+    fn max_and_average_by_hand() {
+        // one 4×4 plane, 2×2 windows, stride 2:
+        // [[1 5 | 2 0]      max: [[6 4]     avg: [[(1+5+3+6)/4 = 3.75, (2+0+4+1)/4 = 1.75]
+        //  [3 6 | 4 1]            [9 8]]           [(7+2+0+9)/4 = 4.5,  (8+3+5+5)/4 = 5.25]]
+        //  [7 2 | 8 3]
+        //  [0 9 | 5 5]]
+        let x = Array4::from_shape_vec((1, 1, 4, 4), vec![1., 5., 2., 0., 3., 6., 4., 1., 7., 2., 8., 3., 0., 9., 5., 5.])
+            .unwrap()
+            .into_dyn();
+        let mut mp = MaxPool2d::max(2, 2).unwrap();
+        let y = mp.forward(x.view(), Mode::Train).unwrap().to_owned();
+        assert_eq!(y.iter().copied().collect::<Vec<_>>(), [6., 4., 9., 8.]);
+        let dy = Array4::from_shape_vec((1, 1, 2, 2), vec![10., 20., 30., 40.]).unwrap().into_dyn();
+        let dx = mp.backward(dy.view()).unwrap().to_owned();
+        // gradients land on the maxima: 6 at (1,1), 4 at (1,2), 9 at (3,1), 8 at (2,2)
+        let mut want = vec![0.0f32; 16];
+        want[5] = 10.;
+        want[6] = 20.;
+        want[13] = 30.;
+        want[10] = 40.;
+        assert_eq!(dx.iter().copied().collect::<Vec<_>>(), want);
+
+        let mut ap = AvgPool2d::avg(2, 2).unwrap();
+        let y = ap.forward(x.view(), Mode::Train).unwrap().to_owned();
+        assert_eq!(y.iter().copied().collect::<Vec<_>>(), [3.75, 1.75, 4.5, 5.25]);
+        let dx = ap.backward(dy.view()).unwrap().to_owned();
+        assert_eq!(dx[[0, 0, 0, 0]], 2.5); // 10/4
+        assert_eq!(dx[[0, 0, 3, 3]], 10.0); // 40/4
+    }
+
+    #[test]
+    fn ties_go_to_the_first_position() {
+        // a window of equal values: the whole gradient goes to its first (top-left) entry
+        let x = nn_core::Tensor::from_elem(vec![1, 1, 2, 2], 3.0);
+        let mut mp = MaxPool2d::max(2, 2).unwrap();
+        mp.forward(x.view(), Mode::Train).unwrap();
+        let dx = mp.backward(nn_core::Tensor::ones(vec![1, 1, 1, 1]).view()).unwrap();
+        assert_eq!(dx.iter().copied().collect::<Vec<_>>(), [1.0, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn window_larger_than_input_is_an_error() {
+        let mut mp = MaxPool2d::max(3, 3).unwrap();
+        let x = nn_core::Tensor::zeros(vec![1, 1, 2, 2]);
+        let e = mp.forward(x.view(), Mode::Eval).unwrap_err().to_string();
+        assert_eq!(e, "maxpool2d(3×3, stride 3) forward: expected shape [n, c, h, w] with h, w ≥ 3, got [1, 1, 2, 2]");
+        assert!(MaxPool2d::max(0, 1).is_err());
+    }
+}
