@@ -395,3 +395,122 @@ fn gradcheck_command_reports_every_layer() {
         assert!(text.contains(want), "`{want}` missing:\n{text}");
     }
 }
+
+/// Writes an MNIST-style folder of 8×8 images of a horizontal (0) or vertical (1) bar.
+fn write_bars(dir: &Path) {
+    for (part, n, seed) in [("train", 400usize, 1u64), ("t10k", 100, 2)] {
+        let mut r = nn::core::seeded(seed);
+        let (mut img, mut lab) = (Vec::new(), Vec::new());
+        for _ in 0..n {
+            let class = nn::core::rng::below(&mut r, 2);
+            let at = 1 + nn::core::rng::below(&mut r, 6);
+            for a in 0..8 {
+                for b in 0..8 {
+                    let on = if class == 0 { a == at } else { b == at };
+                    img.push(if on {
+                        200
+                    } else {
+                        nn::core::rng::below(&mut r, 60) as u8
+                    });
+                }
+            }
+            lab.push(class as u8);
+        }
+        let idx = |dims: &[u32], data: &[u8]| {
+            let mut b = vec![0, 0, 8, dims.len() as u8];
+            dims.iter()
+                .for_each(|d| b.extend_from_slice(&d.to_be_bytes()));
+            b.extend_from_slice(data);
+            b
+        };
+        std::fs::write(
+            dir.join(format!("{part}-images-idx3-ubyte")),
+            idx(&[n as u32, 8, 8], &img),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(format!("{part}-labels-idx1-ubyte")),
+            idx(&[n as u32], &lab),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn convolutional_network_on_idx_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("bars")).unwrap();
+    write_bars(&d.join("bars"));
+    let o = nn(
+        &[
+            "train",
+            "--data",
+            "bars",
+            "--layers",
+            "conv:4:3x3:p1,bn,relu,maxpool:2,flatten,dropout:0.2,dense:2",
+            "--epochs",
+            "6",
+            "--batch-size",
+            "16",
+            "--lr",
+            "0.01",
+            "--out",
+            "bars.nnm",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = stdout(&o);
+    let acc: f32 = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("test: ")
+                .and_then(|l| l.split("accuracy ").nth(1))
+        })
+        .and_then(|a| a.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no test accuracy in {text}"));
+    assert!(acc >= 0.9, "bars test accuracy {acc}");
+
+    let o = nn(&["inspect", "bars.nnm"], d);
+    let text = stdout(&o);
+    for want in [
+        "architecture (input [1, 8, 8])",
+        "[4, 8, 8]",
+        "[4, 4, 4]",
+        "[64]",
+        "batchnorm(4)",
+        "dropout(0.2)",
+    ] {
+        assert!(text.contains(want), "`{want}` missing from:\n{text}");
+    }
+    let o = nn(
+        &[
+            "predict",
+            "--model",
+            "bars.nnm",
+            "--input",
+            "bars/t10k-images-idx3-ubyte",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(stdout(&o).lines().count(), 101);
+
+    // a spec that does not fit the images is refused before training
+    fails_with(
+        &nn(
+            &[
+                "train",
+                "--data",
+                "bars",
+                "--layers",
+                "conv:4:9x9,relu,flatten,dense:2",
+                "--out",
+                "x.nnm",
+            ],
+            d,
+        ),
+        "kernel larger than the padded input",
+    );
+}

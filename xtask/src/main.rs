@@ -12,9 +12,10 @@ use anyhow::{Context, Result, bail};
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  train [--dataset digits|fashion-mnist] [--data-dir DIR] [--out FILE]
+  train [--dataset digits|fashion-mnist] [--model mlp|cnn] [--data-dir DIR] [--out FILE]
         train the default model (digits: from data/digits.csv; fashion-mnist: from the
-        IDX files, default folder /usr/share/datasets/fashion-mnist)
+        IDX files, default folder /usr/share/datasets/fashion-mnist; --model cnn trains a
+        LeNet-style network with batch norm on Fashion-MNIST)
   ci    run the CI checks (fmt, clippy, docs, tests)";
 
 fn main() {
@@ -94,47 +95,39 @@ fn flag<'a>(args: &'a [String], name: &str) -> Result<Option<&'a str>> {
     }
 }
 
+/// `nn train` settings of the default digits model.
+const DIGITS: &str = "--label digit --layers dense:128,relu,dense:10 --optimizer adam --lr 0.001 \
+    --epochs 60 --early-stopping 10 --batch-size 32 --val-split 0.1 --test-split 0.2 --seed 42";
+
+/// `nn train` settings of the default Fashion-MNIST MLP.
+const FASHION_MLP: &str = "--layers dense:256,relu,dense:128,relu,dense:10 --optimizer adam --lr 0.001 \
+    --schedule cosine --epochs 15 --batch-size 64 --val-split 0.05 --seed 42";
+
+/// `nn train` settings of the default Fashion-MNIST CNN (LeNet-style, with batch norm).
+const FASHION_CNN: &str = "--layers \
+    conv:12:5x5:p2,bn,relu,maxpool:2,conv:24:5x5,bn,relu,maxpool:2,flatten,dense:120,relu,dropout:0.25,dense:10 \
+    --optimizer adam --lr 0.002 --schedule cosine --epochs 10 --batch-size 64 --val-split 0.05 --seed 42";
+
 /// Trains the default model on a data set through `nn train` (release build).
 fn train(args: &[String]) -> Result<()> {
     for a in args.iter().filter(|a| a.starts_with("--")) {
-        if !["--dataset", "--data-dir", "--out"].contains(&a.as_str()) {
+        if !["--dataset", "--data-dir", "--out", "--model"].contains(&a.as_str()) {
             bail!("unknown option `{a}` for `cargo xtask train`\n\n{USAGE}");
         }
     }
     let dataset = flag(args, "--dataset")?.unwrap_or("digits");
+    let model = flag(args, "--model")?.unwrap_or("mlp");
+    if !["mlp", "cnn"].contains(&model) {
+        bail!("unknown model `{model}`; expected mlp or cnn");
+    }
+    if model == "cnn" && dataset != "fashion-mnist" {
+        bail!("--model cnn needs image data: use it with --dataset fashion-mnist");
+    }
     let models = root().join("models");
     std::fs::create_dir_all(&models).context("cannot create models/")?;
-    let (mut nn_args, default_out): (Vec<String>, &str) = match dataset {
-        "digits" => (
-            [
-                "--data",
-                "data/digits.csv",
-                "--label",
-                "digit",
-                "--layers",
-                "dense:128,relu,dense:10",
-                "--optimizer",
-                "adam",
-                "--lr",
-                "0.001",
-                "--epochs",
-                "60",
-                "--early-stopping",
-                "10",
-                "--batch-size",
-                "32",
-                "--val-split",
-                "0.1",
-                "--test-split",
-                "0.2",
-                "--seed",
-                "42",
-            ]
-            .map(String::from)
-            .to_vec(),
-            "models/digits.nnm",
-        ),
-        "fashion-mnist" => {
+    let (data, settings, default_out) = match (dataset, model) {
+        ("digits", _) => ("data/digits.csv".to_string(), DIGITS, "models/digits.nnm"),
+        ("fashion-mnist", m) => {
             let dir = flag(args, "--data-dir")?.unwrap_or("/usr/share/datasets/fashion-mnist");
             if !Path::new(dir).join("train-images-idx3-ubyte.gz").is_file()
                 && !Path::new(dir).join("train-images-idx3-ubyte").is_file()
@@ -143,34 +136,16 @@ fn train(args: &[String]) -> Result<()> {
                     "no Fashion-MNIST files in {dir}\n  install them with `sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu),\n  or download the four *-ubyte.gz files of the Fashion-MNIST project into a folder and pass --data-dir DIR"
                 );
             }
-            (
-                [
-                    "--data",
-                    dir,
-                    "--layers",
-                    "dense:256,relu,dense:128,relu,dense:10",
-                    "--optimizer",
-                    "adam",
-                    "--lr",
-                    "0.001",
-                    "--schedule",
-                    "cosine",
-                    "--epochs",
-                    "15",
-                    "--batch-size",
-                    "64",
-                    "--val-split",
-                    "0.05",
-                    "--seed",
-                    "42",
-                ]
-                .map(String::from)
-                .to_vec(),
-                "models/fashion-mnist.nnm",
-            )
+            if m == "cnn" {
+                (dir.to_string(), FASHION_CNN, "models/fashion-mnist-cnn.nnm")
+            } else {
+                (dir.to_string(), FASHION_MLP, "models/fashion-mnist.nnm")
+            }
         }
-        other => bail!("unknown dataset `{other}`; expected digits or fashion-mnist"),
+        (other, _) => bail!("unknown dataset `{other}`; expected digits or fashion-mnist"),
     };
+    let mut nn_args: Vec<String> = vec!["--data".into(), data];
+    nn_args.extend(settings.split_whitespace().map(String::from));
     let out = flag(args, "--out")?.unwrap_or(default_out);
     nn_args.extend(["--out".to_string(), out.to_string()]);
     let mut full = vec![

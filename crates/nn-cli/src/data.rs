@@ -28,18 +28,20 @@ pub struct Source {
     pub test: Option<Dataset>,
 }
 
-fn idx_class_names(dir: &Path) -> Vec<String> {
+/// Names for the `k` classes of an IDX folder: Fashion-MNIST's when the folder's name says
+/// so and there are 10, else the label numbers.
+fn idx_class_names(dir: &Path, k: usize) -> Vec<String> {
     let fashion = dir
         .to_string_lossy()
         .to_ascii_lowercase()
         .contains("fashion");
-    if fashion {
+    if fashion && k == FASHION_MNIST_CLASSES.len() {
         FASHION_MNIST_CLASSES
             .iter()
             .map(|s| s.to_string())
             .collect()
     } else {
-        (0..10).map(|d| d.to_string()).collect()
+        (0..k).map(|d| d.to_string()).collect()
     }
 }
 
@@ -52,13 +54,32 @@ pub fn load(
     class_names: Option<Vec<String>>,
 ) -> Result<Source> {
     if path.is_dir() {
-        let load_part = |part: &str| -> Result<Dataset> {
-            let mut d = nn_io::load_idx_dir(path, part)?;
-            d.class_names = Some(class_names.clone().unwrap_or_else(|| idx_class_names(path)));
-            Ok(d)
-        };
-        let main = load_part("train")?;
-        let test = load_part("t10k").ok();
+        let mut main = nn_io::load_idx_dir(path, "train")?;
+        let mut test = nn_io::load_idx_dir(path, "t10k").ok();
+        let k = main
+            .num_classes()
+            .unwrap_or(0)
+            .max(test.as_ref().and_then(Dataset::num_classes).unwrap_or(0));
+        let names = class_names.unwrap_or_else(|| idx_class_names(path, k));
+        if let Some((i, &c)) = main
+            .classes()
+            .into_iter()
+            .chain(test.as_ref().and_then(Dataset::classes))
+            .flatten()
+            .enumerate()
+            .find(|(_, c)| **c >= names.len())
+        {
+            bail!(
+                "{}: label {c} (row {}) is outside the model's {} classes",
+                path.display(),
+                i + 1,
+                names.len()
+            );
+        }
+        main.class_names = Some(names.clone());
+        if let Some(t) = &mut test {
+            t.class_names = Some(names);
+        }
         return Ok(Source { main, test });
     }
     if !path.exists() {

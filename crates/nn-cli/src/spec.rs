@@ -3,9 +3,13 @@
 //! ```text
 //! --layers "dense:128,relu,dense:10"
 //!
-//! dense:N[:nobias]     fully connected, N outputs (inputs are inferred)
+//! dense:N[:nobias]                  fully connected, N outputs (inputs are inferred)
+//! conv:C:KxK[:sS][:pP][:nobias]     C filters of K×K (or KHxKW), stride S, zero padding P
+//! maxpool:K[:S] | avgpool:K[:S]     K×K pooling, stride S (default K)
+//! batchnorm | bn                    batch norm over features or channels
+//! dropout:P                         inverted dropout with rate P
 //! relu | sigmoid | tanh | identity | softmax | flatten
-//! leaky_relu[:ALPHA]   slope ALPHA left of zero (default 0.01)
+//! leaky_relu[:ALPHA]                slope ALPHA left of zero (default 0.01)
 //! ```
 //!
 //! A spec file (`.toml` or `.json`) lists the same layers as tables:
@@ -24,7 +28,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use nn_layers::{Attr, LayerSpec, Registry};
 
 /// Layer kinds the mini-language knows, for messages.
-const KNOWN: &str = "dense:N, relu, sigmoid, tanh, identity, softmax, flatten, leaky_relu[:ALPHA]";
+const KNOWN: &str = "dense:N, conv:C:KxK[:sS][:pP], maxpool:K[:S], avgpool:K[:S], batchnorm, dropout:P, relu, sigmoid, tanh, identity, softmax, flatten, leaky_relu[:ALPHA]";
 
 /// One layer as written, before input widths are known.
 #[derive(Clone, Debug, PartialEq)]
@@ -80,12 +84,99 @@ pub fn parse_layers(text: &str) -> Result<Vec<Item>> {
                 kind: k.into(),
                 attrs: Vec::new(),
             },
+            ("conv" | "conv2d", [c, k, rest @ ..]) => {
+                let c: i64 = c
+                    .parse()
+                    .ok()
+                    .filter(|c| *c > 0)
+                    .ok_or_else(|| bad("expected conv:CHANNELS:KxK, e.g. conv:8:5x5"))?;
+                let (kh, kw) =
+                    parse_kernel(k).ok_or_else(|| bad("expected a kernel size like 5x5 or 3"))?;
+                let mut attrs = vec![
+                    ("out_channels".to_string(), Attr::Int(c)),
+                    ("kernel".to_string(), Attr::Ints(vec![kh, kw])),
+                ];
+                for opt in rest {
+                    let num = |t: &str| t.parse::<i64>().ok().filter(|v| *v >= 0);
+                    match (opt.chars().next(), opt.get(1..)) {
+                        (Some('s'), Some(v)) if num(v).is_some_and(|v| v > 0) => {
+                            attrs.push(("stride".into(), Attr::Ints(vec![num(v).unwrap_or(1); 2])))
+                        }
+                        (Some('p'), Some(v)) if num(v).is_some() => {
+                            attrs.push(("padding".into(), Attr::Ints(vec![num(v).unwrap_or(0); 2])))
+                        }
+                        _ if *opt == "nobias" => attrs.push(("bias".into(), Attr::Bool(false))),
+                        _ => {
+                            return Err(bad(&format!(
+                                "unknown conv option `{opt}`; expected sS (stride), pP (padding) or nobias"
+                            )));
+                        }
+                    }
+                }
+                Item {
+                    kind: "conv2d".into(),
+                    attrs,
+                }
+            }
+            ("conv" | "conv2d", _) => {
+                return Err(bad("expected conv:CHANNELS:KxK, e.g. conv:8:5x5"));
+            }
+            (k @ ("maxpool" | "avgpool"), [size, rest @ ..]) if rest.len() <= 1 => {
+                let size: i64 = size
+                    .parse()
+                    .ok()
+                    .filter(|v| *v > 0)
+                    .ok_or_else(|| bad("expected a positive window size"))?;
+                let stride: i64 = match rest {
+                    [s] => s
+                        .parse()
+                        .ok()
+                        .filter(|v| *v > 0)
+                        .ok_or_else(|| bad("expected a positive stride"))?,
+                    _ => size,
+                };
+                Item {
+                    kind: format!("{k}2d"),
+                    attrs: vec![
+                        ("kernel".into(), Attr::Int(size)),
+                        ("stride".into(), Attr::Int(stride)),
+                    ],
+                }
+            }
+            ("maxpool" | "avgpool", _) => {
+                return Err(bad("expected maxpool:K or maxpool:K:STRIDE"));
+            }
+            ("batchnorm" | "bn", []) => Item {
+                kind: "batchnorm".into(),
+                attrs: Vec::new(),
+            },
+            ("dropout", [p]) => {
+                let p: f64 = p
+                    .parse()
+                    .ok()
+                    .filter(|p| (0.0..1.0).contains(p))
+                    .ok_or_else(|| bad("expected a rate in [0, 1), e.g. dropout:0.5"))?;
+                Item {
+                    kind: "dropout".into(),
+                    attrs: vec![("p".into(), Attr::Float(p))],
+                }
+            }
+            ("dropout", _) => return Err(bad("expected dropout:RATE, e.g. dropout:0.5")),
             ("", _) => return Err(bad("empty layer")),
             _ => return Err(bad(&format!("unknown layer; known: {KNOWN}"))),
         };
         items.push(item);
     }
     Ok(items)
+}
+
+/// `5x5`, `3x2` or `3` (square).
+fn parse_kernel(k: &str) -> Option<(i64, i64)> {
+    let pos = |t: &str| t.parse::<i64>().ok().filter(|v| *v > 0);
+    match k.split_once(['x', 'X']) {
+        Some((h, w)) => Some((pos(h)?, pos(w)?)),
+        None => pos(k).map(|v| (v, v)),
+    }
 }
 
 /// Reads a `.toml` or `.json` spec file: a `layers` list of tables with a `kind` and the
@@ -181,19 +272,38 @@ pub fn resolve(
     for (i, item) in items.iter().enumerate() {
         let mut spec = LayerSpec {
             kind: item.kind.clone(),
-            attrs: Vec::new(),
+            attrs: item.attrs.clone(),
         };
-        if item.kind == "dense" {
-            if shape.len() != 2 {
-                bail!(
-                    "layer {} (dense) needs flat rows but receives {}; put `flatten` before it",
-                    i + 1,
-                    nn_core::Shape(shape[1..].to_vec())
-                );
+        let row = nn_core::Shape(shape[1..].to_vec());
+        let mut infer = |key: &str, value: Attr| {
+            if spec.get(key).is_none() {
+                spec.attrs.insert(0, (key.to_string(), value));
             }
-            spec.attrs.push(("n_in".into(), Attr::Int(shape[1] as i64)));
+        };
+        match item.kind.as_str() {
+            "dense" if shape.len() != 2 => {
+                bail!(
+                    "layer {} (dense) needs flat rows but receives {row}; put `flatten` before it",
+                    i + 1
+                )
+            }
+            "dense" => infer("n_in", Attr::Int(shape[1] as i64)),
+            "conv2d" | "maxpool2d" | "avgpool2d" if shape.len() != 4 => {
+                bail!(
+                    "layer {} ({}) needs images [channels, height, width] but receives {row}",
+                    i + 1,
+                    item.kind
+                )
+            }
+            "conv2d" => infer("in_channels", Attr::Int(shape[1] as i64)),
+            "batchnorm" => {
+                infer("features", Attr::Int(shape[1] as i64));
+                infer("eps", Attr::Float(1e-5));
+                infer("momentum", Attr::Float(0.1));
+            }
+            "dropout" => infer("seed", Attr::Int(i as i64 + 1)),
+            _ => {}
         }
-        spec.attrs.extend(item.attrs.iter().cloned());
         let layer = registry
             .build(&spec, &mut rng)
             .with_context(|| format!("layer {} ({})", i + 1, item.kind))?;
@@ -221,6 +331,38 @@ mod tests {
         );
         assert!(parse_layers("dense:0").is_err());
         assert!(parse_layers("dense").is_err());
+    }
+
+    #[test]
+    fn convolutional_items() {
+        let items = parse_layers("conv:8:5x5,relu,maxpool:2,conv:16:3:s2:p1:nobias,bn,avgpool:2:1,flatten,dropout:0.5,dense:10").unwrap();
+        assert_eq!(items[0].kind, "conv2d");
+        assert_eq!(
+            items[3].attrs[2],
+            ("stride".to_string(), Attr::Ints(vec![2, 2]))
+        );
+        let (specs, out) = resolve(&items, &[1, 28, 28], &Registry::new()).unwrap();
+        // 28 → conv 5×5 → 24 → pool 2 → 12 → conv 3×3 s2 p1 → 6 → avgpool 2 stride 1 → 5; 16·5·5 = 400
+        assert_eq!(specs[0].usize("in_channels").unwrap(), 1);
+        assert_eq!(specs[4].usize("features").unwrap(), 16);
+        assert_eq!(specs[8].usize("n_in").unwrap(), 400);
+        assert_eq!(out, vec![10]);
+        let e = parse_layers("conv:8:5x5:q3").unwrap_err().to_string();
+        assert!(e.contains("unknown conv option `q3`"), "{e}");
+        let e = resolve(&parse_layers("conv:4:3").unwrap(), &[8], &Registry::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs images"), "{e}");
+        let e = resolve(
+            &parse_layers("conv:4:9").unwrap(),
+            &[1, 5, 5],
+            &Registry::new(),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("kernel larger than the padded input"),
+            "{e:#}"
+        );
     }
 
     #[test]

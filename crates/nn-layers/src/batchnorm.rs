@@ -63,7 +63,9 @@ impl BatchNorm {
         if features == 0 || !(eps > 0.0 && eps.is_finite()) || !(0.0..=1.0).contains(&momentum) {
             return Err(Error::Config {
                 layer: "batchnorm".into(),
-                message: format!("need features > 0, ε > 0 and momentum in [0, 1], got {features}, {eps}, {momentum}"),
+                message: format!(
+                    "need features > 0, ε > 0 and momentum in [0, 1], got {features}, {eps}, {momentum}"
+                ),
             });
         }
         Ok(BatchNorm {
@@ -110,7 +112,11 @@ impl Parameterized for BatchNorm {
 }
 
 impl Layer for BatchNorm {
-    fn forward<'s>(&'s mut self, x: ArrayViewD<'_, f32>, mode: Mode) -> Result<ArrayViewD<'s, f32>> {
+    fn forward<'s>(
+        &'s mut self,
+        x: ArrayViewD<'_, f32>,
+        mode: Mode,
+    ) -> Result<ArrayViewD<'s, f32>> {
         let Some((n, f, sp)) = layout(x.shape()).filter(|l| l.1 == self.features) else {
             return Err(nn_core::Error::shape(
                 format!("{} forward", self.label()),
@@ -123,7 +129,10 @@ impl Layer for BatchNorm {
         if mode == Mode::Train && m < 2 {
             return Err(Error::Custom {
                 layer: self.label(),
-                message: format!("training needs at least 2 values per feature to estimate a variance, got {m} (input {})", nn_core::Shape(x.shape().to_vec())),
+                message: format!(
+                    "training needs at least 2 values per feature to estimate a variance, got {m} (input {})",
+                    nn_core::Shape(x.shape().to_vec())
+                ),
             });
         }
         let x = x.as_standard_layout();
@@ -131,7 +140,10 @@ impl Layer for BatchNorm {
         self.y.resize(x.shape());
         // value k of feature j in sample i sits at (i·f + j)·sp + k
         let at = |i: usize, j: usize| (i * f + j) * sp;
-        let (g, b) = (self.gamma.value.as_slice().expect("1-D"), self.beta.value.as_slice().expect("1-D"));
+        let (g, b) = (
+            self.gamma.value.as_slice().expect("1-D"),
+            self.beta.value.as_slice().expect("1-D"),
+        );
         match mode {
             Mode::Train => {
                 self.xhat.resize(x.shape());
@@ -140,12 +152,18 @@ impl Layer for BatchNorm {
                 for j in 0..f {
                     let mut sum = 0.0f64;
                     for i in 0..n {
-                        sum += xs[at(i, j)..at(i, j) + sp].iter().map(|&v| v as f64).sum::<f64>();
+                        sum += xs[at(i, j)..at(i, j) + sp]
+                            .iter()
+                            .map(|&v| v as f64)
+                            .sum::<f64>();
                     }
                     let mu = (sum / m as f64) as f32; // μ = (1/m)·Σ x
                     let mut sq = 0.0f64;
                     for i in 0..n {
-                        sq += xs[at(i, j)..at(i, j) + sp].iter().map(|&v| ((v - mu) as f64).powi(2)).sum::<f64>();
+                        sq += xs[at(i, j)..at(i, j) + sp]
+                            .iter()
+                            .map(|&v| ((v - mu) as f64).powi(2))
+                            .sum::<f64>();
                     }
                     let var = (sq / m as f64) as f32; // σ² = (1/m)·Σ (x − μ)²
                     let inv = 1.0 / (var + self.eps).sqrt(); // 1/√(σ² + ε)
@@ -183,7 +201,11 @@ impl Layer for BatchNorm {
 
     fn backward<'s>(&'s mut self, dy: ArrayViewD<'_, f32>) -> Result<ArrayViewD<'s, f32>> {
         require_forward(self.ready, || self.label())?;
-        require_shape(|| format!("{} backward", self.label()), self.y.shape(), dy.shape())?;
+        require_shape(
+            || format!("{} backward", self.label()),
+            self.y.shape(),
+            dy.shape(),
+        )?;
         let (n, f, sp) = layout(self.y.shape()).expect("checked in forward");
         let m = (n * sp) as f32;
         let dy = dy.as_standard_layout();
@@ -214,7 +236,12 @@ impl Layer for BatchNorm {
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         match layout(input) {
             Some((_, f, _)) if f == self.features => Ok(input.to_vec()),
-            _ => Err(nn_core::Error::shape(format!("{} forward", self.label()), format!("[n, {0}] or [n, {0}, h, w]", self.features), input).into()),
+            _ => Err(nn_core::Error::shape(
+                format!("{} forward", self.label()),
+                format!("[n, {0}] or [n, {0}, h, w]", self.features),
+                input,
+            )
+            .into()),
         }
     }
 
@@ -243,16 +270,24 @@ mod tests {
         let mut bn = BatchNorm::with_features(1).unwrap();
         let x = array![[1.0f32], [3.0]].into_dyn();
         let y = bn.forward(x.view(), Mode::Train).unwrap().to_owned();
-        assert!((y[[0, 0]] + 1.0).abs() < 1e-4 && (y[[1, 0]] - 1.0).abs() < 1e-4, "{y}");
+        assert!(
+            (y[[0, 0]] + 1.0).abs() < 1e-4 && (y[[1, 0]] - 1.0).abs() < 1e-4,
+            "{y}"
+        );
         let (rm, rv) = bn.running_stats();
         assert!((rm[[0]] - 0.2).abs() < 1e-6 && (rv[[0]] - 1.1).abs() < 1e-6);
         // Eval uses the running statistics: (3 − 0.2)/√(1.1 + 1e-5) = 2.8/1.0488136 = 2.669683
-        let y = bn.forward(array![[3.0f32]].into_dyn().view(), Mode::Eval).unwrap().to_owned();
+        let y = bn
+            .forward(array![[3.0f32]].into_dyn().view(), Mode::Eval)
+            .unwrap()
+            .to_owned();
         assert!((y[[0, 0]] - 2.669_683).abs() < 1e-5, "{y}");
         // backward: dy = [1, 0] → Σdy = 1, Σdy·x̂ ≈ −1; ∂E/∂β = 1, ∂E/∂γ ≈ −1
         // ∂E/∂x = (1/(2·1))·(2·[1, 0] − 1 − [−1, 1]·(−1)) = ½·([2, 0] − 1 − [1, −1]) = [0, 0]
         bn.forward(x.view(), Mode::Train).unwrap();
-        let dx = bn.backward(array![[1.0f32], [0.0]].into_dyn().view()).unwrap();
+        let dx = bn
+            .backward(array![[1.0f32], [0.0]].into_dyn().view())
+            .unwrap();
         assert!(dx.iter().all(|v| v.abs() < 1e-4), "{dx}");
         assert_eq!(bn.beta.grad[[0]], 1.0);
         assert!((bn.gamma.grad[[0]] + 1.0).abs() < 1e-4);
@@ -261,15 +296,26 @@ mod tests {
     #[test]
     fn per_channel_on_images_and_shape_errors() {
         let mut bn = BatchNorm::with_features(2).unwrap();
-        let x = Tensor::from_shape_fn(vec![2, 2, 2, 2], |d| (d[0] * 8 + d[1] * 4 + d[2] * 2 + d[3]) as f32);
+        let x = Tensor::from_shape_fn(vec![2, 2, 2, 2], |d| {
+            (d[0] * 8 + d[1] * 4 + d[2] * 2 + d[3]) as f32
+        });
         let y = bn.forward(x.view(), Mode::Train).unwrap().to_owned();
         // each channel of the output has mean 0 over n·h·w
         for c in 0..2 {
-            let s: f32 = (0..2).flat_map(|i| (0..4).map(move |k| (i, k))).map(|(i, k)| y[[i, c, k / 2, k % 2]]).sum();
+            let s: f32 = (0..2)
+                .flat_map(|i| (0..4).map(move |k| (i, k)))
+                .map(|(i, k)| y[[i, c, k / 2, k % 2]])
+                .sum();
             assert!(s.abs() < 1e-4);
         }
-        let e = bn.forward(Tensor::zeros(vec![2, 3]).view(), Mode::Train).unwrap_err().to_string();
-        assert_eq!(e, "batchnorm(2) forward: expected shape [n, 2] or [n, 2, h, w], got [2, 3]");
+        let e = bn
+            .forward(Tensor::zeros(vec![2, 3]).view(), Mode::Train)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "batchnorm(2) forward: expected shape [n, 2] or [n, 2, h, w], got [2, 3]"
+        );
         let mut names = Vec::new();
         bn.visit(&mut |n, s| names.push((n.to_string(), matches!(s, Slot::Buffer(_)))));
         assert_eq!(names.iter().filter(|(_, buf)| *buf).count(), 2);

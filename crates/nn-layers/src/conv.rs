@@ -123,7 +123,13 @@ impl Conv2d {
     /// [`Error::Config`] for a zero channel count, kernel or stride.
     pub fn new(cfg: &Conv2dConfig, rng: &mut Rng) -> Result<Self> {
         let c = cfg;
-        if c.in_channels == 0 || c.out_channels == 0 || c.kernel.0 == 0 || c.kernel.1 == 0 || c.stride.0 == 0 || c.stride.1 == 0 {
+        if c.in_channels == 0
+            || c.out_channels == 0
+            || c.kernel.0 == 0
+            || c.kernel.1 == 0
+            || c.stride.0 == 0
+            || c.stride.1 == 0
+        {
             return Err(Error::Config {
                 layer: "conv2d".into(),
                 message: format!(
@@ -132,7 +138,10 @@ impl Conv2d {
                 ),
             });
         }
-        let w = c.init.tensor(&[c.out_channels, c.in_channels, c.kernel.0, c.kernel.1], rng)?;
+        let w = c.init.tensor(
+            &[c.out_channels, c.in_channels, c.kernel.0, c.kernel.1],
+            rng,
+        )?;
         let b = c.bias.then(|| nn_core::Tensor::zeros(vec![c.out_channels]));
         Ok(Conv2d {
             cfg: c.clone(),
@@ -163,7 +172,11 @@ impl Conv2d {
     /// # Errors
     /// [`Error::Core`] when a shape differs from the layer's.
     pub fn set_weights(&mut self, w: nn_core::Tensor, b: Option<nn_core::Tensor>) -> Result<()> {
-        require_shape(|| format!("{} weight", self.label()), self.weight.value.shape(), w.shape())?;
+        require_shape(
+            || format!("{} weight", self.label()),
+            self.weight.value.shape(),
+            w.shape(),
+        )?;
         self.weight = Param::new(w);
         if let (Some(p), Some(b)) = (&mut self.bias, b) {
             require_shape(|| "conv2d bias".into(), p.value.shape(), b.shape())?;
@@ -186,7 +199,10 @@ impl Conv2d {
         let bad = |why: &str| -> Error {
             nn_core::Error::shape(
                 format!("{} forward{why}", self.label()),
-                format!("[n, {}, h, w] with h + 2·{} ≥ {} and w + 2·{} ≥ {}", c.in_channels, c.padding.0, c.kernel.0, c.padding.1, c.kernel.1),
+                format!(
+                    "[n, {}, h, w] with h + 2·{} ≥ {} and w + 2·{} ≥ {}",
+                    c.in_channels, c.padding.0, c.kernel.0, c.padding.1, c.kernel.1
+                ),
                 input,
             )
             .into()
@@ -206,7 +222,16 @@ impl Conv2d {
 /// Unrolls every patch of `x` (`[n, c, h, w]`, row-major) into a column of `cols`
 /// (`[c·kh·kw, n·oh·ow]`): `cols[(c, u, v), (i, y, x)] = X̃[i, c, y·sh + u, x·sw + v]`.
 #[allow(clippy::too_many_arguments)]
-fn im2col(x: &[f32], shape: &[usize], k: (usize, usize), s: (usize, usize), p: (usize, usize), oh: usize, ow: usize, cols: &mut [f32]) {
+fn im2col(
+    x: &[f32],
+    shape: &[usize],
+    k: (usize, usize),
+    s: (usize, usize),
+    p: (usize, usize),
+    oh: usize,
+    ow: usize,
+    cols: &mut [f32],
+) {
     let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3]);
     let ncols = n * oh * ow;
     for ci in 0..c {
@@ -226,7 +251,11 @@ fn im2col(x: &[f32], shape: &[usize], k: (usize, usize), s: (usize, usize), p: (
                         let src = &plane[r as usize * w..(r as usize + 1) * w];
                         for (xo, d) in dst.iter_mut().enumerate() {
                             let q = (xo * s.1 + v) as isize - p.1 as isize; // input column
-                            *d = if q >= 0 && q < w as isize { src[q as usize] } else { 0.0 };
+                            *d = if q >= 0 && q < w as isize {
+                                src[q as usize]
+                            } else {
+                                0.0
+                            };
                         }
                     }
                 }
@@ -238,7 +267,16 @@ fn im2col(x: &[f32], shape: &[usize], k: (usize, usize), s: (usize, usize), p: (
 /// Adds every column of `cols` back into its patch of `dx` (the transpose of [`im2col`]);
 /// entries that fall on padding are dropped.
 #[allow(clippy::too_many_arguments)]
-fn col2im(cols: &[f32], shape: &[usize], k: (usize, usize), s: (usize, usize), p: (usize, usize), oh: usize, ow: usize, dx: &mut [f32]) {
+fn col2im(
+    cols: &[f32],
+    shape: &[usize],
+    k: (usize, usize),
+    s: (usize, usize),
+    p: (usize, usize),
+    oh: usize,
+    ow: usize,
+    dx: &mut [f32],
+) {
     let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3]);
     let ncols = n * oh * ow;
     dx.fill(0.0);
@@ -279,17 +317,41 @@ impl Parameterized for Conv2d {
 }
 
 impl Layer for Conv2d {
-    fn forward<'s>(&'s mut self, x: ArrayViewD<'_, f32>, mode: Mode) -> Result<ArrayViewD<'s, f32>> {
+    fn forward<'s>(
+        &'s mut self,
+        x: ArrayViewD<'_, f32>,
+        mode: Mode,
+    ) -> Result<ArrayViewD<'s, f32>> {
         let (n, oh, ow) = self.geometry(x.shape())?;
         let c = self.cfg.clone();
         let kdim = c.in_channels * c.kernel.0 * c.kernel.1;
         let npos = n * oh * ow;
         let x = x.as_standard_layout();
         self.cols.resize(&[kdim, npos]);
-        im2col(x.as_slice().expect("standard layout"), x.shape(), c.kernel, c.stride, c.padding, oh, ow, self.cols.as_mut_slice());
+        im2col(
+            x.as_slice().expect("standard layout"),
+            x.shape(),
+            c.kernel,
+            c.stride,
+            c.padding,
+            oh,
+            ow,
+            self.cols.as_mut_slice(),
+        );
         self.ymat.resize(&[c.out_channels, npos]);
-        let wmat = self.weight.value.view().into_shape_with_order((c.out_channels, kdim)).expect("contiguous weight");
-        matmul_into(1.0, wmat, self.cols.view2(), 0.0, &mut self.ymat.view2_mut())?; // Ymat = Wmat·cols
+        let wmat = self
+            .weight
+            .value
+            .view()
+            .into_shape_with_order((c.out_channels, kdim))
+            .expect("contiguous weight");
+        matmul_into(
+            1.0,
+            wmat,
+            self.cols.view2(),
+            0.0,
+            &mut self.ymat.view2_mut(),
+        )?; // Ymat = Wmat·cols
         // [c_out, n·oh·ow] → [n, c_out, oh, ow], adding b[o]
         self.y.resize(&[n, c.out_channels, oh, ow]);
         let plane = oh * ow;
@@ -299,7 +361,8 @@ impl Layer for Conv2d {
             let b = self.bias.as_ref().map_or(0.0, |b| b.value[[o]]);
             for i in 0..n {
                 let src = &ymat[o * npos + i * plane..o * npos + (i + 1) * plane];
-                let dst = &mut y[(i * c.out_channels + o) * plane..(i * c.out_channels + o + 1) * plane];
+                let dst =
+                    &mut y[(i * c.out_channels + o) * plane..(i * c.out_channels + o + 1) * plane];
                 for (d, &s) in dst.iter_mut().zip(src) {
                     *d = s + b; // Y = Wmat·cols + b
                 }
@@ -313,10 +376,18 @@ impl Layer for Conv2d {
 
     fn backward<'s>(&'s mut self, dy: ArrayViewD<'_, f32>) -> Result<ArrayViewD<'s, f32>> {
         require_forward(self.ready, || self.label())?;
-        require_shape(|| format!("{} backward", self.label()), self.y.shape(), dy.shape())?;
+        require_shape(
+            || format!("{} backward", self.label()),
+            self.y.shape(),
+            dy.shape(),
+        )?;
         let c = self.cfg.clone();
         let (n, oh, ow) = (self.y.shape()[0], self.y.shape()[2], self.y.shape()[3]);
-        let (plane, npos, kdim) = (oh * ow, n * oh * ow, c.in_channels * c.kernel.0 * c.kernel.1);
+        let (plane, npos, kdim) = (
+            oh * ow,
+            n * oh * ow,
+            c.in_channels * c.kernel.0 * c.kernel.1,
+        );
         // [n, c_out, oh, ow] → dYmat [c_out, n·oh·ow]
         let dy = dy.as_standard_layout();
         let dys = dy.as_slice().expect("standard layout");
@@ -324,7 +395,8 @@ impl Layer for Conv2d {
         let dymat = self.ymat.as_mut_slice();
         for o in 0..c.out_channels {
             for i in 0..n {
-                let src = &dys[(i * c.out_channels + o) * plane..(i * c.out_channels + o + 1) * plane];
+                let src =
+                    &dys[(i * c.out_channels + o) * plane..(i * c.out_channels + o + 1) * plane];
                 dymat[o * npos + i * plane..o * npos + (i + 1) * plane].copy_from_slice(src);
             }
         }
@@ -334,14 +406,33 @@ impl Layer for Conv2d {
             }
         }
         let dymat = self.ymat.view2();
-        let mut dw = self.weight.grad.view_mut().into_shape_with_order((c.out_channels, kdim)).expect("contiguous");
+        let mut dw = self
+            .weight
+            .grad
+            .view_mut()
+            .into_shape_with_order((c.out_channels, kdim))
+            .expect("contiguous");
         matmul_into(1.0, dymat, self.cols.view2().t(), 1.0, &mut dw)?; // ∂E/∂Wmat += dYmat·colsᵀ
-        let wmat = self.weight.value.view().into_shape_with_order((c.out_channels, kdim)).expect("contiguous");
+        let wmat = self
+            .weight
+            .value
+            .view()
+            .into_shape_with_order((c.out_channels, kdim))
+            .expect("contiguous");
         self.dcols.resize(&[kdim, npos]);
         matmul_into(1.0, wmat.t(), dymat, 0.0, &mut self.dcols.view2_mut())?; // ∂E/∂cols = Wmatᵀ·dYmat
         self.dx.resize(&self.in_shape);
         let shape = self.in_shape.clone();
-        col2im(self.dcols.as_slice(), &shape, c.kernel, c.stride, c.padding, oh, ow, self.dx.as_mut_slice()); // ∂E/∂X
+        col2im(
+            self.dcols.as_slice(),
+            &shape,
+            c.kernel,
+            c.stride,
+            c.padding,
+            oh,
+            ow,
+            self.dx.as_mut_slice(),
+        ); // ∂E/∂X
         Ok(self.dx.view())
     }
 
@@ -366,7 +457,6 @@ impl Layer for Conv2d {
         self.label()
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -406,14 +496,22 @@ mod tests {
         let x = Array4::from_shape_vec(
             (1, 1, 5, 5),
             vec![
-                1., 2., 0., 1., 2., 0., 1., 3., 1., 0., 2., 1., 0., 2., 1., 1., 0., 1., 0., 3., 0., 2., 1., 1., 0.,
+                1., 2., 0., 1., 2., 0., 1., 3., 1., 0., 2., 1., 0., 2., 1., 1., 0., 1., 0., 3., 0.,
+                2., 1., 1., 0.,
             ],
         )
         .unwrap()
         .into_dyn();
-        let w = Array4::from_shape_vec((1, 1, 3, 3), vec![1., 0., -1., 2., 1., 0., 0., -1., 1.]).unwrap().into_dyn();
-        let mut conv = Conv2d::new(&Conv2dConfig::new(1, 1, 3).stride(2).padding(1), &mut seeded(0)).unwrap();
-        conv.set_weights(w, Some(ndarray::arr1(&[0.5f32]).into_dyn())).unwrap();
+        let w = Array4::from_shape_vec((1, 1, 3, 3), vec![1., 0., -1., 2., 1., 0., 0., -1., 1.])
+            .unwrap()
+            .into_dyn();
+        let mut conv = Conv2d::new(
+            &Conv2dConfig::new(1, 1, 3).stride(2).padding(1),
+            &mut seeded(0),
+        )
+        .unwrap();
+        conv.set_weights(w, Some(ndarray::arr1(&[0.5f32]).into_dyn()))
+            .unwrap();
         let y = conv.forward(x.view(), Mode::Train).unwrap().to_owned();
         assert_eq!(y.shape(), &[1, 1, 3, 3]);
         let want = [2.5f32, 2.5, 4.5, 0.5, 1.5, 3.5, 0.5, 5.5, 2.5];
@@ -435,10 +533,19 @@ mod tests {
         let mut conv = Conv2d::new(&Conv2dConfig::new(1, 2, 5), &mut seeded(0)).unwrap();
         let x = nn_core::Tensor::zeros(vec![2, 1, 3, 3]);
         let e = conv.forward(x.view(), Mode::Train).unwrap_err().to_string();
-        assert!(e.contains("kernel larger than the padded input") && e.contains("got [2, 1, 3, 3]"), "{e}");
+        assert!(
+            e.contains("kernel larger than the padded input") && e.contains("got [2, 1, 3, 3]"),
+            "{e}"
+        );
         let x = nn_core::Tensor::zeros(vec![2, 3, 8, 8]);
         let e = conv.forward(x.view(), Mode::Train).unwrap_err().to_string();
-        assert!(e.contains("[n, 1, h, w]") && e.contains("got [2, 3, 8, 8]"), "{e}");
-        assert_eq!(conv.output_shape(&[4, 1, 28, 28]).unwrap(), vec![4, 2, 24, 24]);
+        assert!(
+            e.contains("[n, 1, h, w]") && e.contains("got [2, 3, 8, 8]"),
+            "{e}"
+        );
+        assert_eq!(
+            conv.output_shape(&[4, 1, 28, 28]).unwrap(),
+            vec![4, 2, 24, 24]
+        );
     }
 }

@@ -47,9 +47,21 @@ impl Dropout {
     /// [`Error::Config`] unless `0 ≤ p < 1`.
     pub fn new(p: f32, seed: u64) -> Result<Self> {
         if !(p.is_finite() && (0.0..1.0).contains(&p)) {
-            return Err(Error::Config { layer: "dropout".into(), message: format!("rate p must be in [0, 1), got {p}") });
+            return Err(Error::Config {
+                layer: "dropout".into(),
+                message: format!("rate p must be in [0, 1), got {p}"),
+            });
         }
-        Ok(Dropout { p, seed, frozen: false, counter: Tensor::zeros(vec![2]), mask: Buffer::new(), y: Buffer::new(), dx: Buffer::new(), ready: false })
+        Ok(Dropout {
+            p,
+            seed,
+            frozen: false,
+            counter: Tensor::zeros(vec![2]),
+            mask: Buffer::new(),
+            y: Buffer::new(),
+            dx: Buffer::new(),
+            ready: false,
+        })
     }
 
     /// A dropout that draws the same mask at every forward, for numerical gradient checks.
@@ -83,7 +95,11 @@ impl Parameterized for Dropout {
 }
 
 impl Layer for Dropout {
-    fn forward<'s>(&'s mut self, x: ArrayViewD<'_, f32>, mode: Mode) -> Result<ArrayViewD<'s, f32>> {
+    fn forward<'s>(
+        &'s mut self,
+        x: ArrayViewD<'_, f32>,
+        mode: Mode,
+    ) -> Result<ArrayViewD<'s, f32>> {
         self.y.assign(x);
         if mode == Mode::Eval {
             self.ready = false;
@@ -96,8 +112,17 @@ impl Layer for Dropout {
         }
         let keep = 1.0 / (1.0 - self.p);
         self.mask.resize(self.y.shape());
-        for (m, y) in self.mask.as_mut_slice().iter_mut().zip(self.y.as_mut_slice()) {
-            *m = if rng::uniform01(&mut r) >= self.p { keep } else { 0.0 }; // kept with probability 1 − p
+        for (m, y) in self
+            .mask
+            .as_mut_slice()
+            .iter_mut()
+            .zip(self.y.as_mut_slice())
+        {
+            *m = if rng::uniform01(&mut r) >= self.p {
+                keep
+            } else {
+                0.0
+            }; // kept with probability 1 − p
             *y *= *m; // y = x ⊙ m
         }
         self.ready = true;
@@ -106,7 +131,11 @@ impl Layer for Dropout {
 
     fn backward<'s>(&'s mut self, dy: ArrayViewD<'_, f32>) -> Result<ArrayViewD<'s, f32>> {
         require_forward(self.ready, || self.label())?;
-        require_shape(|| format!("{} backward", self.label()), self.y.shape(), dy.shape())?;
+        require_shape(
+            || format!("{} backward", self.label()),
+            self.y.shape(),
+            dy.shape(),
+        )?;
         self.dx.assign(dy);
         for (d, m) in self.dx.as_mut_slice().iter_mut().zip(self.mask.as_slice()) {
             *d *= m; // ∂E/∂x = ∂E/∂y ⊙ m
@@ -119,7 +148,9 @@ impl Layer for Dropout {
     }
 
     fn spec(&self) -> LayerSpec {
-        LayerSpec::new("dropout").with("p", Attr::Float(self.p as f64)).with("seed", Attr::Int(self.seed as i64))
+        LayerSpec::new("dropout")
+            .with("p", Attr::Float(self.p as f64))
+            .with("seed", Attr::Int(self.seed as i64))
     }
 
     fn name(&self) -> String {
@@ -155,7 +186,10 @@ mod tests {
         let mut a = Dropout::new(0.5, 9).unwrap();
         a.forward(x.view(), Mode::Train).unwrap();
         let mut b = a.clone(); // same counter: the next masks agree
-        assert_eq!(a.forward(x.view(), Mode::Train).unwrap(), b.forward(x.view(), Mode::Train).unwrap());
+        assert_eq!(
+            a.forward(x.view(), Mode::Train).unwrap(),
+            b.forward(x.view(), Mode::Train).unwrap()
+        );
         let mut f = Dropout::frozen(0.5, 9).unwrap();
         let m1 = f.forward(x.view(), Mode::Train).unwrap().to_owned();
         assert_eq!(m1, f.forward(x.view(), Mode::Train).unwrap());

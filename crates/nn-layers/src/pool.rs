@@ -54,7 +54,16 @@ impl Pool2d {
                 message: format!("kernel and stride must be positive, got {k} and {s}"),
             });
         }
-        Ok(Pool2d { reduce, k, s, argmax: Vec::new(), in_shape: Vec::new(), y: Buffer::new(), dx: Buffer::new(), ready: false })
+        Ok(Pool2d {
+            reduce,
+            k,
+            s,
+            argmax: Vec::new(),
+            in_shape: Vec::new(),
+            y: Buffer::new(),
+            dx: Buffer::new(),
+            ready: false,
+        })
     }
 
     /// Max pooling over `k×k` windows with stride `s`.
@@ -81,7 +90,13 @@ impl Pool2d {
     }
 
     fn label(&self) -> String {
-        format!("{}({}×{}, stride {})", Self::kind_of(self.reduce), self.k, self.k, self.s)
+        format!(
+            "{}({}×{}, stride {})",
+            Self::kind_of(self.reduce),
+            self.k,
+            self.k,
+            self.s
+        )
     }
 
     fn geometry(&self, input: &[usize]) -> Result<(usize, usize)> {
@@ -93,7 +108,10 @@ impl Pool2d {
             )
             .into());
         }
-        Ok(((input[2] - self.k) / self.s + 1, (input[3] - self.k) / self.s + 1))
+        Ok((
+            (input[2] - self.k) / self.s + 1,
+            (input[3] - self.k) / self.s + 1,
+        ))
     }
 }
 
@@ -102,7 +120,11 @@ impl Parameterized for Pool2d {
 }
 
 impl Layer for Pool2d {
-    fn forward<'s>(&'s mut self, x: ArrayViewD<'_, f32>, mode: Mode) -> Result<ArrayViewD<'s, f32>> {
+    fn forward<'s>(
+        &'s mut self,
+        x: ArrayViewD<'_, f32>,
+        mode: Mode,
+    ) -> Result<ArrayViewD<'s, f32>> {
         let (oh, ow) = self.geometry(x.shape())?;
         let (n, c, h, w) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
         let x = x.as_standard_layout();
@@ -121,7 +143,8 @@ impl Layer for Pool2d {
                     let o = (plane * oh + oy) * ow + ox;
                     match self.reduce {
                         Reduce::Max => {
-                            let (mut best, mut at) = (f32::NEG_INFINITY, base + oy * s * w + ox * s);
+                            let (mut best, mut at) =
+                                (f32::NEG_INFINITY, base + oy * s * w + ox * s);
                             for u in 0..k {
                                 for v in 0..k {
                                     let idx = base + (oy * s + u) * w + ox * s + v;
@@ -154,7 +177,11 @@ impl Layer for Pool2d {
 
     fn backward<'s>(&'s mut self, dy: ArrayViewD<'_, f32>) -> Result<ArrayViewD<'s, f32>> {
         require_forward(self.ready, || self.label())?;
-        require_shape(|| format!("{} backward", self.label()), self.y.shape(), dy.shape())?;
+        require_shape(
+            || format!("{} backward", self.label()),
+            self.y.shape(),
+            dy.shape(),
+        )?;
         let dy = dy.as_standard_layout();
         let dys = dy.as_slice().expect("standard layout");
         self.dx.resize_filled(&self.in_shape, 0.0);
@@ -214,13 +241,20 @@ mod tests {
         //  [3 6 | 4 1]            [9 8]]           [(7+2+0+9)/4 = 4.5,  (8+3+5+5)/4 = 5.25]]
         //  [7 2 | 8 3]
         //  [0 9 | 5 5]]
-        let x = Array4::from_shape_vec((1, 1, 4, 4), vec![1., 5., 2., 0., 3., 6., 4., 1., 7., 2., 8., 3., 0., 9., 5., 5.])
-            .unwrap()
-            .into_dyn();
+        let x = Array4::from_shape_vec(
+            (1, 1, 4, 4),
+            vec![
+                1., 5., 2., 0., 3., 6., 4., 1., 7., 2., 8., 3., 0., 9., 5., 5.,
+            ],
+        )
+        .unwrap()
+        .into_dyn();
         let mut mp = MaxPool2d::max(2, 2).unwrap();
         let y = mp.forward(x.view(), Mode::Train).unwrap().to_owned();
         assert_eq!(y.iter().copied().collect::<Vec<_>>(), [6., 4., 9., 8.]);
-        let dy = Array4::from_shape_vec((1, 1, 2, 2), vec![10., 20., 30., 40.]).unwrap().into_dyn();
+        let dy = Array4::from_shape_vec((1, 1, 2, 2), vec![10., 20., 30., 40.])
+            .unwrap()
+            .into_dyn();
         let dx = mp.backward(dy.view()).unwrap().to_owned();
         // gradients land on the maxima: 6 at (1,1), 4 at (1,2), 9 at (3,1), 8 at (2,2)
         let mut want = vec![0.0f32; 16];
@@ -232,7 +266,10 @@ mod tests {
 
         let mut ap = AvgPool2d::avg(2, 2).unwrap();
         let y = ap.forward(x.view(), Mode::Train).unwrap().to_owned();
-        assert_eq!(y.iter().copied().collect::<Vec<_>>(), [3.75, 1.75, 4.5, 5.25]);
+        assert_eq!(
+            y.iter().copied().collect::<Vec<_>>(),
+            [3.75, 1.75, 4.5, 5.25]
+        );
         let dx = ap.backward(dy.view()).unwrap().to_owned();
         assert_eq!(dx[[0, 0, 0, 0]], 2.5); // 10/4
         assert_eq!(dx[[0, 0, 3, 3]], 10.0); // 40/4
@@ -244,7 +281,9 @@ mod tests {
         let x = nn_core::Tensor::from_elem(vec![1, 1, 2, 2], 3.0);
         let mut mp = MaxPool2d::max(2, 2).unwrap();
         mp.forward(x.view(), Mode::Train).unwrap();
-        let dx = mp.backward(nn_core::Tensor::ones(vec![1, 1, 1, 1]).view()).unwrap();
+        let dx = mp
+            .backward(nn_core::Tensor::ones(vec![1, 1, 1, 1]).view())
+            .unwrap();
         assert_eq!(dx.iter().copied().collect::<Vec<_>>(), [1.0, 0.0, 0.0, 0.0]);
     }
 
@@ -253,7 +292,10 @@ mod tests {
         let mut mp = MaxPool2d::max(3, 3).unwrap();
         let x = nn_core::Tensor::zeros(vec![1, 1, 2, 2]);
         let e = mp.forward(x.view(), Mode::Eval).unwrap_err().to_string();
-        assert_eq!(e, "maxpool2d(3×3, stride 3) forward: expected shape [n, c, h, w] with h, w ≥ 3, got [1, 1, 2, 2]");
+        assert_eq!(
+            e,
+            "maxpool2d(3×3, stride 3) forward: expected shape [n, c, h, w] with h, w ≥ 3, got [1, 1, 2, 2]"
+        );
         assert!(MaxPool2d::max(0, 1).is_err());
     }
 }

@@ -11,14 +11,14 @@ use std::collections::BTreeMap;
 use nn_core::{Init, Rng};
 
 use crate::activation::{Identity, LeakyRelu, Relu, Sigmoid, Tanh};
-use crate::dense::{Dense, DenseConfig};
-use crate::error::{Error, Result};
 use crate::batchnorm::BatchNorm;
 use crate::conv::{Conv2d, Conv2dConfig};
+use crate::dense::{Dense, DenseConfig};
 use crate::dropout::Dropout;
+use crate::error::{Error, Result};
 use crate::flatten::Flatten;
-use crate::pool::Pool2d;
 use crate::layer::Layer;
+use crate::pool::Pool2d;
 use crate::sequential::Sequential;
 use crate::softmax::Softmax;
 use crate::spec::{Attr, LayerSpec};
@@ -56,12 +56,31 @@ impl Registry {
         r.register("softmax", |_, _, _| Ok(Box::new(Softmax::new())));
         r.register("flatten", |_, _, _| Ok(Box::new(Flatten::new())));
         r.register("conv2d", build_conv);
-        r.register("maxpool2d", |s, _, _| Ok(Box::new(Pool2d::max(s.usize("kernel")?, s.usize("stride")?)?)));
-        r.register("avgpool2d", |s, _, _| Ok(Box::new(Pool2d::avg(s.usize("kernel")?, s.usize("stride")?)?)));
-        r.register("batchnorm", |s, _, _| {
-            Ok(Box::new(BatchNorm::new(s.usize("features")?, s.float("eps")? as f32, s.float("momentum")? as f32)?))
+        r.register("maxpool2d", |s, _, _| {
+            Ok(Box::new(Pool2d::max(
+                s.usize("kernel")?,
+                s.usize("stride")?,
+            )?))
         });
-        r.register("dropout", |s, _, _| Ok(Box::new(Dropout::new(s.float("p")? as f32, s.usize("seed")? as u64)?)));
+        r.register("avgpool2d", |s, _, _| {
+            Ok(Box::new(Pool2d::avg(
+                s.usize("kernel")?,
+                s.usize("stride")?,
+            )?))
+        });
+        r.register("batchnorm", |s, _, _| {
+            Ok(Box::new(BatchNorm::new(
+                s.usize("features")?,
+                s.float("eps")? as f32,
+                s.float("momentum")? as f32,
+            )?))
+        });
+        r.register("dropout", |s, _, _| {
+            Ok(Box::new(Dropout::new(
+                s.float("p")? as f32,
+                s.usize("seed")? as u64,
+            )?))
+        });
         r.register("sequential", |s, reg, rng| {
             Ok(Box::new(reg.build_sequential(s.layers("layers")?, rng)?))
         });
@@ -144,11 +163,15 @@ fn build_dense(s: &LayerSpec, _: &Registry, rng: &mut Rng) -> Result<Box<dyn Lay
 fn build_conv(s: &LayerSpec, _: &Registry, rng: &mut Rng) -> Result<Box<dyn Layer>> {
     let pair = |key: &str| -> Result<(usize, usize)> {
         match s.get(key) {
-            Some(Attr::Ints(v)) if v.len() == 2 && v.iter().all(|d| *d >= 0) => Ok((v[0] as usize, v[1] as usize)),
+            Some(Attr::Ints(v)) if v.len() == 2 && v.iter().all(|d| *d >= 0) => {
+                Ok((v[0] as usize, v[1] as usize))
+            }
             Some(Attr::Int(d)) if *d >= 0 => Ok((*d as usize, *d as usize)),
             other => Err(Error::Spec {
                 kind: s.kind.clone(),
-                message: format!("attribute `{key}` must be a pair of non-negative integers, got {other:?}"),
+                message: format!(
+                    "attribute `{key}` must be a pair of non-negative integers, got {other:?}"
+                ),
             }),
         }
     };

@@ -6,9 +6,9 @@ use nn_core::{Buffer, Init, Param, seeded};
 use nn_layers::gradcheck::{GradCheckConfig, check_layer, check_loss};
 use nn_layers::layer::{require_forward, require_shape};
 use nn_layers::{
-    AvgPool2d, BatchNorm, Conv2d, Conv2dConfig, Dropout, MaxPool2d,
-    BceWithLogits, Dense, DenseConfig, Flatten, Identity, Layer, LayerSpec, LeakyRelu, Mode, Mse,
-    Parameterized, Relu, Sequential, Sigmoid, Slot, Softmax, SoftmaxCrossEntropy, Tanh, Target,
+    AvgPool2d, BatchNorm, BceWithLogits, Conv2d, Conv2dConfig, Dense, DenseConfig, Dropout,
+    Flatten, Identity, Layer, LayerSpec, LeakyRelu, MaxPool2d, Mode, Mse, Parameterized, Relu,
+    Sequential, Sigmoid, Slot, Softmax, SoftmaxCrossEntropy, Tanh, Target,
 };
 use proptest::prelude::*;
 
@@ -59,8 +59,12 @@ fn min_spread(x: &ArrayD<f32>) -> f32 {
 /// A batch norm with non-trivial scale and shift.
 fn with_affine(mut bn: BatchNorm, seed: u64) -> BatchNorm {
     let mut r = seeded(seed);
-    bn.visit(&mut |_, slot| if let Slot::Param(p) = slot {
-        p.value.iter_mut().for_each(|v| *v = nn_core::rng::uniform(&mut r, 0.5, 1.5));
+    bn.visit(&mut |_, slot| {
+        if let Slot::Param(p) = slot {
+            p.value
+                .iter_mut()
+                .for_each(|v| *v = nn_core::rng::uniform(&mut r, 0.5, 1.5));
+        }
     });
     bn
 }
