@@ -12,6 +12,7 @@
 //! - [`Error`]: one error type whose messages name the operation and the shapes.
 
 pub mod error;
+pub mod gemm_kernel;
 pub mod init;
 pub mod matmul;
 pub mod ops;

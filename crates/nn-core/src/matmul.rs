@@ -4,12 +4,10 @@
 //! C ← α·A·B + β·C        A: [m, k], B: [k, n], C: [m, n]
 //! ```
 //!
-//! Transposes are free: pass `a.t()` to multiply by `Aᵀ`. The product runs through
-//! ndarray's GEMM (`general_mat_mul`, backed by `matrixmultiply`), which panics on a shape
-//! mismatch; [`matmul_into`] checks the shapes first and returns an [`Error`] naming all
-//! three instead.
+//! Transposes are free: pass `a.t()` to multiply by `Aᵀ`. [`matmul_into`] checks the shapes
+//! first and returns an [`Error`] naming all three, then runs the product through the GEMM
+//! kernel of [`gemm_kernel`](crate::gemm_kernel).
 
-use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 
 use crate::error::{Error, Result};
@@ -55,7 +53,7 @@ pub fn matmul_into(
         c.fill(0.0);
         return Ok(());
     }
-    general_mat_mul(alpha, &a, &b, beta, c);
+    crate::gemm_kernel::gemm(alpha, a, b, beta, c);
     Ok(())
 }
 
@@ -94,6 +92,21 @@ mod tests {
         let mut c = Array2::<f32>::ones((2, 2));
         matmul_into(2.0, a.t(), b.view(), 1.0, &mut c.view_mut()).unwrap();
         assert_eq!(c, array![[3.0, 7.0], [5.0, 9.0]]);
+    }
+
+    #[test]
+    fn large_threaded_product_matches_a_naive_one() {
+        // 70×300 · 300×90 = 3.8 MFLOP: above the threading threshold; transposed A
+        let a = Array2::from_shape_fn((300, 70), |(i, j)| ((i * 7 + j * 3) % 11) as f32 - 5.0);
+        let b = Array2::from_shape_fn((300, 90), |(i, j)| ((i * 5 + j) % 13) as f32 * 0.5 - 3.0);
+        let mut c = Array2::<f32>::from_elem((70, 90), 1.0);
+        matmul_into(2.0, a.t(), b.view(), 0.5, &mut c.view_mut()).unwrap();
+        for i in (0..70).step_by(7) {
+            for j in (0..90).step_by(9) {
+                let dot: f32 = (0..300).map(|k| a[[k, i]] * b[[k, j]]).sum();
+                assert_eq!(c[[i, j]], 0.5 + 2.0 * dot, "({i}, {j})"); // small integers: exact
+            }
+        }
     }
 
     #[test]

@@ -374,7 +374,7 @@ impl Layer for Conv2d {
         Ok(self.y.view())
     }
 
-    fn backward<'s>(&'s mut self, dy: ArrayViewD<'_, f32>) -> Result<ArrayViewD<'s, f32>> {
+    fn backward_params(&mut self, dy: ArrayViewD<'_, f32>) -> Result<()> {
         require_forward(self.ready, || self.label())?;
         require_shape(
             || format!("{} backward", self.label()),
@@ -413,6 +413,15 @@ impl Layer for Conv2d {
             .into_shape_with_order((c.out_channels, kdim))
             .expect("contiguous");
         matmul_into(1.0, dymat, self.cols.view2().t(), 1.0, &mut dw)?; // ∂E/∂Wmat += dYmat·colsᵀ
+        Ok(())
+    }
+
+    fn backward<'s>(&'s mut self, dy: ArrayViewD<'_, f32>) -> Result<ArrayViewD<'s, f32>> {
+        self.backward_params(dy)?; // leaves dYmat in self.ymat
+        let c = self.cfg.clone();
+        let (n, oh, ow) = (self.y.shape()[0], self.y.shape()[2], self.y.shape()[3]);
+        let (npos, kdim) = (n * oh * ow, c.in_channels * c.kernel.0 * c.kernel.1);
+        let dymat = self.ymat.view2();
         let wmat = self
             .weight
             .value

@@ -215,6 +215,20 @@ impl Layer for Dense {
     }
 
     fn backward<'s>(&'s mut self, dy: ArrayViewD<'_, f32>) -> Result<ArrayViewD<'s, f32>> {
+        self.backward_params(dy.view())?;
+        let dy = dy.into_dimensionality::<Ix2>().expect("checked shape");
+        self.dx.resize(&[dy.nrows(), self.n_in]);
+        let w = self
+            .weight
+            .value
+            .view()
+            .into_dimensionality::<Ix2>()
+            .expect("weight is 2-D");
+        matmul_into(1.0, dy, w, 0.0, &mut self.dx.view2_mut())?; // ∂E/∂X = dY·W
+        Ok(self.dx.view())
+    }
+
+    fn backward_params(&mut self, dy: ArrayViewD<'_, f32>) -> Result<()> {
         require_forward(self.ready, || self.label())?;
         require_shape(
             || format!("{} backward", self.label()),
@@ -234,15 +248,7 @@ impl Layer for Dense {
             let mut db = b.grad.view_mut().into_dimensionality::<Ix1>().expect("1-D");
             ops::add_column_sums(dy, &mut db)?; // ∂E/∂b += Σ_rows dY
         }
-        self.dx.resize(&[dy.nrows(), self.n_in]);
-        let w = self
-            .weight
-            .value
-            .view()
-            .into_dimensionality::<Ix2>()
-            .expect("weight is 2-D");
-        matmul_into(1.0, dy, w, 0.0, &mut self.dx.view2_mut())?; // ∂E/∂X = dY·W
-        Ok(self.dx.view())
+        Ok(())
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
@@ -311,6 +317,12 @@ mod tests {
             array![[1.0f32, 0.0, -1.0], [4.0, 2.0, 0.0]].into_dyn()
         );
         assert_eq!(d.bias().unwrap().grad, array![1.0f32, 2.0].into_dyn());
+        // backward_params gives the same parameter gradients without ∂E/∂X
+        let mut d2 = layer();
+        d2.forward(x.view().into_dyn(), Mode::Train).unwrap();
+        d2.backward_params(dy.view().into_dyn()).unwrap();
+        assert_eq!(d2.weight().grad, d.weight().grad);
+        assert_eq!(d2.bias().unwrap().grad, d.bias().unwrap().grad);
         // a second backward accumulates: grads double
         d.backward(dy.view().into_dyn()).unwrap();
         assert_eq!(

@@ -75,6 +75,16 @@ pub trait Layer: Parameterized + Debug + Send {
     /// does not have the shape of the last output.
     fn backward<'s>(&'s mut self, dy: ArrayViewD<'_, f32>) -> Result<ArrayViewD<'s, f32>>;
 
+    /// As [`Layer::backward`] for a layer whose input gradient nobody needs (the first layer
+    /// of a network): accumulates the parameter gradients and may skip computing `∂E/∂x`.
+    /// The default calls `backward`; layers where `∂E/∂x` is costly override it.
+    ///
+    /// # Errors
+    /// As [`Layer::backward`].
+    fn backward_params(&mut self, dy: ArrayViewD<'_, f32>) -> Result<()> {
+        self.backward(dy).map(|_| ())
+    }
+
     /// The output shape for an input of shape `input` (batch axis included).
     ///
     /// # Errors

@@ -128,6 +128,24 @@ impl Layer for Sequential {
         Ok(g)
     }
 
+    fn backward_params(&mut self, dy: ArrayViewD<'_, f32>) -> Result<()> {
+        let n = self.layers.len();
+        if n <= 1 {
+            return match self.layers.first_mut() {
+                Some(l) => l.backward_params(dy).map_err(|e| e.at_layer(0)),
+                None => Ok(()),
+            };
+        }
+        let (first, rest) = self.layers.split_at_mut(1);
+        let mut layers = rest.iter_mut().enumerate().rev();
+        let (last, top) = layers.next().expect("at least two layers");
+        let mut g = top.backward(dy).map_err(|e| e.at_layer(last + 1))?;
+        for (i, layer) in layers {
+            g = layer.backward(g).map_err(|e| e.at_layer(i + 1))?; // gˡ⁻¹ = layerₗ.backward(gˡ)
+        }
+        first[0].backward_params(g).map_err(|e| e.at_layer(0)) // no ∂E/∂x for the input
+    }
+
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         Ok(self
             .output_shapes(input)?

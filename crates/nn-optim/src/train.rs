@@ -402,7 +402,7 @@ impl Trainer {
                     value: e,
                 });
             }
-            model.backward(loss.backward()?)?; // backward propagation
+            model.backward_params(loss.backward()?)?; // backward propagation (no ∂E/∂x needed)
             let norm = match self.cfg.clip_grad_norm {
                 Some(c) => clip_grad_norm(model, c),
                 None => grad_norm(model),
