@@ -5,21 +5,69 @@
 //! ndarray's `matrixmultiply` by 1.3–2× with two threads and by 3–5× for a single row.
 //!
 //! Threads: products smaller than [`PARALLEL_MIN_FLOP`] run on the calling thread (handing
-//! a 64×128×10 product to another core costs more than computing it); larger ones use
-//! rayon's pool, whose size honours `RAYON_NUM_THREADS` and defaults to all cores.
+//! a 64×128×10 product to another core costs more than computing it); larger ones are cut
+//! into column (or row) blocks, one per thread of [`parallel`](crate::parallel), each block
+//! a single-threaded `gemm` call.
 
 // The one place the toolkit calls an `unsafe` API: `gemm::gemm` takes raw pointers and
 // strides. Every call is preceded by the shape checks of `matmul_into`.
 #![allow(unsafe_code)]
 
-use ndarray::{ArrayView2, ArrayViewMut2};
+use std::sync::Mutex;
+
+use ndarray::{ArrayView2, ArrayViewMut2, Axis, s};
 
 /// Products with fewer floating-point operations than this stay on one thread.
-pub const PARALLEL_MIN_FLOP: usize = 1 << 21;
+pub const PARALLEL_MIN_FLOP: usize = 1 << 20;
 
-/// `C ← α·A·B + β·C` for shapes already checked by the caller: `a: [m, k]`, `b: [k, n]`,
-/// `c: [m, n]`.
+/// Blocks narrower than this are not worth a thread.
+const MIN_BLOCK: usize = 16;
+
+/// `C ← α·A·B + β·C`, split across threads when large enough (shapes checked by the caller).
 pub(crate) fn gemm(
+    alpha: f32,
+    a: ArrayView2<'_, f32>,
+    b: ArrayView2<'_, f32>,
+    beta: f32,
+    mut c: ArrayViewMut2<'_, f32>,
+) {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    let threads = crate::parallel::parallelism();
+    if threads < 2 || 2 * m * n * k < PARALLEL_MIN_FLOP || (n < 2 * MIN_BLOCK && m < 2 * MIN_BLOCK)
+    {
+        return gemm_one(alpha, a, b, beta, &mut c);
+    }
+    // Cut C (and B or A with it) into blocks of whole columns, or of rows if C is narrow.
+    let by_cols = n >= m && n >= 2 * MIN_BLOCK || m < 2 * MIN_BLOCK;
+    let len = if by_cols { n } else { m };
+    let parts = threads.min(len / MIN_BLOCK).max(1);
+    let mut blocks = Vec::with_capacity(parts);
+    let mut rest = c;
+    let mut start = 0;
+    for p in 0..parts {
+        let end = (p + 1) * len / parts;
+        let (head, tail) = rest.split_at(if by_cols { Axis(1) } else { Axis(0) }, end - start);
+        let (a_p, b_p) = if by_cols {
+            (a, b.slice_move(s![.., start..end]))
+        } else {
+            (a.slice_move(s![start..end, ..]), b)
+        };
+        blocks.push(Mutex::new(Some((a_p, b_p, head))));
+        rest = tail;
+        start = end;
+    }
+    crate::parallel::run_parts(parts, &|i| {
+        let block = blocks[i].lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((a_p, b_p, mut c_p)) = block {
+            gemm_one(alpha, a_p, b_p, beta, &mut c_p);
+        }
+    });
+}
+
+/// `C ← α·A·B + β·C` on the calling thread, for shapes already checked: `a: [m, k]`,
+/// `b: [k, n]`, `c: [m, n]`.
+fn gemm_one(
     alpha: f32,
     a: ArrayView2<'_, f32>,
     b: ArrayView2<'_, f32>,
@@ -32,12 +80,6 @@ pub(crate) fn gemm(
     if m == 0 || n == 0 {
         return;
     }
-    let flop = 2 * m * n * k;
-    let parallelism = if flop >= PARALLEL_MIN_FLOP && rayon::current_num_threads() > 1 {
-        gemm::Parallelism::Rayon(rayon::current_num_threads())
-    } else {
-        gemm::Parallelism::None
-    };
     let (a_rs, a_cs) = (a.strides()[0], a.strides()[1]);
     let (b_rs, b_cs) = (b.strides()[0], b.strides()[1]);
     let (c_rs, c_cs) = (c.strides()[0], c.strides()[1]);
@@ -68,7 +110,7 @@ pub(crate) fn gemm(
             false,
             false,
             false,
-            parallelism,
+            gemm::Parallelism::None,
         );
     }
 }

@@ -16,6 +16,7 @@ pub mod gemm_kernel;
 pub mod init;
 pub mod matmul;
 pub mod ops;
+pub mod parallel;
 pub mod param;
 pub mod rng;
 pub mod softmax;

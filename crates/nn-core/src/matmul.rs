@@ -53,7 +53,7 @@ pub fn matmul_into(
         c.fill(0.0);
         return Ok(());
     }
-    crate::gemm_kernel::gemm(alpha, a, b, beta, c);
+    crate::gemm_kernel::gemm(alpha, a, b, beta, c.view_mut());
     Ok(())
 }
 
