@@ -2,7 +2,11 @@
 //!
 //! - `cargo xtask train [--dataset digits|fashion-mnist] [--data-dir DIR] [--out FILE]`:
 //!   trains the default model with the `nn` command (release build) and saves it;
+//! - `cargo xtask bench [w1|w2|w3|w4|all] [--peer torch]`: the standard workloads, with
+//!   ratios against the PyTorch peer measured in the same invocation;
 //! - `cargo xtask ci`: the checks CI runs (`.ci/run` runs the same steps).
+
+mod bench;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,6 +20,9 @@ commands:
         train the default model (digits: from data/digits.csv; fashion-mnist: from the
         IDX files, default folder /usr/share/datasets/fashion-mnist; --model cnn trains a
         LeNet-style network with batch norm on Fashion-MNIST)
+  bench [w1|w2|w3|w4|all] [--reps N] [--peer torch] [--peer-script PATH] [--out FILE]
+        run the standard workloads (release build), optionally alternating with the
+        PyTorch peer (../shared/bench/torch_peer.py), and print nn/torch ratios
   ci    run the CI checks (fmt, clippy, docs, tests)";
 
 fn main() {
@@ -30,6 +37,7 @@ fn run() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("train") => train(&args[1..]),
+        Some("bench") => bench::bench(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             println!("{USAGE}");
             Ok(())
@@ -39,7 +47,7 @@ fn run() -> Result<()> {
 }
 
 /// The workspace root (the folder above `xtask/`).
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask sits in the workspace")
@@ -47,7 +55,7 @@ fn root() -> PathBuf {
 }
 
 /// Runs `cargo <args>` in the workspace root, failing with the command line on error.
-fn cargo(args: &[&str], env: &[(&str, &str)]) -> Result<()> {
+pub(crate) fn cargo(args: &[&str], env: &[(&str, &str)]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("$ cargo {}", args.join(" "));
     let status = Command::new(&cargo)
@@ -85,7 +93,7 @@ fn ci() -> Result<()> {
 }
 
 /// Value of `--name VALUE` in `args`, if present.
-fn flag<'a>(args: &'a [String], name: &str) -> Result<Option<&'a str>> {
+pub(crate) fn flag<'a>(args: &'a [String], name: &str) -> Result<Option<&'a str>> {
     match args.iter().position(|a| a == name) {
         Some(i) => match args.get(i + 1) {
             Some(v) => Ok(Some(v)),

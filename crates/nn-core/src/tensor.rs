@@ -59,6 +59,18 @@ impl Buffer {
         self.shape.extend_from_slice(shape);
     }
 
+    /// Changes the first axis (rows) to `rows`, keeping the others and the allocation (it
+    /// grows only past the largest size held so far).
+    pub fn set_rows(&mut self, rows: usize) {
+        if let Some(first) = self.shape.first_mut() {
+            *first = rows;
+        }
+        let n = self.len();
+        if self.data.len() < n {
+            self.data.resize(n, 0.0);
+        }
+    }
+
     /// Sets the shape and fills every element with `value`.
     pub fn resize_filled(&mut self, shape: &[usize], value: f32) {
         self.resize(shape);

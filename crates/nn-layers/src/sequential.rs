@@ -23,6 +23,8 @@ pub struct Sequential {
     layers: Vec<Box<dyn Layer>>,
     /// Output of an empty stack (the identity needs somewhere to put its copy).
     passthrough: Buffer,
+    /// Reused for the `"<index>.<name>"` names handed to visitors (no allocation per visit).
+    name: String,
 }
 
 impl Sequential {
@@ -85,13 +87,13 @@ impl Sequential {
 
 impl Parameterized for Sequential {
     fn visit<'a>(&'a mut self, f: &mut dyn FnMut(&str, Slot<'a>)) {
-        let mut name = String::new();
-        for (i, layer) in self.layers.iter_mut().enumerate() {
+        let Sequential { layers, name, .. } = self;
+        for (i, layer) in layers.iter_mut().enumerate() {
             layer.visit(&mut |n, slot| {
                 name.clear();
                 use std::fmt::Write;
                 let _ = write!(name, "{i}.{n}"); // "0.weight"
-                f(&name, slot);
+                f(name, slot);
             });
         }
     }

@@ -1,0 +1,122 @@
+//! Criterion benchmarks of the kernels on the hot path, at the workloads' shapes:
+//! GEMM, dense forward/backward, softmax + cross-entropy, convolution forward/backward and
+//! the optimizer step.
+//!
+//! ```sh
+//! cargo bench -p nn-bench --bench kernels
+//! ```
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use ndarray::Array2;
+use nn_core::{Tensor, matmul_into, seeded};
+use nn_layers::{
+    Conv2d, Conv2dConfig, Dense, DenseConfig, Layer, Loss, Mode, Sequential, SoftmaxCrossEntropy,
+    Target,
+};
+use nn_optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
+
+fn ramp(shape: &[usize]) -> Tensor {
+    let mut i = 0u32;
+    Tensor::from_shape_fn(shape, |_| {
+        i = i.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        (i >> 16) as f32 / 65_536.0 - 0.5
+    })
+}
+
+fn gemm(c: &mut Criterion) {
+    let mut g = c.benchmark_group("gemm");
+    for (name, m, k, n, ta) in [
+        ("w1_fwd_l1_64x784x128", 64, 784, 128, false),
+        ("w1_bwd_dw1_784x64x128_at", 784, 64, 128, true),
+        ("w1_fwd_l2_64x128x10", 64, 128, 10, false),
+        ("w2_fwd_l1_128x784x512", 128, 784, 512, false),
+        ("w2_fwd_l2_128x512x256", 128, 512, 256, false),
+        ("w4_b1024_1024x784x128", 1024, 784, 128, false),
+    ] {
+        let a = if ta {
+            Array2::from_elem((k, m), 0.5f32)
+        } else {
+            Array2::from_elem((m, k), 0.5f32)
+        };
+        let b = Array2::from_elem((k, n), 0.25f32);
+        let mut out = Array2::<f32>::zeros((m, n));
+        let av = if ta { a.t() } else { a.view() };
+        g.bench_function(name, |bch| {
+            bch.iter(|| matmul_into(1.0, av, b.view(), 0.0, &mut out.view_mut()).unwrap())
+        });
+    }
+    g.finish();
+}
+
+fn dense(c: &mut Criterion) {
+    let mut layer = Dense::new(&DenseConfig::new(784, 128), &mut seeded(0)).unwrap();
+    let x = ramp(&[64, 784]);
+    let dy = ramp(&[64, 128]);
+    c.bench_function("dense_784x128_b64_forward_train", |b| {
+        b.iter(|| black_box(layer.forward(x.view(), Mode::Train).unwrap().len()))
+    });
+    c.bench_function("dense_784x128_b64_backward", |b| {
+        b.iter(|| black_box(layer.backward(dy.view()).unwrap().len()))
+    });
+    c.bench_function("dense_784x128_b64_backward_params", |b| {
+        b.iter(|| layer.backward_params(dy.view()).unwrap())
+    });
+    let x1 = ramp(&[1, 784]);
+    c.bench_function("dense_784x128_b1_forward_eval", |b| {
+        b.iter(|| black_box(layer.forward(x1.view(), Mode::Eval).unwrap().len()))
+    });
+}
+
+fn softmax_ce(c: &mut Criterion) {
+    let z = ramp(&[64, 10]);
+    let classes: Vec<usize> = (0..64).map(|i| i % 10).collect();
+    let mut loss = SoftmaxCrossEntropy::new();
+    c.bench_function("softmax_cross_entropy_64x10", |b| {
+        b.iter(|| {
+            black_box(loss.forward(z.view(), Target::Classes(&classes)).unwrap());
+            black_box(loss.backward().unwrap().len())
+        })
+    });
+}
+
+fn conv(c: &mut Criterion) {
+    // W3's second convolution: [64, 8, 12, 12] → 16 filters of 5×5 → [64, 16, 8, 8]
+    let mut layer = Conv2d::new(&Conv2dConfig::new(8, 16, 5), &mut seeded(0)).unwrap();
+    let x = ramp(&[64, 8, 12, 12]);
+    let dy = ramp(&[64, 16, 8, 8]);
+    c.bench_function("conv_8to16_5x5_b64_forward_train", |b| {
+        b.iter(|| black_box(layer.forward(x.view(), Mode::Train).unwrap().len()))
+    });
+    c.bench_function("conv_8to16_5x5_b64_backward", |b| {
+        b.iter(|| black_box(layer.backward(dy.view()).unwrap().len()))
+    });
+    let mut first = Conv2d::new(&Conv2dConfig::new(1, 8, 5), &mut seeded(0)).unwrap();
+    let x = ramp(&[64, 1, 28, 28]);
+    c.bench_function("conv_1to8_5x5_b64_forward_train", |b| {
+        b.iter(|| black_box(first.forward(x.view(), Mode::Train).unwrap().len()))
+    });
+}
+
+fn optimizer(c: &mut Criterion) {
+    let mut r = seeded(1);
+    let mut net = Sequential::new()
+        .with(Dense::new(&DenseConfig::new(784, 128), &mut r).unwrap())
+        .with(Dense::new(&DenseConfig::new(128, 10), &mut r).unwrap());
+    let mut sgd = Sgd::new(SgdConfig::new(0.01)).unwrap();
+    c.bench_function("sgd_step_w1_params", |b| {
+        b.iter(|| sgd.step(&mut net).unwrap())
+    });
+    let mut momentum = Sgd::new(SgdConfig::new(0.01).momentum(0.9)).unwrap();
+    c.bench_function("momentum_step_w1_params", |b| {
+        b.iter(|| momentum.step(&mut net).unwrap())
+    });
+    let mut adam = Adam::new(AdamConfig::adam(1e-3)).unwrap();
+    c.bench_function("adam_step_w1_params", |b| {
+        b.iter(|| adam.step(&mut net).unwrap())
+    });
+}
+
+criterion_group!(benches, gemm, dense, softmax_ce, conv, optimizer);
+criterion_main!(benches);

@@ -1,0 +1,319 @@
+//! `nn-bench`: the standard CPU workloads of `shared/bench/WORKLOADS.md`, measured exactly
+//! as the peers measure them.
+//!
+//! ```sh
+//! cargo run --release -p nn-bench -- w1 --reps 3 --out results.jsonl
+//! cargo xtask bench all --peer torch      # the same, alternating with the PyTorch peer
+//! ```
+//!
+//! - Data: Fashion-MNIST (`FMNIST_DIR`, default `/usr/share/datasets/fashion-mnist`),
+//!   pixels / 255, no other normalisation; MLPs see rows of 784, the CNN `[n, 1, 28, 28]`.
+//! - Init: He-uniform weights (fan-in), zero biases. Loss: softmax + cross-entropy, mean.
+//! - Timed: from the start of an epoch (drawing the permutation) to its last optimizer
+//!   step; not data loading, model construction or evaluation.
+//! - Reported: median (min–max) over all reps × epochs, test accuracy per rep, one JSON
+//!   line per workload in the peers' format.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use ndarray::Axis;
+use nn_core::{Rng, seeded};
+use nn_io::{Dataset, Normalization, load_idx_dir};
+use nn_layers::{
+    Conv2d, Conv2dConfig, Dense, DenseConfig, Flatten, Layer, MaxPool2d, Mode, Relu, Sequential,
+    SoftmaxCrossEntropy,
+};
+use nn_optim::{Data, EpochRecord, Observer, Sgd, SgdConfig, TrainConfig, Trainer, evaluate};
+use serde_json::json;
+
+const SEED: u64 = 42;
+
+/// Median, min, max and count, as the peers report them.
+fn summarize(xs: &[f64]) -> serde_json::Value {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    json!({ "median": median, "min": v[0], "max": v[n - 1], "n": n })
+}
+
+fn fmt(s: &serde_json::Value, prec: usize) -> String {
+    let f = |k: &str| s[k].as_f64().unwrap_or(f64::NAN);
+    format!(
+        "{:.p$} ({:.p$}-{:.p$}, n={})",
+        f("median"),
+        f("min"),
+        f("max"),
+        s["n"],
+        p = prec
+    )
+}
+
+struct Workload {
+    name: &'static str,
+    batch: usize,
+    lr: f32,
+    momentum: f32,
+    epochs: usize,
+    cnn: bool,
+    sizes: &'static [usize],
+}
+
+const W1: Workload = Workload {
+    name: "w1",
+    batch: 64,
+    lr: 0.1,
+    momentum: 0.0,
+    epochs: 5,
+    cnn: false,
+    sizes: &[784, 128, 10],
+};
+const W2: Workload = Workload {
+    name: "w2",
+    batch: 128,
+    lr: 0.05,
+    momentum: 0.9,
+    epochs: 5,
+    cnn: false,
+    sizes: &[784, 512, 256, 10],
+};
+const W3: Workload = Workload {
+    name: "w3",
+    batch: 64,
+    lr: 0.05,
+    momentum: 0.9,
+    epochs: 3,
+    cnn: true,
+    sizes: &[],
+};
+
+fn build(w: &Workload, rng: &mut Rng) -> Result<Sequential> {
+    let mut m = Sequential::new();
+    if w.cnn {
+        m.push(Conv2d::new(&Conv2dConfig::new(1, 8, 5), rng)?);
+        m.push(Relu::new());
+        m.push(MaxPool2d::max(2, 2)?);
+        m.push(Conv2d::new(&Conv2dConfig::new(8, 16, 5), rng)?);
+        m.push(Relu::new());
+        m.push(MaxPool2d::max(2, 2)?);
+        m.push(Flatten::new());
+        m.push(Dense::new(&DenseConfig::new(256, 10), rng)?);
+    } else {
+        for (i, pair) in w.sizes.windows(2).enumerate() {
+            m.push(Dense::new(&DenseConfig::new(pair[0], pair[1]), rng)?); // He uniform, b = 0
+            if i + 2 < w.sizes.len() {
+                m.push(Relu::new());
+            }
+        }
+    }
+    Ok(m)
+}
+
+struct Times(Vec<f64>);
+impl Observer for Times {
+    fn on_epoch_end(&mut self, r: &EpochRecord) {
+        self.0.push(r.seconds);
+    }
+}
+
+struct Fmnist {
+    train: Dataset,
+    test: Dataset,
+}
+
+fn load() -> Result<Fmnist> {
+    let dir = PathBuf::from(
+        std::env::var("FMNIST_DIR").unwrap_or_else(|_| "/usr/share/datasets/fashion-mnist".into()),
+    );
+    let part = |p| -> Result<Dataset> {
+        let mut d = load_idx_dir(&dir, p).with_context(|| "Fashion-MNIST is missing: `apt-get install dataset-fashion-mnist` or set FMNIST_DIR")?;
+        Normalization::Scale {
+            factor: 1.0 / 255.0,
+        }
+        .apply(&mut d.x)?; // u8 → f32 / 255
+        Ok(d)
+    };
+    Ok(Fmnist {
+        train: part("train")?,
+        test: part("t10k")?,
+    })
+}
+
+fn rows(d: &Dataset) -> Dataset {
+    d.clone().flattened()
+}
+
+/// Trains `w` `reps` times from the same seed; returns the JSON record and the last model.
+fn train(
+    w: &Workload,
+    data: &Fmnist,
+    reps: usize,
+    out: &mut Vec<serde_json::Value>,
+) -> Result<Sequential> {
+    let (train, test) = if w.cnn {
+        (data.train.clone(), data.test.clone())
+    } else {
+        (rows(&data.train), rows(&data.test))
+    };
+    let mut epoch_times = Vec::new();
+    let (mut first, mut accs) = (Vec::new(), Vec::new());
+    let mut model = None;
+    for rep in 0..reps {
+        let mut m = build(w, &mut seeded(SEED))?;
+        let mut loss = SoftmaxCrossEntropy::new();
+        let mut opt = Sgd::new(SgdConfig::new(w.lr).momentum(w.momentum))?;
+        let mut times = Times(Vec::new());
+        Trainer::new(TrainConfig::new(w.epochs, w.batch).seed(SEED))?.fit(
+            &mut m,
+            &mut loss,
+            &mut opt,
+            &Data::new(train.x(), train.target())?,
+            None,
+            &mut times,
+        )?;
+        let acc = evaluate(
+            &mut m,
+            &mut loss,
+            &Data::new(test.x(), test.target())?,
+            2000,
+        )?
+        .accuracy
+        .unwrap_or(0.0);
+        println!(
+            "  [{} rep{rep}] epoch s: {:?} test acc {acc:.4}",
+            w.name,
+            times
+                .0
+                .iter()
+                .map(|t| format!("{t:.3}"))
+                .collect::<Vec<_>>()
+        );
+        first.push(times.0[0]);
+        epoch_times.extend(times.0);
+        accs.push(acc);
+        model = Some(m);
+    }
+    let s = summarize(&epoch_times);
+    println!("{}: s/epoch {}  acc {accs:?}", w.name, fmt(&s, 3));
+    out.push(json!({
+        "peer": "nn", "workload": w.name, "threads": nn_core::parallel::parallelism(),
+        "sec_per_epoch": s, "first_epoch_s": first, "test_acc": accs, "epochs": w.epochs, "epoch_s": epoch_times,
+    }));
+    model.context("no repetition ran")
+}
+
+/// W4: batch-1 latency and batch-1024 throughput of the trained W1 model (Eval, logits).
+fn infer(
+    model: &mut Sequential,
+    data: &Fmnist,
+    reps: usize,
+    out: &mut Vec<serde_json::Value>,
+) -> Result<()> {
+    let test = rows(&data.test);
+    let x1 = test.x.slice_axis(Axis(0), (0..1).into()).to_owned();
+    let xb = test.x.slice_axis(Axis(0), (0..1024).into()).to_owned();
+    let (mut lat, mut thr) = (Vec::new(), Vec::new());
+    for _ in 0..reps.max(1) {
+        for _ in 0..200 {
+            model.forward(x1.view(), Mode::Eval)?;
+        }
+        let mut ts = Vec::with_capacity(5000);
+        for _ in 0..5000 {
+            let t = Instant::now();
+            std::hint::black_box(model.forward(x1.view(), Mode::Eval)?);
+            ts.push(t.elapsed().as_secs_f64());
+        }
+        ts.sort_by(f64::total_cmp);
+        lat.push(ts[ts.len() / 2] * 1e6);
+        for _ in 0..10 {
+            model.forward(xb.view(), Mode::Eval)?;
+        }
+        let mut ts = Vec::with_capacity(100);
+        for _ in 0..100 {
+            let t = Instant::now();
+            std::hint::black_box(model.forward(xb.view(), Mode::Eval)?);
+            ts.push(t.elapsed().as_secs_f64());
+        }
+        ts.sort_by(f64::total_cmp);
+        thr.push(1024.0 / ts[ts.len() / 2]);
+    }
+    let (l, t) = (summarize(&lat), summarize(&thr));
+    println!(
+        "w4 threads={}: b1 latency us {}; b1024 samples/s {}",
+        nn_core::parallel::parallelism(),
+        fmt(&l, 3),
+        fmt(&t, 0)
+    );
+    out.push(json!({
+        "peer": "nn", "workload": "w4", "threads": nn_core::parallel::parallelism(),
+        "latency_us_b1": l, "throughput_sps_b1024": t,
+    }));
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let (mut which, mut reps, mut out_path) = ("all".to_string(), 3usize, None::<PathBuf>);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--reps" => {
+                reps = args
+                    .next()
+                    .and_then(|r| r.parse().ok())
+                    .context("--reps needs a number")?
+            }
+            "--out" => out_path = Some(args.next().context("--out needs a file")?.into()),
+            w if !w.starts_with("--") => which = w.to_string(),
+            other => bail!(
+                "unknown option `{other}`; usage: nn-bench [w1|w2|w3|w4|all] [--reps N] [--out FILE]"
+            ),
+        }
+    }
+    let list: Vec<&str> = if which == "all" {
+        vec!["w1", "w4", "w2", "w3"]
+    } else {
+        which.split(',').collect()
+    };
+    if let Some(bad) = list.iter().find(|w| !["w1", "w2", "w3", "w4"].contains(w)) {
+        bail!("unknown workload `{bad}`; expected w1, w2, w3, w4 or all");
+    }
+    let data = load()?;
+    let mut out = Vec::new();
+    let mut w1_model = None;
+    for w in list {
+        match w {
+            "w1" => w1_model = Some(train(&W1, &data, reps, &mut out)?),
+            "w2" => drop(train(&W2, &data, reps, &mut out)?),
+            "w3" => drop(train(&W3, &data, reps, &mut out)?),
+            _ => {
+                let mut m = match w1_model.take() {
+                    Some(m) => m,
+                    None => train(&W1, &data, 1, &mut Vec::new())?,
+                };
+                infer(&mut m, &data, reps, &mut out)?;
+                w1_model = Some(m);
+            }
+        }
+    }
+    for rec in &out {
+        println!("{rec}");
+    }
+    if let Some(p) = out_path {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)
+            .with_context(|| format!("{}", p.display()))?;
+        for rec in &out {
+            writeln!(f, "{rec}")?;
+        }
+    }
+    Ok(())
+}

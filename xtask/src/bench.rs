@@ -1,0 +1,274 @@
+//! `cargo xtask bench`: our workloads, and with `--peer torch` the PyTorch peer, alternating
+//! run by run in the same invocation, with our/peer ratios.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use crate::{cargo, flag, root};
+
+/// Median, min and max of a sample.
+type Stats = Option<(f64, f64, f64)>;
+
+/// Median, min and max.
+fn stats(xs: &[f64]) -> Stats {
+    if xs.is_empty() {
+        return None;
+    }
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let med = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    Some((med, v[0], v[n - 1]))
+}
+
+/// What one side measured for one workload.
+#[derive(Default)]
+struct Side {
+    epoch_s: Vec<f64>,
+    acc: Vec<f64>,
+    latency_us: Vec<f64>,
+    throughput: Vec<f64>,
+}
+
+impl Side {
+    fn add_json(&mut self, rec: &Value) {
+        if let Some(e) = rec["epoch_s"].as_array() {
+            self.epoch_s.extend(e.iter().filter_map(Value::as_f64));
+        }
+        if let Some(a) = rec["test_acc"].as_array() {
+            self.acc.extend(a.iter().filter_map(Value::as_f64));
+        }
+        if let Some(l) = rec["latency_us_b1"]["median"].as_f64() {
+            self.latency_us.push(l);
+        }
+        if let Some(t) = rec["throughput_sps_b1024"]["median"].as_f64() {
+            self.throughput.push(t);
+        }
+    }
+}
+
+/// Runs `cargo xtask bench`.
+pub fn bench(args: &[String]) -> Result<()> {
+    let which = args
+        .iter()
+        .find(|a| !a.starts_with("--") && !is_value(args, a))
+        .map_or("all", String::as_str);
+    let reps: usize =
+        flag(args, "--reps")?.map_or(Ok(3), |r| r.parse().context("--reps needs a number"))?;
+    let peer = flag(args, "--peer")?;
+    if peer.is_some_and(|p| p != "torch") {
+        bail!("the only peer is torch");
+    }
+    let script = PathBuf::from(flag(args, "--peer-script")?.map_or_else(
+        || {
+            root()
+                .join("../shared/bench/torch_peer.py")
+                .display()
+                .to_string()
+        },
+        String::from,
+    ));
+    let out = PathBuf::from(flag(args, "--out")?.map_or_else(
+        || {
+            root()
+                .join("target/bench/results.jsonl")
+                .display()
+                .to_string()
+        },
+        String::from,
+    ));
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    if peer.is_some() && !script.is_file() {
+        bail!(
+            "peer script {} not found (pass --peer-script PATH)",
+            script.display()
+        );
+    }
+    let workloads: Vec<&str> = if which == "all" {
+        vec!["w1", "w4", "w2", "w3"]
+    } else {
+        which.split(',').collect()
+    };
+    cargo(&["build", "--release", "--quiet", "-p", "nn-bench"], &[])?;
+    let ours_bin = root().join("target/release/nn-bench");
+    let mut sides: Vec<(String, Side, Side)> = workloads
+        .iter()
+        .map(|w| (w.to_string(), Side::default(), Side::default()))
+        .collect();
+    for rep in 0..reps {
+        for (w, ours, theirs) in &mut sides {
+            eprintln!("== {w} run {} of {reps}: nn", rep + 1);
+            for rec in run_ours(&ours_bin, w, &out)? {
+                ours.add_json(&rec);
+            }
+            if peer.is_some() {
+                eprintln!("== {w} run {} of {reps}: torch", rep + 1);
+                run_torch(&script, w, &out, theirs)?;
+            }
+        }
+    }
+    print_table(&sides, peer.is_some());
+    println!("\nJSON lines appended to {}", out.display());
+    Ok(())
+}
+
+fn is_value(args: &[String], a: &String) -> bool {
+    args.windows(2)
+        .any(|w| w[1] == *a && w[0].starts_with("--"))
+}
+
+fn run_ours(bin: &Path, w: &str, out: &Path) -> Result<Vec<Value>> {
+    let tmp = out.with_extension("nn.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let status = Command::new(bin)
+        .args([w, "--reps", "1", "--out"])
+        .arg(&tmp)
+        .status()
+        .with_context(|| format!("could not run {}", bin.display()))?;
+    if !status.success() {
+        bail!("nn-bench {w} failed ({status})");
+    }
+    let text = std::fs::read_to_string(&tmp)?;
+    append(out, &text)?;
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
+}
+
+fn run_torch(script: &Path, w: &str, out: &Path, side: &mut Side) -> Result<()> {
+    let tmp = out.with_extension("torch.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let dir = script.parent().unwrap_or(Path::new("."));
+    let output = Command::new("python3")
+        .arg(script)
+        .args([w, "--reps", "1", "--out"])
+        .arg(&tmp)
+        .current_dir(dir)
+        .output()
+        .context("could not run python3")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "the torch peer failed: {}\n(it needs `pip install torch numpy` and the Fashion-MNIST files)",
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .last()
+                .unwrap_or_default()
+        );
+    }
+    print!("{stdout}");
+    // raw epoch times from its progress line: `  [w1 rep0] epoch s: ['0.567', ...] ...`
+    for line in stdout
+        .lines()
+        .filter(|l| l.contains(&format!("[{w} rep")) && l.contains("epoch s:"))
+    {
+        if let Some(list) = line.split('[').nth(2).and_then(|l| l.split(']').next()) {
+            side.epoch_s.extend(
+                list.split(',')
+                    .filter_map(|t| t.trim().trim_matches('\'').parse::<f64>().ok()),
+            );
+        }
+    }
+    let text = std::fs::read_to_string(&tmp).unwrap_or_default();
+    append(out, &text)?;
+    for rec in text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    {
+        if rec["workload"] == w && (w != "w4" || rec["threads"] == 2) {
+            if let Some(a) = rec["test_acc"].as_array() {
+                side.acc.extend(a.iter().filter_map(Value::as_f64));
+            }
+            if let Some(l) = rec["latency_us_b1"]["median"].as_f64() {
+                side.latency_us.push(l);
+            }
+            if let Some(t) = rec["throughput_sps_b1024"]["median"].as_f64() {
+                side.throughput.push(t);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn append(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+fn print_table(sides: &[(String, Side, Side)], with_peer: bool) {
+    let cell = |s: Stats, p: usize| {
+        s.map_or("-".to_string(), |(m, lo, hi)| {
+            format!("{m:.p$} ({lo:.p$}–{hi:.p$})")
+        })
+    };
+    println!(
+        "\n| workload | metric | nn | {}ratio | accuracy nn{} |",
+        if with_peer { "torch | " } else { "" },
+        if with_peer { " / torch" } else { "" }
+    );
+    println!(
+        "| --- | --- | --- | {}--- | --- |",
+        if with_peer { "--- | " } else { "" }
+    );
+    for (w, ours, theirs) in sides {
+        let acc = |s: &Side| stats(&s.acc).map_or("-".into(), |(m, _, _)| format!("{m:.4}"));
+        let rows: Vec<(&str, Stats, Stats, usize)> = if w == "w4" {
+            vec![
+                (
+                    "b1 latency µs",
+                    stats(&ours.latency_us),
+                    stats(&theirs.latency_us),
+                    2,
+                ),
+                (
+                    "b1024 samples/s",
+                    stats(&ours.throughput),
+                    stats(&theirs.throughput),
+                    0,
+                ),
+            ]
+        } else {
+            vec![("s/epoch", stats(&ours.epoch_s), stats(&theirs.epoch_s), 3)]
+        };
+        for (metric, o, t, p) in rows {
+            let ratio = match (o, t) {
+                (Some(o), Some(t)) => format!("{:.2}", o.0 / t.0),
+                _ => "-".into(),
+            };
+            let accs = if with_peer {
+                format!("{} / {}", acc(ours), acc(theirs))
+            } else {
+                acc(ours)
+            };
+            if with_peer {
+                println!(
+                    "| {w} | {metric} | {} | {} | {ratio} | {accs} |",
+                    cell(o, p),
+                    cell(t, p)
+                );
+            } else {
+                println!("| {w} | {metric} | {} | {accs} |", cell(o, p));
+            }
+        }
+    }
+    if with_peer {
+        println!(
+            "\nratio = nn / torch (for throughput, higher is better; otherwise lower is better)"
+        );
+    }
+}
