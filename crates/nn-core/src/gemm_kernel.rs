@@ -34,8 +34,14 @@ pub(crate) fn gemm(
     let (m, k) = a.dim();
     let n = b.ncols();
     let threads = crate::parallel::parallelism();
-    if threads < 2 || 2 * m * n * k < PARALLEL_MIN_FLOP || (n < 2 * MIN_BLOCK && m < 2 * MIN_BLOCK)
-    {
+    // A few rows against a large matrix (batch-1 inference) is memory-bound: two cores'
+    // caches pay off from a smaller size on.
+    let min_flop = if m <= 4 {
+        PARALLEL_MIN_FLOP / 8
+    } else {
+        PARALLEL_MIN_FLOP
+    };
+    if threads < 2 || 2 * m * n * k < min_flop || (n < 2 * MIN_BLOCK && m < 2 * MIN_BLOCK) {
         return gemm_one(alpha, a, b, beta, &mut c);
     }
     // Cut C (and B or A with it) into blocks of whole columns, or of rows if C is narrow.

@@ -110,6 +110,24 @@ mod tests {
     }
 
     #[test]
+    fn one_or_two_rows_times_a_transposed_matrix() {
+        // the batch-1 inference path: x·Wᵀ with W [n_out, n_in] row-major, also split over
+        // threads (n·k = 300·400 ≥ 2¹⁶)
+        for (rows, n, k) in [(1, 10, 37), (2, 300, 400), (1, 300, 400)] {
+            let x = Array2::from_shape_fn((rows, k), |(i, j)| ((i * 3 + j * 7) % 5) as f32 - 2.0);
+            let w = Array2::from_shape_fn((n, k), |(i, j)| ((i * 11 + j) % 9) as f32 - 4.0);
+            let mut y = Array2::<f32>::from_elem((rows, n), 3.0);
+            matmul_into(1.0, x.view(), w.t(), 1.0, &mut y.view_mut()).unwrap();
+            for i in 0..rows {
+                for j in 0..n {
+                    let dot: f32 = (0..k).map(|t| x[[i, t]] * w[[j, t]]).sum();
+                    assert_eq!(y[[i, j]], 3.0 + dot, "rows {rows} ({i}, {j})"); // integers: exact
+                }
+            }
+        }
+    }
+
+    #[test]
     fn beta_zero_ignores_nan_in_output() {
         let a = array![[1.0f32]];
         let mut c = array![[f32::NAN]];

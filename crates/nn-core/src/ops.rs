@@ -24,6 +24,14 @@ pub fn add_row_broadcast(y: &mut ArrayViewMut2<'_, f32>, b: ArrayView1<'_, f32>)
             b: b.shape().into(),
         });
     }
+    if let (Some(ys), Some(bs)) = (y.as_slice_mut(), b.as_slice()) {
+        for row in ys.chunks_exact_mut(bs.len().max(1)) {
+            for (v, &bj) in row.iter_mut().zip(bs) {
+                *v += bj; // Y[i, j] += b[j]
+            }
+        }
+        return Ok(());
+    }
     for mut row in y.rows_mut() {
         row += &b; // Y[i, :] += b
     }

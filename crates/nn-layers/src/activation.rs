@@ -192,9 +192,16 @@ impl<A: Activation> Layer for Elementwise<A> {
     ) -> Result<ArrayViewD<'s, f32>> {
         self.y.resize(x.shape());
         let act = &self.act;
-        Zip::from(self.y.view_mut())
-            .and(&x)
-            .for_each(|y, &x| *y = act.f(x)); // y = f(x)
+        match x.as_slice() {
+            Some(xs) => {
+                for (y, &x) in self.y.as_mut_slice().iter_mut().zip(xs) {
+                    *y = act.f(x); // y = f(x)
+                }
+            }
+            None => Zip::from(self.y.view_mut())
+                .and(&x)
+                .for_each(|y, &x| *y = act.f(x)), // y = f(x)
+        }
         self.ready = mode == Mode::Train;
         Ok(self.y.view())
     }
