@@ -219,6 +219,18 @@ impl Conv2d {
     }
 }
 
+/// The output columns `lo..hi` whose tap `v` falls inside the input row (`0 ≤ x·s + v − p < w`);
+/// the others read the zero padding.
+fn taps(ow: usize, s: usize, v: usize, p: usize, w: usize) -> (usize, usize) {
+    let lo = if v >= p { 0 } else { (p - v).div_ceil(s) };
+    let hi = if w + p > v {
+        ((w - 1 + p - v) / s + 1).min(ow)
+    } else {
+        0
+    };
+    (lo.min(hi), hi)
+}
+
 /// Unrolls every patch of `x` (`[n, c, h, w]`, row-major) into a column of `cols`
 /// (`[c·kh·kw, n·oh·ow]`): `cols[(c, u, v), (i, y, x)] = X̃[i, c, y·sh + u, x·sw + v]`.
 #[allow(clippy::too_many_arguments)]
@@ -249,13 +261,16 @@ fn im2col(
                             continue;
                         }
                         let src = &plane[r as usize * w..(r as usize + 1) * w];
-                        for (xo, d) in dst.iter_mut().enumerate() {
-                            let q = (xo * s.1 + v) as isize - p.1 as isize; // input column
-                            *d = if q >= 0 && q < w as isize {
-                                src[q as usize]
-                            } else {
-                                0.0
-                            };
+                        let (lo, hi) = taps(ow, s.1, v, p.1, w);
+                        dst[..lo].fill(0.0); // left padding
+                        dst[hi..].fill(0.0); // right padding
+                        if s.1 == 1 {
+                            let q0 = lo + v - p.1; // input column of output column lo
+                            dst[lo..hi].copy_from_slice(&src[q0..q0 + hi - lo]);
+                        } else {
+                            for xo in lo..hi {
+                                dst[xo] = src[xo * s.1 + v - p.1]; // input column x·s + v − p
+                            }
                         }
                     }
                 }
@@ -294,10 +309,15 @@ fn col2im(
                         }
                         let src = &col[(i * oh + y) * ow..(i * oh + y + 1) * ow];
                         let dst = &mut plane[r as usize * w..(r as usize + 1) * w];
-                        for (xo, &g) in src.iter().enumerate() {
-                            let q = (xo * s.1 + v) as isize - p.1 as isize;
-                            if q >= 0 && q < w as isize {
-                                dst[q as usize] += g; // ∂E/∂X̃[i, c, r, q] += ∂E/∂cols[(c, u, v), (i, y, x)]
+                        let (lo, hi) = taps(ow, s.1, v, p.1, w);
+                        if s.1 == 1 {
+                            let q0 = lo + v - p.1;
+                            for (d, &g) in dst[q0..q0 + hi - lo].iter_mut().zip(&src[lo..hi]) {
+                                *d += g; // ∂E/∂X̃[i, c, r, q] += ∂E/∂cols[(c, u, v), (i, y, x)]
+                            }
+                        } else {
+                            for xo in lo..hi {
+                                dst[xo * s.1 + v - p.1] += src[xo];
                             }
                         }
                     }
@@ -345,13 +365,15 @@ impl Layer for Conv2d {
             .view()
             .into_shape_with_order((c.out_channels, kdim))
             .expect("contiguous weight");
+        // Ymat = Wmat·cols, computed as Ymatᵀ = colsᵀ·Wmatᵀ: the long operand then has unit
+        // stride along the GEMM's rows and is used in place instead of being repacked.
         matmul_into(
             1.0,
-            wmat,
-            self.cols.view2(),
+            self.cols.view2().t(),
+            wmat.t(),
             0.0,
-            &mut self.ymat.view2_mut(),
-        )?; // Ymat = Wmat·cols
+            &mut self.ymat.view2_mut().reversed_axes(),
+        )?;
         // [c_out, n·oh·ow] → [n, c_out, oh, ow], adding b[o]
         self.y.resize(&[n, c.out_channels, oh, ow]);
         let plane = oh * ow;
@@ -429,7 +451,14 @@ impl Layer for Conv2d {
             .into_shape_with_order((c.out_channels, kdim))
             .expect("contiguous");
         self.dcols.resize(&[kdim, npos]);
-        matmul_into(1.0, wmat.t(), dymat, 0.0, &mut self.dcols.view2_mut())?; // ∂E/∂cols = Wmatᵀ·dYmat
+        // ∂E/∂cols = Wmatᵀ·dYmat, as ∂E/∂colsᵀ = dYmatᵀ·Wmat (the long operand in place)
+        matmul_into(
+            1.0,
+            dymat.t(),
+            wmat,
+            0.0,
+            &mut self.dcols.view2_mut().reversed_axes(),
+        )?;
         self.dx.resize(&self.in_shape);
         let shape = self.in_shape.clone();
         col2im(
