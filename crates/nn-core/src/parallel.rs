@@ -73,7 +73,7 @@ fn helper_loop(me: &'static Helper) {
         while me.state.load(Ordering::Acquire) != READY {
             spins = spins.wrapping_add(1);
             // look at the clock only every 64 rounds: it costs more than a round
-            if spins % 64 == 0 && started.elapsed() > SPIN {
+            if spins.is_multiple_of(64) && started.elapsed() > SPIN {
                 std::thread::park_timeout(Duration::from_millis(50));
             } else {
                 std::hint::spin_loop();
