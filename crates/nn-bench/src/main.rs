@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use ndarray::Axis;
+use ndarray::{ArrayViewD, Axis, IxDyn};
 use nn_core::{Rng, seeded};
 use nn_io::{Dataset, Normalization, load_idx_dir};
 use nn_layers::{
@@ -145,8 +145,16 @@ fn load() -> Result<Fmnist> {
     })
 }
 
-fn rows(d: &Dataset) -> Dataset {
-    d.clone().flattened()
+/// The inputs as the workload sees them: images `[n, 1, 28, 28]` for the CNN, rows
+/// `[n, 784]` for the MLPs — a reshaped view, never a copy of the data set.
+fn inputs(d: &Dataset, cnn: bool) -> ArrayViewD<'_, f32> {
+    if cnn {
+        return d.x.view();
+    }
+    let n = d.len();
+    d.x.view()
+        .into_shape_with_order(IxDyn(&[n, d.x.len() / n.max(1)]))
+        .expect("standard layout")
 }
 
 /// Trains `w` `reps` times from the same seed; returns the JSON record and the last model.
@@ -156,11 +164,8 @@ fn train(
     reps: usize,
     out: &mut Vec<serde_json::Value>,
 ) -> Result<Sequential> {
-    let (train, test) = if w.cnn {
-        (data.train.clone(), data.test.clone())
-    } else {
-        (rows(&data.train), rows(&data.test))
-    };
+    let (train, test) = (&data.train, &data.test);
+    let (train_x, test_x) = (inputs(train, w.cnn), inputs(test, w.cnn));
     let mut epoch_times = Vec::new();
     let (mut first, mut accs) = (Vec::new(), Vec::new());
     let mut model = None;
@@ -173,14 +178,14 @@ fn train(
             &mut m,
             &mut loss,
             &mut opt,
-            &Data::new(train.x(), train.target())?,
+            &Data::new(train_x.view(), train.target())?,
             None,
             &mut times,
         )?;
         let acc = evaluate(
             &mut m,
             &mut loss,
-            &Data::new(test.x(), test.target())?,
+            &Data::new(test_x.view(), test.target())?,
             2000,
         )?
         .accuracy
@@ -215,9 +220,9 @@ fn infer(
     reps: usize,
     out: &mut Vec<serde_json::Value>,
 ) -> Result<()> {
-    let test = rows(&data.test);
-    let x1 = test.x.slice_axis(Axis(0), (0..1).into()).to_owned();
-    let xb = test.x.slice_axis(Axis(0), (0..1024).into()).to_owned();
+    let test = inputs(&data.test, false);
+    let x1 = test.slice_axis(Axis(0), (0..1).into()).to_owned();
+    let xb = test.slice_axis(Axis(0), (0..1024).into()).to_owned();
     let (mut lat, mut thr) = (Vec::new(), Vec::new());
     for _ in 0..reps.max(1) {
         for _ in 0..200 {

@@ -59,12 +59,11 @@ impl Buffer {
         self.shape.extend_from_slice(shape);
     }
 
-    /// Changes the first axis (rows) to `rows`, keeping the others and the allocation (it
-    /// grows only past the largest size held so far).
-    pub fn set_rows(&mut self, rows: usize) {
-        if let Some(first) = self.shape.first_mut() {
-            *first = rows;
-        }
+    /// Sets the shape to `[rows, rest…]`, keeping the allocation (no temporary shape vector).
+    pub fn resize_rows(&mut self, rows: usize, rest: &[usize]) {
+        self.shape.clear();
+        self.shape.push(rows);
+        self.shape.extend_from_slice(rest);
         let n = self.len();
         if self.data.len() < n {
             self.data.resize(n, 0.0);
@@ -231,6 +230,20 @@ mod tests {
         assert_eq!(b.capacity_bytes(), cap);
         b.resize(&[64, 10]);
         assert_eq!(b.capacity_bytes(), cap);
+    }
+
+    #[test]
+    fn resize_rows_sets_the_batch_axis_only() {
+        let mut b = Buffer::new();
+        b.resize_rows(64, &[1, 28, 28]);
+        assert_eq!(b.shape(), &[64, 1, 28, 28]);
+        let cap = b.capacity_bytes();
+        assert_eq!(cap, 64 * 784 * 4);
+        b.resize_rows(32, &[1, 28, 28]);
+        assert_eq!(
+            (b.shape(), b.len(), b.capacity_bytes()),
+            (&[32, 1, 28, 28][..], 32 * 784, cap)
+        );
     }
 
     #[test]

@@ -137,7 +137,9 @@ pub fn parse_idx(mut r: impl Read, path: &Path) -> Result<IdxArray> {
         .ok_or_else(|| idx_error(path, format!("dimensions {dims:?} overflow")))?;
     // Read at most one byte past the expected payload: enough to notice extra data, and
     // the buffer grows only with bytes that really arrive.
-    let mut data = Vec::new();
+    // Reserve what the header declares (up to 256 MiB; beyond that the buffer grows with the
+    // bytes that really arrive), so a genuine file is read without doubling reallocations.
+    let mut data = Vec::with_capacity(expected.min(1 << 28) + 1);
     r.take(expected as u64 + 1)
         .read_to_end(&mut data)
         .map_err(read_err)?;
@@ -193,6 +195,7 @@ pub fn load_idx_pair(images: &Path, labels: &Path) -> Result<Dataset> {
     }
     let (n, h, w) = (img.dims[0], img.dims[1], img.dims[2]);
     let x: Vec<f32> = img.data.iter().map(|&b| b as f32).collect();
+    drop(img.data);
     let x = Tensor::from_shape_vec(IxDyn(&[n, 1, h, w]), x).expect("size checked");
     let classes = lab.data.iter().map(|&b| b as usize).collect();
     Dataset::new(x, Targets::Classes(classes))

@@ -100,8 +100,7 @@ impl BatchBuffer {
 /// Copies rows `idx` of `src` (`[n, …]`) into `dst` (`[idx.len(), …]`).
 fn gather_rows(dst: &mut Buffer, src: ArrayViewD<'_, f32>, idx: &[usize]) {
     let row: usize = src.shape()[1..].iter().product();
-    dst.resize(src.shape()); // same rank and row shape, no allocation …
-    dst.set_rows(idx.len()); // … then as many rows as the batch has
+    dst.resize_rows(idx.len(), &src.shape()[1..]); // [batch, row shape…]
     match src.as_slice() {
         Some(s) => {
             for (d, &i) in dst.as_mut_slice().chunks_exact_mut(row.max(1)).zip(idx) {
