@@ -20,6 +20,9 @@ use ndarray::{ArrayView2, ArrayViewMut2, Axis, s};
 /// Products with fewer floating-point operations than this stay on one thread.
 pub const PARALLEL_MIN_FLOP: usize = 1 << 20;
 
+/// The most blocks one product is cut into.
+const MAX_PARTS: usize = 16;
+
 /// Blocks narrower than this are not worth a thread.
 const MIN_BLOCK: usize = 16;
 
@@ -47,8 +50,9 @@ pub(crate) fn gemm(
     // Cut C (and B or A with it) into blocks of whole columns, or of rows if C is narrow.
     let by_cols = n >= m && n >= 2 * MIN_BLOCK || m < 2 * MIN_BLOCK;
     let len = if by_cols { n } else { m };
-    let parts = threads.min(len / MIN_BLOCK).max(1);
-    let mut blocks = Vec::with_capacity(parts);
+    let parts = threads.min(MAX_PARTS).min(len / MIN_BLOCK).max(1);
+    // one slot per part, on the stack: splitting a product allocates nothing
+    let mut blocks: [Mutex<Option<_>>; MAX_PARTS] = std::array::from_fn(|_| Mutex::new(None));
     let mut rest = c;
     let mut start = 0;
     for p in 0..parts {
@@ -59,7 +63,7 @@ pub(crate) fn gemm(
         } else {
             (a.slice_move(s![start..end, ..]), b)
         };
-        blocks.push(Mutex::new(Some((a_p, b_p, head))));
+        *blocks[p].get_mut().unwrap_or_else(|e| e.into_inner()) = Some((a_p, b_p, head));
         rest = tail;
         start = end;
     }

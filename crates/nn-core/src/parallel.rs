@@ -8,7 +8,10 @@
 //! only when no work arrived for [`SPIN`].
 //!
 //! The thread count is `NN_NUM_THREADS`, else `RAYON_NUM_THREADS`, else all cores.
-//! If another thread is already using the pool, the caller runs its work alone.
+//! If another thread is already using the pool, the caller runs its work alone; a part that
+//! no helper has started by the time the caller finished its own (a loaded machine, where
+//! the helper is not scheduled) is taken back and run by the caller, so an oversubscribed
+//! machine degrades to about one thread's speed instead of stalling.
 
 // `run_parts` hands a borrowed closure to the helper threads: the one use of `unsafe` in
 // the toolkit's own code (see the SAFETY comment). It is sound for the same reason scoped
@@ -30,6 +33,7 @@ const IDLE: u32 = 0;
 const READY: u32 = 1;
 const DONE: u32 = 2;
 const PANICKED: u32 = 3;
+const RUNNING: u32 = 4;
 
 /// A part of a split job: the closure (lifetime erased) and the part's index.
 #[derive(Clone, Copy)]
@@ -78,6 +82,14 @@ fn helper_loop(me: &'static Helper) {
             } else {
                 std::hint::spin_loop();
             }
+        }
+        // Claim the part; the submitter may have taken it back meanwhile.
+        if me
+            .state
+            .compare_exchange(READY, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            continue;
         }
         let job = me.job.lock().unwrap_or_else(|e| e.into_inner()).take();
         let outcome = match job {
@@ -163,11 +175,27 @@ pub fn run_parts(parts: usize, f: &(dyn Fn(usize) + Sync)) {
         h.state.store(READY, Ordering::Release);
         h.thread.unpark();
     }
-    struct Wait<'a>(&'a [&'static Helper]);
+    /// Waits for every helper's part; a part no helper has started yet (its thread was not
+    /// scheduled, e.g. on a loaded machine) is taken back and run here instead.
+    struct Wait<'a> {
+        helpers: &'a [&'static Helper],
+        f: &'a (dyn Fn(usize) + Sync),
+    }
     impl Drop for Wait<'_> {
         fn drop(&mut self) {
             let mut panicked = false;
-            for h in self.0 {
+            for (i, h) in self.helpers.iter().enumerate() {
+                if h.state
+                    .compare_exchange(READY, IDLE, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    h.job.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    if !std::thread::panicking() {
+                        (self.f)(i + 1);
+                    }
+                    continue;
+                }
+                let mut spins = 0u32;
                 loop {
                     match h.state.load(Ordering::Acquire) {
                         DONE => break,
@@ -175,8 +203,10 @@ pub fn run_parts(parts: usize, f: &(dyn Fn(usize) + Sync)) {
                             panicked = true;
                             break;
                         }
+                        _ if spins > 2048 => std::thread::yield_now(),
                         _ => std::hint::spin_loop(),
                     }
+                    spins += 1;
                 }
                 h.state.store(IDLE, Ordering::Release);
             }
@@ -185,7 +215,10 @@ pub fn run_parts(parts: usize, f: &(dyn Fn(usize) + Sync)) {
             }
         }
     }
-    let wait = Wait(&pool.helpers[..used]);
+    let wait = Wait {
+        helpers: &pool.helpers[..used],
+        f,
+    };
     f(0);
     for part in used + 1..parts {
         f(part);
