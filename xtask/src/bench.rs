@@ -186,15 +186,7 @@ fn run_torch(script: &Path, w: &str, out: &Path, side: &mut Side) -> Result<()> 
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
     {
         if rec["workload"] == w && (w != "w4" || rec["threads"] == 2) {
-            if let Some(a) = rec["test_acc"].as_array() {
-                side.acc.extend(a.iter().filter_map(Value::as_f64));
-            }
-            if let Some(l) = rec["latency_us_b1"]["median"].as_f64() {
-                side.latency_us.push(l);
-            }
-            if let Some(t) = rec["throughput_sps_b1024"]["median"].as_f64() {
-                side.throughput.push(t);
-            }
+            side.add_json(&rec); // its JSON has no raw epoch times: those came from stdout
         }
     }
     Ok(())

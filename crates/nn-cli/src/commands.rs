@@ -226,7 +226,7 @@ pub fn inspect(path: &Path) -> Result<()> {
         FileKind::Model
     };
     let header = container::parse_header(&bytes, kind, path)?;
-    let computed = crc32fast_hash(&bytes[container::HEADER_LEN..]);
+    let computed = crc32fast::hash(&bytes[container::HEADER_LEN..]);
     println!("file:        {} ({} bytes)", path.display(), bytes.len());
     println!(
         "kind:        {}",
@@ -343,12 +343,6 @@ pub fn inspect(path: &Path) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn crc32fast_hash(bytes: &[u8]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    h.update(bytes);
-    h.finalize()
 }
 
 /// Options of `nn gradcheck`.

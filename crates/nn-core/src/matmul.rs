@@ -111,7 +111,7 @@ mod tests {
 
     #[test]
     fn one_or_two_rows_times_a_transposed_matrix() {
-        // the batch-1 inference path: x·Wᵀ with W [n_out, n_in] row-major, also split over
+        // batch-1 inference: x·Wᵀ with W [n_out, n_in] row-major, also split over
         // threads (n·k = 300·400 ≥ 2¹⁶)
         for (rows, n, k) in [(1, 10, 37), (2, 300, 400), (1, 300, 400)] {
             let x = Array2::from_shape_fn((rows, k), |(i, j)| ((i * 3 + j * 7) % 5) as f32 - 2.0);

@@ -222,9 +222,17 @@ fn encode_err(path: &Path, message: String) -> Error {
 /// # Errors
 /// [`Error::Save`] if the payload cannot be encoded (over the size limit).
 pub fn model_bytes(model: &mut dyn Layer, metadata: &Metadata) -> Result<Vec<u8>> {
-    let bytes =
-        codec::encode(&payload(model, metadata)).map_err(|m| encode_err(Path::new("model"), m))?;
-    Ok(frame(FileKind::Model, &bytes))
+    encode_framed(
+        FileKind::Model,
+        &payload(model, metadata),
+        Path::new("model"),
+    )
+}
+
+/// Encodes a payload and frames it; `path` names the target in an error.
+fn encode_framed<T: Serialize>(kind: FileKind, payload: &T, path: &Path) -> Result<Vec<u8>> {
+    let bytes = codec::encode(payload).map_err(|m| encode_err(path, m))?;
+    Ok(frame(kind, &bytes))
 }
 
 /// Saves a model atomically (temporary file, sync, rename).
@@ -232,8 +240,7 @@ pub fn model_bytes(model: &mut dyn Layer, metadata: &Metadata) -> Result<Vec<u8>
 /// # Errors
 /// [`Error::Save`]; the previous file at `path` is left intact.
 pub fn save_model(path: &Path, model: &mut dyn Layer, metadata: &Metadata) -> Result<()> {
-    let bytes = codec::encode(&payload(model, metadata)).map_err(|m| encode_err(path, m))?;
-    let framed = frame(FileKind::Model, &bytes);
+    let framed = encode_framed(FileKind::Model, &payload(model, metadata), path)?;
     write_atomic(path, |w| w.write_all(&framed))
 }
 
@@ -365,8 +372,7 @@ pub fn save_checkpoint<S: Serialize>(
         model: payload(model, metadata),
         state,
     };
-    let bytes = codec::encode(&p).map_err(|m| encode_err(path, m))?;
-    let framed = frame(FileKind::Checkpoint, &bytes);
+    let framed = encode_framed(FileKind::Checkpoint, &p, path)?;
     write_atomic(path, |w| w.write_all(&framed))
 }
 

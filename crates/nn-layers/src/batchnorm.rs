@@ -100,6 +100,21 @@ impl BatchNorm {
     fn label(&self) -> String {
         format!("batchnorm({})", self.features)
     }
+
+    /// `(n, f, spatial)` of an input `[n, f]` or `[n, f, h, w]` with `f` features; the error
+    /// names both shapes.
+    fn layout_of(&self, shape: &[usize]) -> Result<(usize, usize, usize)> {
+        layout(shape)
+            .filter(|l| l.1 == self.features)
+            .ok_or_else(|| {
+                nn_core::Error::shape(
+                    format!("{} forward", self.label()),
+                    format!("[n, {0}] or [n, {0}, h, w]", self.features),
+                    shape,
+                )
+                .into()
+            })
+    }
 }
 
 impl Parameterized for BatchNorm {
@@ -117,14 +132,7 @@ impl Layer for BatchNorm {
         x: ArrayViewD<'_, f32>,
         mode: Mode,
     ) -> Result<ArrayViewD<'s, f32>> {
-        let Some((n, f, sp)) = layout(x.shape()).filter(|l| l.1 == self.features) else {
-            return Err(nn_core::Error::shape(
-                format!("{} forward", self.label()),
-                format!("[n, {0}] or [n, {0}, h, w]", self.features),
-                x.shape(),
-            )
-            .into());
-        };
+        let (n, f, sp) = self.layout_of(x.shape())?;
         let m = n * sp;
         if mode == Mode::Train && m < 2 {
             return Err(Error::Custom {
@@ -234,15 +242,8 @@ impl Layer for BatchNorm {
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
-        match layout(input) {
-            Some((_, f, _)) if f == self.features => Ok(input.to_vec()),
-            _ => Err(nn_core::Error::shape(
-                format!("{} forward", self.label()),
-                format!("[n, {0}] or [n, {0}, h, w]", self.features),
-                input,
-            )
-            .into()),
-        }
+        self.layout_of(input)?;
+        Ok(input.to_vec())
     }
 
     fn spec(&self) -> LayerSpec {

@@ -153,6 +153,19 @@ impl Dense {
     fn label(&self) -> String {
         format!("dense({} → {})", self.n_in, self.n_out)
     }
+
+    /// The input must be `[n, n_in]`; the error names both shapes.
+    fn check_input(&self, input: &[usize]) -> Result<()> {
+        if input.len() != 2 || input[1] != self.n_in {
+            return Err(nn_core::Error::shape(
+                format!("{} forward", self.label()),
+                format!("[n, {}]", self.n_in),
+                input,
+            )
+            .into());
+        }
+        Ok(())
+    }
 }
 
 impl DenseConfig {
@@ -180,14 +193,7 @@ impl Layer for Dense {
         x: ArrayViewD<'_, f32>,
         mode: Mode,
     ) -> Result<ArrayViewD<'s, f32>> {
-        if x.ndim() != 2 || x.shape()[1] != self.n_in {
-            return Err(nn_core::Error::shape(
-                format!("{} forward", self.label()),
-                format!("[n, {}]", self.n_in),
-                x.shape(),
-            )
-            .into());
-        }
+        self.check_input(x.shape())?; // [n, n_in], or an error naming both shapes
         let x = x.into_dimensionality::<Ix2>().expect("checked 2-D");
         let n = x.nrows();
         self.y.resize(&[n, self.n_out]);
@@ -252,14 +258,7 @@ impl Layer for Dense {
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
-        if input.len() != 2 || input[1] != self.n_in {
-            return Err(nn_core::Error::shape(
-                format!("{} forward", self.label()),
-                format!("[n, {}]", self.n_in),
-                input,
-            )
-            .into());
-        }
+        self.check_input(input)?;
         Ok(vec![input[0], self.n_out])
     }
 

@@ -20,7 +20,7 @@ use nn_layers::{Parameterized, Slot};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, config};
-use crate::optimizer::{Optimizer, OptimizerState, SlotMap, check_kind, check_lr};
+use crate::optimizer::{Optimizer, OptimizerState, SlotMap, check_lr};
 
 /// Settings of [`Adam`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -178,19 +178,11 @@ impl Optimizer for Adam {
     }
 
     fn state(&self) -> OptimizerState {
-        OptimizerState {
-            kind: self.kind().into(),
-            steps: self.steps,
-            lr: self.cfg.lr,
-            slots: self.moments.to_data(),
-        }
+        self.moments.snapshot(self.kind(), self.steps, self.cfg.lr)
     }
 
     fn load_state(&mut self, state: OptimizerState) -> Result<()> {
-        check_kind(&state, self.kind())?;
-        self.moments = SlotMap::from_data(state.slots)?;
-        self.steps = state.steps;
-        self.cfg.lr = state.lr;
+        (self.moments, self.steps, self.cfg.lr) = SlotMap::restore(state, self.kind())?;
         Ok(())
     }
 }

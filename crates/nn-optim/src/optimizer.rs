@@ -80,6 +80,22 @@ impl SlotMap {
         Ok(slots)
     }
 
+    /// The snapshot of an optimizer holding these slots.
+    pub(crate) fn snapshot(&self, kind: &str, steps: u64, lr: f32) -> OptimizerState {
+        OptimizerState {
+            kind: kind.into(),
+            steps,
+            lr,
+            slots: self.to_data(),
+        }
+    }
+
+    /// The slots, step count and learning rate of a snapshot taken by a `kind` optimizer.
+    pub(crate) fn restore(state: OptimizerState, kind: &str) -> Result<(Self, u64, f32)> {
+        check_kind(&state, kind)?;
+        Ok((Self::from_data(state.slots)?, state.steps, state.lr))
+    }
+
     pub(crate) fn to_data(&self) -> BTreeMap<String, Vec<TensorData>> {
         self.map
             .iter()

@@ -23,7 +23,7 @@ use nn_layers::{Parameterized, Slot};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, config};
-use crate::optimizer::{Optimizer, OptimizerState, SlotMap, check_kind, check_lr};
+use crate::optimizer::{Optimizer, OptimizerState, SlotMap, check_lr};
 
 /// Settings of [`Sgd`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -160,19 +160,11 @@ impl Optimizer for Sgd {
     }
 
     fn state(&self) -> OptimizerState {
-        OptimizerState {
-            kind: "sgd".into(),
-            steps: self.steps,
-            lr: self.cfg.lr,
-            slots: self.velocity.to_data(),
-        }
+        self.velocity.snapshot("sgd", self.steps, self.cfg.lr)
     }
 
     fn load_state(&mut self, state: OptimizerState) -> Result<()> {
-        check_kind(&state, "sgd")?;
-        self.velocity = SlotMap::from_data(state.slots)?;
-        self.steps = state.steps;
-        self.cfg.lr = state.lr;
+        (self.velocity, self.steps, self.cfg.lr) = SlotMap::restore(state, "sgd")?;
         Ok(())
     }
 }
