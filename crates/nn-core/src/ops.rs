@@ -3,6 +3,7 @@
 //! ```text
 //! broadcast:   Y[i, j] += b[j]            for every row i of the batch
 //! column sums: s[j]    += Σ_i dY[i, j]    (the bias gradient of a dense layer)
+//! sum:         Σ_i x[i]                   (the bias gradient of a convolution channel)
 //! ```
 
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Zip};
@@ -59,6 +60,19 @@ pub fn add_column_sums(x: ArrayView2<'_, f32>, s: &mut ArrayViewMut1<'_, f32>) -
     Ok(())
 }
 
+/// `Σ x` of a slice, in 16 independent lanes so the compiler vectorises it (a plain
+/// `iter().sum()` adds one number at a time, each waiting for the previous addition).
+pub fn sum(xs: &[f32]) -> f32 {
+    let (blocks, rest) = xs.as_chunks::<16>();
+    let mut lanes = [0.0f32; 16];
+    for b in blocks {
+        for (l, &v) in lanes.iter_mut().zip(b) {
+            *l += v;
+        }
+    }
+    lanes.iter().sum::<f32>() + rest.iter().sum::<f32>()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +101,14 @@ mod tests {
         assert!(e.to_string().contains("[1, 2]") && e.to_string().contains("[1]"));
         let mut s = ndarray::Array1::<f32>::zeros(3);
         assert!(add_column_sums(y.view(), &mut s.view_mut()).is_err());
+    }
+
+    #[test]
+    fn sum_of_a_slice() {
+        // 1 + 2 + … + 37 = 37·38/2 = 703: two full blocks of 16 and a rest of 5
+        let xs: Vec<f32> = (1..=37).map(|v| v as f32).collect();
+        assert_eq!(sum(&xs), 703.0);
+        assert_eq!(sum(&[]), 0.0);
+        assert_eq!(sum(&[2.5]), 2.5);
     }
 }

@@ -226,6 +226,99 @@ pub fn run_parts(parts: usize, f: &(dyn Fn(usize) + Sync)) {
     drop(wait);
 }
 
+/// The most items [`for_each_mut`] hands out in one round.
+const MAX_ITEMS: usize = 16;
+
+/// Calls `f(i, &mut items[i])` for every item, the items spread over the pool's threads
+/// (item 0 on the calling thread). Each call gets exclusive access to its item, so the
+/// items can hold disjoint `&mut` slices of one output. Allocates nothing.
+///
+/// # Panics
+/// If any call panics (after all calls have finished).
+pub fn for_each_mut<T: Send>(items: &mut [T], f: &(dyn Fn(usize, &mut T) + Sync)) {
+    for (round, chunk) in items.chunks_mut(MAX_ITEMS).enumerate() {
+        let slots: [Mutex<Option<&mut T>>; MAX_ITEMS] = std::array::from_fn(|_| Mutex::new(None));
+        let len = chunk.len();
+        for (slot, item) in slots.iter().zip(chunk) {
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(item);
+        }
+        run_parts(len, &|i| {
+            let item = slots[i].lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(item) = item {
+                f(round * MAX_ITEMS + i, item);
+            }
+        });
+    }
+}
+
+/// Below this many values touched, an element-wise pass stays on one thread: handing half
+/// of it to a helper costs about as much as the pass itself.
+pub const SPLIT_MIN: usize = 1 << 15;
+
+/// One thread's share in [`split_runs`]: its units and its slices of both outputs.
+type Run<'a, A, B> = (std::ops::Range<usize>, &'a mut [A], &'a mut [B]);
+
+/// The pass [`split_runs`] applies to each run.
+pub type RunFn<'f, A, B> = dyn Fn(std::ops::Range<usize>, &mut [A], &mut [B]) + Sync + 'f;
+
+/// Cuts `units` units of work into one run per thread and calls `f(run, a_run, b_run)` for
+/// each, where `a_run` and `b_run` are the run's slices of `a` and `b` (`per_a` and `per_b`
+/// values per unit; an empty output stays empty). Runs on the calling thread alone when
+/// `work` (the values the pass touches) is under [`SPLIT_MIN`]. Allocates nothing.
+///
+/// # Panics
+/// If `a` or `b` is neither empty nor `units` × its per-unit size, or if `f` panics.
+pub fn split_runs<A: Send, B: Send>(
+    units: usize,
+    (a, per_a): (&mut [A], usize),
+    (b, per_b): (&mut [B], usize),
+    work: usize,
+    f: &RunFn<'_, A, B>,
+) {
+    assert!(
+        a.is_empty() || a.len() == units * per_a,
+        "split_runs: a does not fit the units"
+    );
+    assert!(
+        b.is_empty() || b.len() == units * per_b,
+        "split_runs: b does not fit the units"
+    );
+    let parts = if work < SPLIT_MIN {
+        1
+    } else {
+        parallelism().min(units).clamp(1, MAX_ITEMS)
+    };
+    if parts == 1 {
+        return f(0..units, a, b);
+    }
+    let mut runs: [Option<Run<'_, A, B>>; MAX_ITEMS] = std::array::from_fn(|_| None);
+    let (mut a, mut b) = (a, b);
+    let mut start = 0;
+    for (p, run) in runs.iter_mut().take(parts).enumerate() {
+        let end = (p + 1) * units / parts;
+        let take_a = if a.is_empty() {
+            0
+        } else {
+            (end - start) * per_a
+        };
+        let take_b = if b.is_empty() {
+            0
+        } else {
+            (end - start) * per_b
+        };
+        let (ha, ta) = std::mem::take(&mut a).split_at_mut(take_a);
+        let (hb, tb) = std::mem::take(&mut b).split_at_mut(take_b);
+        (a, b) = (ta, tb);
+        *run = Some((start..end, ha, hb));
+        start = end;
+    }
+    for_each_mut(&mut runs[..parts], &|_, run| {
+        if let Some((range, a, b)) = run.take() {
+            f(range, a, b);
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,5 +352,51 @@ mod tests {
             }
         });
         assert_eq!(total.load(Ordering::Relaxed), 4 * 200 * 3);
+    }
+
+    #[test]
+    fn for_each_mut_gives_each_item_to_one_call() {
+        for len in [0usize, 1, 2, 3, 17, 40] {
+            let mut items: Vec<u64> = vec![0; len];
+            for _ in 0..20 {
+                for_each_mut(&mut items, &|i, x| *x += i as u64 + 1);
+            }
+            let want: Vec<u64> = (0..len as u64).map(|i| 20 * (i + 1)).collect();
+            assert_eq!(items, want);
+        }
+    }
+
+    #[test]
+    fn split_runs_covers_every_unit_once() {
+        for (units, work) in [
+            (0usize, SPLIT_MIN),
+            (1, SPLIT_MIN),
+            (7, SPLIT_MIN),
+            (100, SPLIT_MIN),
+            (100, 10),
+        ] {
+            let mut a = vec![0u32; units * 3];
+            let mut b = vec![0u32; units];
+            split_runs(units, (&mut a, 3), (&mut b, 1), work, &|r, a, b| {
+                assert_eq!((a.len(), b.len()), (r.len() * 3, r.len()));
+                for (j, u) in r.enumerate() {
+                    a[3 * j..3 * j + 3].fill(u as u32);
+                    b[j] += 1;
+                }
+            });
+            let want: Vec<u32> = (0..units as u32).flat_map(|u| [u, u, u]).collect();
+            assert_eq!(a, want);
+            assert!(b.iter().all(|&c| c == 1));
+            // an empty second output stays empty
+            split_runs(
+                units,
+                (&mut a, 3),
+                (&mut [] as &mut [u8], 5),
+                work,
+                &|r, a, b| {
+                    assert_eq!((a.len(), b.len()), (r.len() * 3, 0));
+                },
+            );
+        }
     }
 }

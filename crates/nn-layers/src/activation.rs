@@ -19,13 +19,14 @@ use std::fmt::Debug;
 
 use ndarray::{ArrayViewD, Zip};
 use nn_core::Buffer;
+use nn_core::parallel::split_runs;
 
 use crate::error::{Error, Result};
 use crate::layer::{Layer, Mode, Parameterized, Slot, require_forward, require_shape};
 use crate::spec::{Attr, LayerSpec};
 
 /// A scalar function and its derivative, written in terms of the output.
-pub trait Activation: Clone + Debug + Send + 'static {
+pub trait Activation: Clone + Debug + Send + Sync + 'static {
     /// The layer kind in specs and messages (`"relu"`).
     const KIND: &'static str;
     /// `y = f(x)`.
@@ -193,11 +194,18 @@ impl<A: Activation> Layer for Elementwise<A> {
         self.y.resize(x.shape());
         let act = &self.act;
         match x.as_slice() {
-            Some(xs) => {
-                for (y, &x) in self.y.as_mut_slice().iter_mut().zip(xs) {
-                    *y = act.f(x); // y = f(x)
-                }
-            }
+            // a large batch is spread over the threads
+            Some(xs) => split_runs(
+                xs.len(),
+                (self.y.as_mut_slice(), 1),
+                (&mut [] as &mut [u8], 0),
+                xs.len(),
+                &|r, y, _| {
+                    for (y, &x) in y.iter_mut().zip(&xs[r]) {
+                        *y = act.f(x); // y = f(x)
+                    }
+                },
+            ),
             None => Zip::from(self.y.view_mut())
                 .and(&x)
                 .for_each(|y, &x| *y = act.f(x)), // y = f(x)
@@ -215,10 +223,26 @@ impl<A: Activation> Layer for Elementwise<A> {
         )?;
         self.dx.resize(dy.shape());
         let act = &self.act;
-        Zip::from(self.dx.view_mut())
-            .and(&dy)
-            .and(self.y.view())
-            .for_each(|dx, &dy, &y| *dx = dy * act.df(y)); // ∂E/∂x = ∂E/∂y ⊙ f′
+        match dy.as_slice() {
+            Some(dys) => {
+                let ys = self.y.as_slice();
+                split_runs(
+                    dys.len(),
+                    (self.dx.as_mut_slice(), 1),
+                    (&mut [] as &mut [u8], 0),
+                    dys.len(),
+                    &|r, dx, _| {
+                        for ((dx, &dy), &y) in dx.iter_mut().zip(&dys[r.clone()]).zip(&ys[r]) {
+                            *dx = dy * act.df(y); // ∂E/∂x = ∂E/∂y ⊙ f′
+                        }
+                    },
+                );
+            }
+            None => Zip::from(self.dx.view_mut())
+                .and(&dy)
+                .and(self.y.view())
+                .for_each(|dx, &dy, &y| *dx = dy * act.df(y)), // ∂E/∂x = ∂E/∂y ⊙ f′
+        }
         Ok(self.dx.view())
     }
 

@@ -15,6 +15,7 @@
 
 use ndarray::ArrayViewD;
 use nn_core::Buffer;
+use nn_core::parallel::split_runs;
 
 use crate::error::{Error, Result};
 use crate::layer::{Layer, Mode, Parameterized, Slot, require_forward, require_shape};
@@ -119,6 +120,106 @@ impl Parameterized for Pool2d {
     fn visit<'a>(&'a mut self, _f: &mut dyn FnMut(&str, Slot<'a>)) {}
 }
 
+/// The sizes of one plane: input width `w`, output `(oh, ow)`, window `k`, stride `s`.
+#[derive(Clone, Copy, Debug)]
+struct Plane {
+    w: usize,
+    oh: usize,
+    ow: usize,
+    k: usize,
+    s: usize,
+}
+
+impl Plane {
+    /// Max pooling of one plane `x` (`[h, w]`, starting at flat index `base` of the batch):
+    /// the maxima into `y`, their flat input indices into `at`.
+    fn max(&self, x: &[f32], base: usize, y: &mut [f32], at: &mut [u32]) {
+        let Plane { w, ow, k, s, .. } = *self;
+        if k == 2 && s == 2 {
+            // the usual 2×2 window, unrolled; same order and tie rule as below
+            for (oy, (yr, ar)) in y
+                .chunks_exact_mut(ow)
+                .zip(at.chunks_exact_mut(ow))
+                .enumerate()
+            {
+                let r0 = &x[2 * oy * w..(2 * oy + 1) * w];
+                let r1 = &x[(2 * oy + 1) * w..(2 * oy + 2) * w];
+                let top = (base + 2 * oy * w) as u32;
+                let w32 = w as u32;
+                for (ox, (yv, av)) in yr.iter_mut().zip(ar.iter_mut()).enumerate() {
+                    let q = 2 * ox;
+                    let (mut best, mut idx) = (f32::NEG_INFINITY, top + q as u32);
+                    for (v, i) in [
+                        (r0[q], top + q as u32),
+                        (r0[q + 1], top + q as u32 + 1),
+                        (r1[q], top + w32 + q as u32),
+                        (r1[q + 1], top + w32 + q as u32 + 1),
+                    ] {
+                        if v > best {
+                            (best, idx) = (v, i);
+                        }
+                    }
+                    *yv = best;
+                    *av = idx;
+                }
+            }
+            return;
+        }
+        for oy in 0..self.oh {
+            for ox in 0..ow {
+                let o = oy * ow + ox;
+                let (mut best, mut idx) = (f32::NEG_INFINITY, oy * s * w + ox * s);
+                for u in 0..k {
+                    for v in 0..k {
+                        let i = (oy * s + u) * w + ox * s + v;
+                        if x[i] > best {
+                            best = x[i]; // max over the window; the first one wins a tie
+                            idx = i;
+                        }
+                    }
+                }
+                y[o] = best;
+                at[o] = (base + idx) as u32;
+            }
+        }
+    }
+
+    /// Average pooling of one plane.
+    fn avg(&self, x: &[f32], y: &mut [f32]) {
+        let Plane {
+            w, oh, ow, k, s, ..
+        } = *self;
+        let inv = 1.0 / (k * k) as f32;
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut sum = 0.0;
+                for u in 0..k {
+                    let row = (oy * s + u) * w + ox * s;
+                    sum += x[row..row + k].iter().sum::<f32>();
+                }
+                y[oy * ow + ox] = sum * inv; // (1/k²)·Σ window
+            }
+        }
+    }
+
+    /// `∂E/∂X` of one plane under average pooling (`dx` zeroed by the caller).
+    fn avg_backward(&self, dy: &[f32], dx: &mut [f32]) {
+        let Plane {
+            w, oh, ow, k, s, ..
+        } = *self;
+        let inv = 1.0 / (k * k) as f32;
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let g = dy[oy * ow + ox] * inv; // dY / k²
+                for u in 0..k {
+                    let row = (oy * s + u) * w + ox * s;
+                    dx[row..row + k].iter_mut().for_each(|d| *d += g);
+                }
+            }
+        }
+    }
+}
+
 impl Layer for Pool2d {
     fn forward<'s>(
         &'s mut self,
@@ -130,45 +231,38 @@ impl Layer for Pool2d {
         let x = x.as_standard_layout();
         let xs = x.as_slice().expect("standard layout");
         self.y.resize(&[n, c, oh, ow]);
-        let (k, s) = (self.k, self.s);
-        let inv = 1.0 / (k * k) as f32;
-        if self.reduce == Reduce::Max {
+        let pl = Plane {
+            w,
+            oh,
+            ow,
+            k: self.k,
+            s: self.s,
+        };
+        let reduce = self.reduce;
+        if reduce == Reduce::Max {
             self.argmax.resize(n * c * oh * ow, 0);
+        } else {
+            self.argmax.clear();
         }
-        let y = self.y.as_mut_slice();
-        for plane in 0..n * c {
-            let base = plane * h * w;
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let o = (plane * oh + oy) * ow + ox;
-                    match self.reduce {
+        // one plane per unit, the planes spread over the threads
+        split_runs(
+            n * c,
+            (self.y.as_mut_slice(), oh * ow),
+            (&mut self.argmax[..], oh * ow),
+            xs.len(),
+            &|planes, y, at| {
+                for (j, p) in planes.enumerate() {
+                    let xp = &xs[p * h * w..(p + 1) * h * w];
+                    let yp = &mut y[j * oh * ow..(j + 1) * oh * ow];
+                    match reduce {
                         Reduce::Max => {
-                            let (mut best, mut at) =
-                                (f32::NEG_INFINITY, base + oy * s * w + ox * s);
-                            for u in 0..k {
-                                for v in 0..k {
-                                    let idx = base + (oy * s + u) * w + ox * s + v;
-                                    if xs[idx] > best {
-                                        best = xs[idx]; // max over the window
-                                        at = idx;
-                                    }
-                                }
-                            }
-                            y[o] = best;
-                            self.argmax[o] = at as u32;
+                            pl.max(xp, p * h * w, yp, &mut at[j * oh * ow..(j + 1) * oh * ow])
                         }
-                        Reduce::Avg => {
-                            let mut sum = 0.0;
-                            for u in 0..k {
-                                let row = base + (oy * s + u) * w + ox * s;
-                                sum += xs[row..row + k].iter().sum::<f32>();
-                            }
-                            y[o] = sum * inv; // (1/k²)·Σ window
-                        }
+                        Reduce::Avg => pl.avg(xp, yp),
                     }
                 }
-            }
-        }
+            },
+        );
         self.in_shape.clear();
         self.in_shape.extend_from_slice(x.shape());
         self.ready = mode == Mode::Train;
@@ -184,32 +278,45 @@ impl Layer for Pool2d {
         )?;
         let dy = dy.as_standard_layout();
         let dys = dy.as_slice().expect("standard layout");
-        self.dx.resize_filled(&self.in_shape, 0.0);
-        let dx = self.dx.as_mut_slice();
-        match self.reduce {
-            Reduce::Max => {
-                for (&at, &g) in self.argmax.iter().zip(dys) {
-                    dx[at as usize] += g; // the gradient goes to the window's maximum
-                }
-            }
-            Reduce::Avg => {
-                let (h, w) = (self.in_shape[2], self.in_shape[3]);
-                let (oh, ow) = (self.y.shape()[2], self.y.shape()[3]);
-                let (k, s) = (self.k, self.s);
-                let inv = 1.0 / (k * k) as f32;
-                for plane in 0..self.in_shape[0] * self.in_shape[1] {
-                    for oy in 0..oh {
-                        for ox in 0..ow {
-                            let g = dys[(plane * oh + oy) * ow + ox] * inv; // dY / k²
-                            for u in 0..k {
-                                let row = plane * h * w + (oy * s + u) * w + ox * s;
-                                dx[row..row + k].iter_mut().for_each(|d| *d += g);
-                            }
+        self.dx.resize(&self.in_shape);
+        let (h, w) = (self.in_shape[2], self.in_shape[3]);
+        let (oh, ow) = (self.y.shape()[2], self.y.shape()[3]);
+        let pl = Plane {
+            w,
+            oh,
+            ow,
+            k: self.k,
+            s: self.s,
+        };
+        let (reduce, argmax) = (self.reduce, &self.argmax[..]);
+        let work = self.dx.len();
+        split_runs(
+            self.in_shape[0] * self.in_shape[1],
+            (self.dx.as_mut_slice(), h * w),
+            (&mut [] as &mut [u8], 0),
+            work,
+            &|planes, dx, _| {
+                dx.fill(0.0);
+                let first = planes.start;
+                let outs = planes.start * oh * ow..planes.end * oh * ow;
+                match reduce {
+                    Reduce::Max => {
+                        let origin = first * h * w;
+                        for (&at, &g) in argmax[outs.clone()].iter().zip(&dys[outs]) {
+                            dx[at as usize - origin] += g; // the gradient goes to the window's maximum
+                        }
+                    }
+                    Reduce::Avg => {
+                        for j in 0..planes.len() {
+                            pl.avg_backward(
+                                &dys[(first + j) * oh * ow..(first + j + 1) * oh * ow],
+                                &mut dx[j * h * w..(j + 1) * h * w],
+                            );
                         }
                     }
                 }
-            }
-        }
+            },
+        );
         Ok(self.dx.view())
     }
 
