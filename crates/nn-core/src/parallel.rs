@@ -35,16 +35,41 @@ const DONE: u32 = 2;
 const PANICKED: u32 = 3;
 const RUNNING: u32 = 4;
 
-/// A part of a split job: the closure (lifetime erased) and the part's index.
+/// A split job: the closure and the counter its parts are claimed from (lifetimes erased).
 #[derive(Clone, Copy)]
 struct Job {
     f: *const (dyn Fn(usize) + Sync),
-    part: usize,
+    next: *const AtomicUsize,
+    parts: usize,
 }
 
-// SAFETY: the closure behind `f` is `Sync`, so calling it from another thread is allowed;
-// the pointer is only dereferenced while the submitting thread waits in `run_parts`.
+// SAFETY: the closure behind `f` is `Sync` and the counter is atomic, so using them from
+// another thread is allowed; both pointers are only dereferenced while the submitting thread
+// waits in `run_parts`.
 unsafe impl Send for Job {}
+
+impl Job {
+    /// Claims parts one at a time and runs them until none is left.
+    ///
+    /// # Safety
+    /// `f` and `next` must be alive (guaranteed while the submitter waits in `run_parts`).
+    unsafe fn run(&self) {
+        // SAFETY: see above.
+        let (f, next) = unsafe { (&*self.f, &*self.next) };
+        claim_and_run(f, next, self.parts);
+    }
+}
+
+/// Runs `f(i)` for each part `i` claimed from `next`, until every part is claimed.
+fn claim_and_run(f: &(dyn Fn(usize) + Sync), next: &AtomicUsize, parts: usize) {
+    loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= parts {
+            return;
+        }
+        f(i);
+    }
+}
 
 struct Helper {
     state: AtomicU32,
@@ -94,10 +119,11 @@ fn helper_loop(me: &'static Helper) {
         let job = me.job.lock().unwrap_or_else(|e| e.into_inner()).take();
         let outcome = match job {
             Some(job) => {
-                // SAFETY: `run_parts` stored this pointer and waits, without returning or
-                // unwinding, until this helper sets DONE or PANICKED; the closure is alive.
-                let f = unsafe { &*job.f };
-                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(job.part))) {
+                // SAFETY: `run_parts` stored these pointers and waits, without returning or
+                // unwinding, until this helper sets DONE or PANICKED; they are alive.
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe {
+                    job.run()
+                })) {
                     Ok(()) => DONE,
                     Err(_) => PANICKED,
                 }
@@ -143,14 +169,16 @@ pub fn parallelism() -> usize {
     1 + pool().helpers.len()
 }
 
-/// Calls `f(0)`, …, `f(parts − 1)` with part 0 on the calling thread and the others on
-/// helpers, returning when all have finished. With `parts` above [`parallelism`] or the pool
-/// in use by another thread, the remaining parts run on the calling thread.
+/// Calls `f(0)`, …, `f(parts − 1)` once each, on the calling thread and the helpers, and
+/// returns when all have finished. The parts are claimed one at a time from a shared
+/// counter, so a thread that runs slower (a helper the machine did not schedule, a core
+/// shared with another program) simply takes fewer of them; cutting a job into a few parts
+/// per thread lets the others make up for it. With the pool in use by another thread, all
+/// parts run on the calling thread.
 ///
 /// # Panics
-/// If any part panics (after all parts have finished).
+/// If any part panics (after all running parts have finished).
 pub fn run_parts(parts: usize, f: &(dyn Fn(usize) + Sync)) {
-    static JOBS: AtomicUsize = AtomicUsize::new(0);
     let pool = pool();
     let guard = if parts > 1 {
         pool.busy.try_lock().ok()
@@ -161,38 +189,40 @@ pub fn run_parts(parts: usize, f: &(dyn Fn(usize) + Sync)) {
         (0..parts).for_each(f);
         return;
     };
-    JOBS.fetch_add(1, Ordering::Relaxed);
+    let next = AtomicUsize::new(0);
     let used = (parts - 1).min(pool.helpers.len());
-    // SAFETY: the lifetime of `f` is erased so that helpers can hold it; `Wait` below does
-    // not let this function return or unwind until every helper that received the pointer
-    // has stored DONE or PANICKED, after which no helper touches it again.
-    let erased: *const (dyn Fn(usize) + Sync) = unsafe { std::mem::transmute(f) };
-    for (i, h) in pool.helpers[..used].iter().enumerate() {
-        *h.job.lock().unwrap_or_else(|e| e.into_inner()) = Some(Job {
-            f: erased,
-            part: i + 1,
-        });
+    // SAFETY: the lifetimes of `f` and `next` are erased so that helpers can hold them;
+    // `Wait` below does not let this function return or unwind until every helper that
+    // received the pointers has stored DONE or PANICKED (or was taken back before starting),
+    // after which no helper touches them again.
+    let job = Job {
+        f: unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync), _>(f) },
+        next: &next,
+        parts,
+    };
+    for h in &pool.helpers[..used] {
+        *h.job.lock().unwrap_or_else(|e| e.into_inner()) = Some(job);
         h.state.store(READY, Ordering::Release);
         h.thread.unpark();
     }
-    /// Waits for every helper's part; a part no helper has started yet (its thread was not
-    /// scheduled, e.g. on a loaded machine) is taken back and run here instead.
+    /// Waits for every helper that started; one that has not (its thread was not scheduled)
+    /// is taken back: by then the caller has claimed every part it would have run.
     struct Wait<'a> {
         helpers: &'a [&'static Helper],
-        f: &'a (dyn Fn(usize) + Sync),
+        next: &'a AtomicUsize,
     }
     impl Drop for Wait<'_> {
         fn drop(&mut self) {
+            if std::thread::panicking() {
+                self.next.store(usize::MAX / 2, Ordering::Relaxed); // stop handing out parts
+            }
             let mut panicked = false;
-            for (i, h) in self.helpers.iter().enumerate() {
+            for h in self.helpers {
                 if h.state
                     .compare_exchange(READY, IDLE, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
                 {
                     h.job.lock().unwrap_or_else(|e| e.into_inner()).take();
-                    if !std::thread::panicking() {
-                        (self.f)(i + 1);
-                    }
                     continue;
                 }
                 let mut spins = 0u32;
@@ -217,12 +247,9 @@ pub fn run_parts(parts: usize, f: &(dyn Fn(usize) + Sync)) {
     }
     let wait = Wait {
         helpers: &pool.helpers[..used],
-        f,
+        next: &next,
     };
-    f(0);
-    for part in used + 1..parts {
-        f(part);
-    }
+    claim_and_run(f, &next, parts);
     drop(wait);
 }
 

@@ -24,7 +24,20 @@ impl Param {
 
     /// Sets the gradient to zero.
     pub fn zero_grad(&mut self) {
-        self.grad.fill(0.0);
+        match self.grad.as_slice_memory_order_mut() {
+            // a large gradient is cleared by all threads
+            Some(g) => {
+                let len = g.len();
+                crate::parallel::split_runs(
+                    len,
+                    (g, 1),
+                    (&mut [] as &mut [u8], 0),
+                    len,
+                    &|_, g, _| g.fill(0.0),
+                )
+            }
+            None => self.grad.fill(0.0),
+        }
     }
 
     /// Number of scalar entries.

@@ -82,7 +82,14 @@ impl Buffer {
         self.resize(x.shape());
         let n = self.len();
         match x.as_slice() {
-            Some(s) => self.data[..n].copy_from_slice(s),
+            // a large copy is shared by all threads
+            Some(s) => crate::parallel::split_runs(
+                n,
+                (&mut self.data[..n], 1),
+                (&mut [] as &mut [u8], 0),
+                n,
+                &|r, d, _| d.copy_from_slice(&s[r]),
+            ),
             None => {
                 for (d, s) in self.data[..n].iter_mut().zip(x.iter()) {
                     *d = *s;

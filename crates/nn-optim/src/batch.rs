@@ -6,6 +6,7 @@
 
 use ndarray::{ArrayViewD, Axis};
 use nn_core::Buffer;
+use nn_core::parallel::split_runs;
 use nn_layers::Target;
 
 use crate::error::{Error, Result};
@@ -102,11 +103,20 @@ fn gather_rows(dst: &mut Buffer, src: ArrayViewD<'_, f32>, idx: &[usize]) {
     let row: usize = src.shape()[1..].iter().product();
     dst.resize_rows(idx.len(), &src.shape()[1..]); // [batch, row shape…]
     match src.as_slice() {
-        Some(s) => {
-            for (d, &i) in dst.as_mut_slice().chunks_exact_mut(row.max(1)).zip(idx) {
-                d.copy_from_slice(&s[i * row..(i + 1) * row]);
-            }
-        }
+        // rows scattered over a large data set: each read waits on memory, so a large
+        // batch is gathered by all threads
+        Some(s) if row > 0 => split_runs(
+            idx.len(),
+            (dst.as_mut_slice(), row),
+            (&mut [] as &mut [u8], 0),
+            idx.len() * row,
+            &|r, d, _| {
+                for (d, &i) in d.chunks_exact_mut(row).zip(&idx[r]) {
+                    d.copy_from_slice(&s[i * row..(i + 1) * row]);
+                }
+            },
+        ),
+        Some(_) => {}
         None => {
             let mut out = dst.view_mut();
             for (k, &i) in idx.iter().enumerate() {

@@ -10,31 +10,13 @@
 
 use nn_layers::{Parameterized, Slot};
 
-/// `Σ x²`: 16 f32 lanes over blocks of 4096 entries (so the compiler vectorises it), blocks
-/// added in f64. NaN and ±inf propagate.
-fn sum_squares(xs: &[f32]) -> f64 {
-    let mut total = 0.0f64;
-    for block in xs.chunks(4096) {
-        let mut lanes = [0.0f32; 16];
-        let mut it = block.chunks_exact(16);
-        for c in &mut it {
-            for (l, &v) in lanes.iter_mut().zip(c) {
-                *l += v * v;
-            }
-        }
-        let rest: f32 = it.remainder().iter().map(|v| v * v).sum();
-        total += lanes.iter().map(|&l| l as f64).sum::<f64>() + rest as f64;
-    }
-    total
-}
-
 /// The global L2 norm of all parameter gradients.
 pub fn grad_norm(model: &mut dyn Parameterized) -> f32 {
     let mut sum = 0.0f64;
     model.visit(&mut |_, slot| {
         if let Slot::Param(p) = slot {
             sum += match p.grad.as_slice_memory_order() {
-                Some(s) => sum_squares(s), // Σ g²
+                Some(s) => nn_core::ops::sum_squares(s), // Σ g²
                 None => p.grad.iter().map(|&g| (g as f64) * (g as f64)).sum::<f64>(),
             };
         }
@@ -62,17 +44,6 @@ mod tests {
     use super::*;
     use ndarray::array;
     use nn_layers::Dense;
-
-    #[test]
-    fn sum_of_squares_by_hand_and_non_finite() {
-        // 1² + 2² + … + 100² = 100·101·201/6 = 338350, past several lanes and blocks
-        let xs: Vec<f32> = (1..=100).map(|v| v as f32).collect();
-        assert_eq!(sum_squares(&xs), 338_350.0);
-        let big: Vec<f32> = vec![0.5; 10_000]; // 10,000 · 0.25 = 2500
-        assert_eq!(sum_squares(&big), 2500.0);
-        assert!(sum_squares(&[1.0, f32::NAN]).is_nan());
-        assert!(sum_squares(&[f32::INFINITY]).is_infinite());
-    }
 
     #[test]
     fn clips_to_the_global_norm() {

@@ -19,6 +19,7 @@
 //! Note PyTorch's form puts `η` outside the velocity (Sutskever et al. put it inside); the
 //! two agree for a constant learning rate.
 
+use nn_core::parallel::split_runs;
 use nn_layers::{Parameterized, Slot};
 use serde::{Deserialize, Serialize};
 
@@ -121,10 +122,24 @@ impl Optimizer for Sgd {
         model.visit(&mut |name, slot| {
             let Slot::Param(p) = slot else { return };
             if mu == 0.0 {
-                p.value.zip_mut_with(&p.grad, |w, &g| {
-                    let g = g + lambda * *w; // g = ∂E/∂w + λ·w
-                    *w -= lr * g; // w ← w − η·g
-                });
+                match (p.value.as_slice_mut(), p.grad.as_slice()) {
+                    (Some(w), Some(gs)) => split_runs(
+                        w.len(),
+                        (w, 1),
+                        (&mut [] as &mut [u8], 0),
+                        2 * gs.len(),
+                        &|r, w, _| {
+                            for (w, &g) in w.iter_mut().zip(&gs[r]) {
+                                let g = g + lambda * *w; // g = ∂E/∂w + λ·w
+                                *w -= lr * g; // w ← w − η·g
+                            }
+                        },
+                    ),
+                    _ => p.value.zip_mut_with(&p.grad, |w, &g| {
+                        let g = g + lambda * *w; // g = ∂E/∂w + λ·w
+                        *w -= lr * g; // w ← w − η·g
+                    }),
+                }
                 return;
             }
             let v = match velocity.get(name, p.value.shape(), 1) {
@@ -134,15 +149,26 @@ impl Optimizer for Sgd {
                     return;
                 }
             };
-            ndarray::Zip::from(&mut p.value)
-                .and(&p.grad)
-                .and(v)
-                .for_each(|w, &g, v| {
-                    let g = g + lambda * *w; // g = ∂E/∂w + λ·w
-                    *v = mu * *v + g; // v ← μ·v + g
-                    let d = if nesterov { g + mu * *v } else { *v }; // Nesterov: g + μ·v
-                    *w -= lr * d; // w ← w − η·d
-                });
+            let update = |w: &mut f32, g: f32, v: &mut f32| {
+                let g = g + lambda * *w; // g = ∂E/∂w + λ·w
+                *v = mu * *v + g; // v ← μ·v + g
+                let d = if nesterov { g + mu * *v } else { *v }; // Nesterov: g + μ·v
+                *w -= lr * d; // w ← w − η·d
+            };
+            match (p.value.as_slice_mut(), p.grad.as_slice(), v.as_slice_mut()) {
+                // a large parameter is updated by all threads, each on its own run
+                (Some(w), Some(gs), Some(v)) => {
+                    split_runs(w.len(), (w, 1), (v, 1), 3 * gs.len(), &|r, w, v| {
+                        for ((w, &g), v) in w.iter_mut().zip(&gs[r]).zip(v) {
+                            update(w, g, v);
+                        }
+                    })
+                }
+                _ => ndarray::Zip::from(&mut p.value)
+                    .and(&p.grad)
+                    .and(v)
+                    .for_each(|w, &g, v| update(w, g, v)),
+            }
         });
         if let Some(e) = err {
             return Err(e);
