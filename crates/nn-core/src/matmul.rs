@@ -27,6 +27,21 @@ pub fn matmul_into(
     beta: f32,
     c: &mut ArrayViewMut2<'_, f32>,
 ) -> Result<()> {
+    check_shapes(&a, &b, c)?;
+    if beta == 0.0 && a.ncols() == 0 {
+        c.fill(0.0);
+        return Ok(());
+    }
+    crate::gemm_kernel::gemm(alpha, a, b, beta, c.view_mut(), None);
+    Ok(())
+}
+
+/// `a: [m, k]`, `b: [k, n]` and `c: [m, n]`, or the error naming all three.
+fn check_shapes(
+    a: &ArrayView2<'_, f32>,
+    b: &ArrayView2<'_, f32>,
+    c: &ArrayViewMut2<'_, f32>,
+) -> Result<()> {
     let (m, k) = a.dim();
     let (k2, n) = b.dim();
     if k != k2 {
@@ -49,11 +64,30 @@ pub fn matmul_into(
             b: c.shape().into(),
         });
     }
-    if beta == 0.0 && k == 0 {
+    Ok(())
+}
+
+/// `C ← α·A·B + β·C` as [`matmul_into`], then `then(block, (row, col))` over each block of
+/// `C` on the thread that computed it (the whole of `C` at `(0, 0)` when the product is not
+/// split) — e.g. a layer's bias added while the block is still in that core's cache.
+///
+/// # Errors
+/// As [`matmul_into`].
+pub fn matmul_into_then(
+    alpha: f32,
+    a: ArrayView2<'_, f32>,
+    b: ArrayView2<'_, f32>,
+    beta: f32,
+    c: &mut ArrayViewMut2<'_, f32>,
+    then: &crate::gemm_kernel::Epilogue<'_>,
+) -> Result<()> {
+    check_shapes(&a, &b, c)?;
+    if beta == 0.0 && a.ncols() == 0 {
         c.fill(0.0);
+        then(c.view_mut(), (0, 0));
         return Ok(());
     }
-    crate::gemm_kernel::gemm(alpha, a, b, beta, c.view_mut());
+    crate::gemm_kernel::gemm(alpha, a, b, beta, c.view_mut(), Some(then));
     Ok(())
 }
 
