@@ -18,10 +18,18 @@ pub type Tensor = ArrayD<f32>;
 ///
 /// `Buffer` is how layers hold their outputs and caches. [`Buffer::resize`] sets a new shape
 /// and only allocates when the new shape needs more elements than ever held before.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Buffer {
     data: Vec<f32>,
     shape: Vec<usize>,
+}
+
+impl Default for Buffer {
+    /// As [`Buffer::new`]: shape `[0]` (a derived default would have shape `[]`, one element
+    /// with no storage behind it).
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Buffer {
@@ -289,5 +297,12 @@ mod tests {
         );
         let y = ndarray::Array3::<f32>::zeros((2, 3, 4)).into_dyn();
         assert!(as_matrix(y.view(), "op", None).is_err());
+    }
+
+    #[test]
+    fn default_buffer_is_empty_and_viewable() {
+        let b = Buffer::default();
+        assert_eq!((b.shape(), b.len()), (&[0usize][..], 0));
+        assert_eq!(b.view().len(), 0);
     }
 }

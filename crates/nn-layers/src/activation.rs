@@ -246,6 +246,10 @@ impl<A: Activation> Layer for Elementwise<A> {
         Ok(self.dx.view())
     }
 
+    fn output(&self) -> Option<ArrayViewD<'_, f32>> {
+        Some(self.y.view())
+    }
+
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         Ok(input.to_vec())
     }

@@ -241,6 +241,10 @@ impl Layer for BatchNorm {
         Ok(self.dx.view())
     }
 
+    fn output(&self) -> Option<ArrayViewD<'_, f32>> {
+        Some(self.y.view())
+    }
+
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         self.layout_of(input)?;
         Ok(input.to_vec())

@@ -113,8 +113,13 @@ pub struct Conv2d {
     cfg: Conv2dConfig,
     weight: Param,
     bias: Option<Param>,
-    /// The last train-mode input `[n, c_in, h, w]`, from which backward rebuilds `colsᵢ`.
+    /// The last train-mode input `[n, c_in, h, w]`, from which backward rebuilds `colsᵢ`
+    /// (unless the caller kept it: `input_kept`).
     x: Buffer,
+    /// Shape of the last input.
+    in_shape: Vec<usize>,
+    /// The last train-mode forward left its input with the caller.
+    input_kept: bool,
     y: Buffer,
     dx: Buffer,
     /// Working memory of each thread's run of samples.
@@ -256,6 +261,8 @@ impl Conv2d {
             weight: Param::new(w),
             bias: b.map(Param::new),
             x: Buffer::new(),
+            in_shape: Vec::new(),
+            input_kept: false,
             y: Buffer::new(),
             dx: Buffer::new(),
             scratch: Vec::new(),
@@ -513,14 +520,36 @@ impl Parameterized for Conv2d {
 
 impl Conv2d {
     /// Accumulates `∂E/∂W` and `∂E/∂b`, and computes `∂E/∂X` into `self.dx` if `want_dx`.
-    fn backward_inner(&mut self, dy: ArrayViewD<'_, f32>, want_dx: bool) -> Result<()> {
+    /// `x` is the forward pass's input when the caller kept it, else `None` (the layer's copy).
+    fn backward_inner(
+        &mut self,
+        x: Option<ArrayViewD<'_, f32>>,
+        dy: ArrayViewD<'_, f32>,
+        want_dx: bool,
+    ) -> Result<()> {
         require_forward(self.ready, || self.label())?;
         require_shape(
             || format!("{} backward", self.label()),
             self.y.shape(),
             dy.shape(),
         )?;
-        let g = self.geometry(self.x.shape())?;
+        let g = self.geometry(&self.in_shape)?;
+        let given = match (&x, self.input_kept) {
+            (Some(x), true) => {
+                require_shape(
+                    || format!("{} backward (its forward input)", self.label()),
+                    &self.in_shape,
+                    x.shape(),
+                )?;
+                Some(x.as_standard_layout())
+            }
+            (_, false) => None,
+            (None, true) => {
+                return Err(Error::InputNeeded {
+                    layer: self.label(),
+                });
+            }
+        };
         let (kdim, plane) = (g.kdim(), g.plane());
         let dy = dy.as_standard_layout();
         let dys = dy.as_slice().expect("standard layout");
@@ -532,7 +561,10 @@ impl Conv2d {
         } else {
             &mut []
         };
-        let xs = self.x.as_slice();
+        let xs = match &given {
+            Some(x) => x.as_slice().expect("standard layout"),
+            None => self.x.as_slice(),
+        };
         let nparts = prepare_scratch(&mut self.scratch, &g, true);
         let mut parts: [Option<Part<'_>>; MAX_PARTS] = Default::default();
         let count = split_parts(
@@ -640,12 +672,9 @@ fn first_error(parts: &mut [Option<Part<'_>>]) -> Result<()> {
     Ok(())
 }
 
-impl Layer for Conv2d {
-    fn forward<'s>(
-        &'s mut self,
-        x: ArrayViewD<'_, f32>,
-        mode: Mode,
-    ) -> Result<ArrayViewD<'s, f32>> {
+impl Conv2d {
+    /// The forward pass into `self.y`; in train mode keeps a copy of `x` unless `kept`.
+    fn forward_impl(&mut self, x: ArrayViewD<'_, f32>, mode: Mode, kept: bool) -> Result<()> {
         let g = self.geometry(x.shape())?;
         let x = x.as_standard_layout();
         let xs = x.as_slice().expect("standard layout");
@@ -690,20 +719,60 @@ impl Layer for Conv2d {
         });
         first_error(&mut parts)?;
         drop(parts);
-        if mode == Mode::Train {
+        self.ready = mode == Mode::Train;
+        self.input_kept = self.ready && kept;
+        self.in_shape.clear();
+        self.in_shape.extend_from_slice(x.shape());
+        if self.ready && !kept {
             self.x.assign(x.view());
         }
-        self.ready = mode == Mode::Train;
+        Ok(())
+    }
+}
+
+impl Layer for Conv2d {
+    fn forward<'s>(
+        &'s mut self,
+        x: ArrayViewD<'_, f32>,
+        mode: Mode,
+    ) -> Result<ArrayViewD<'s, f32>> {
+        self.forward_impl(x, mode, false)?;
+        Ok(self.y.view())
+    }
+
+    fn forward_input_kept<'s>(&'s mut self, x: ArrayViewD<'_, f32>) -> Result<ArrayViewD<'s, f32>> {
+        self.forward_impl(x, Mode::Train, true)?; // no copy of X: the caller keeps it
         Ok(self.y.view())
     }
 
     fn backward_params(&mut self, dy: ArrayViewD<'_, f32>) -> Result<()> {
-        self.backward_inner(dy, false)
+        self.backward_inner(None, dy, false)
     }
 
     fn backward<'s>(&'s mut self, dy: ArrayViewD<'_, f32>) -> Result<ArrayViewD<'s, f32>> {
-        self.backward_inner(dy, true)?;
+        self.backward_inner(None, dy, true)?;
         Ok(self.dx.view())
+    }
+
+    fn backward_params_with_input(
+        &mut self,
+        x: ArrayViewD<'_, f32>,
+        dy: ArrayViewD<'_, f32>,
+    ) -> Result<()> {
+        self.backward_inner(Some(x), dy, false)
+    }
+
+    fn backward_with_input<'s>(
+        &'s mut self,
+        x: ArrayViewD<'_, f32>,
+        dy: ArrayViewD<'_, f32>,
+    ) -> Result<ArrayViewD<'s, f32>> {
+        self.backward_inner(Some(x), dy, true)?;
+        Ok(self.dx.view())
+    }
+
+    fn output(&self) -> Option<ArrayViewD<'_, f32>> {
+        Some(self.y.view())
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
@@ -817,5 +886,33 @@ mod tests {
             conv.output_shape(&[4, 1, 28, 28]).unwrap(),
             vec![4, 2, 24, 24]
         );
+    }
+
+    #[test]
+    fn kept_input_matches_the_copying_path() {
+        let cfg = Conv2dConfig::new(2, 3, 3).padding(1);
+        let x = Array4::from_shape_fn((3, 2, 5, 4), |(i, c, h, w)| {
+            ((i * 7 + c * 5 + h * 3 + w) % 11) as f32 * 0.1 - 0.5
+        })
+        .into_dyn();
+        let dy = Array4::from_shape_fn((3, 3, 5, 4), |(i, o, h, w)| {
+            ((i + 2 * o + h * w) % 7) as f32 * 0.2 - 0.6
+        })
+        .into_dyn();
+        let mut a = Conv2d::new(&cfg, &mut seeded(5)).unwrap();
+        let mut b = a.clone();
+        let ya = a.forward(x.view(), Mode::Train).unwrap().to_owned();
+        let dxa = a.backward(dy.view()).unwrap().to_owned();
+        let yb = b.forward_input_kept(x.view()).unwrap().to_owned();
+        let dxb = b
+            .backward_with_input(x.view(), dy.view())
+            .unwrap()
+            .to_owned();
+        assert_eq!((ya, dxa), (yb, dxb));
+        assert_eq!(a.weight().grad, b.weight().grad);
+        assert!(matches!(
+            b.backward(dy.view()).unwrap_err(),
+            Error::InputNeeded { .. }
+        ));
     }
 }

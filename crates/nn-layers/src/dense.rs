@@ -79,6 +79,8 @@ pub struct Dense {
     y: Buffer,
     dx: Buffer,
     ready: bool,
+    /// The last train-mode forward left its input with the caller (no copy in `x`).
+    input_kept: bool,
 }
 
 impl Dense {
@@ -127,6 +129,7 @@ impl Dense {
             y: Buffer::new(),
             dx: Buffer::new(),
             ready: false,
+            input_kept: false,
         })
     }
 
@@ -187,12 +190,9 @@ impl Parameterized for Dense {
     }
 }
 
-impl Layer for Dense {
-    fn forward<'s>(
-        &'s mut self,
-        x: ArrayViewD<'_, f32>,
-        mode: Mode,
-    ) -> Result<ArrayViewD<'s, f32>> {
+impl Dense {
+    /// `Y = X·Wᵀ + b`; in train mode keeps a copy of `X` unless `kept` (the caller keeps it).
+    fn forward_impl(&mut self, x: ArrayViewD<'_, f32>, mode: Mode, kept: bool) -> Result<()> {
         self.check_input(x.shape())?; // [n, n_in], or an error naming both shapes
         let x = x.into_dimensionality::<Ix2>().expect("checked 2-D");
         let n = x.nrows();
@@ -222,14 +222,15 @@ impl Layer for Dense {
             None => matmul_into(1.0, x, w.t(), 0.0, &mut y)?, // Y = X·Wᵀ
         }
         self.ready = mode == Mode::Train;
-        if self.ready {
+        self.input_kept = self.ready && kept;
+        if self.ready && !kept {
             self.x.assign(x.into_dyn());
         }
-        Ok(self.y.view())
+        Ok(())
     }
 
-    fn backward<'s>(&'s mut self, dy: ArrayViewD<'_, f32>) -> Result<ArrayViewD<'s, f32>> {
-        self.backward_params(dy.view())?;
+    /// `∂E/∂X = dY·W` into `self.dx` (after the parameter gradients).
+    fn input_gradient(&mut self, dy: ArrayViewD<'_, f32>) -> Result<()> {
         let dy = dy.into_dimensionality::<Ix2>().expect("checked shape");
         self.dx.resize(&[dy.nrows(), self.n_in]);
         let w = self
@@ -239,10 +240,16 @@ impl Layer for Dense {
             .into_dimensionality::<Ix2>()
             .expect("weight is 2-D");
         matmul_into(1.0, dy, w, 0.0, &mut self.dx.view2_mut())?; // ∂E/∂X = dY·W
-        Ok(self.dx.view())
+        Ok(())
     }
 
-    fn backward_params(&mut self, dy: ArrayViewD<'_, f32>) -> Result<()> {
+    /// Accumulates `∂E/∂W` and `∂E/∂b`, with the forward pass's input `x` given by the
+    /// caller (`Some`) or taken from the layer's own copy (`None`).
+    fn param_gradients(
+        &mut self,
+        x: Option<ArrayViewD<'_, f32>>,
+        dy: ArrayViewD<'_, f32>,
+    ) -> Result<()> {
         require_forward(self.ready, || self.label())?;
         require_shape(
             || format!("{} backward", self.label()),
@@ -250,7 +257,22 @@ impl Layer for Dense {
             dy.shape(),
         )?;
         let dy = dy.into_dimensionality::<Ix2>().expect("checked shape");
-        let x = self.x.view2();
+        let x = match (&x, self.input_kept) {
+            (Some(x), true) => {
+                require_shape(
+                    || format!("{} backward (its forward input)", self.label()),
+                    &[dy.nrows(), self.n_in],
+                    x.shape(),
+                )?;
+                x.view().into_dimensionality::<Ix2>().expect("checked 2-D")
+            }
+            (_, false) => self.x.view2(),
+            (None, true) => {
+                return Err(Error::InputNeeded {
+                    layer: self.label(),
+                });
+            }
+        };
         let mut dw = self
             .weight
             .grad
@@ -263,6 +285,54 @@ impl Layer for Dense {
             ops::add_column_sums(dy, &mut db)?; // ∂E/∂b += Σ_rows dY
         }
         Ok(())
+    }
+}
+
+impl Layer for Dense {
+    fn forward<'s>(
+        &'s mut self,
+        x: ArrayViewD<'_, f32>,
+        mode: Mode,
+    ) -> Result<ArrayViewD<'s, f32>> {
+        self.forward_impl(x, mode, false)?;
+        Ok(self.y.view())
+    }
+
+    fn forward_input_kept<'s>(&'s mut self, x: ArrayViewD<'_, f32>) -> Result<ArrayViewD<'s, f32>> {
+        self.forward_impl(x, Mode::Train, true)?; // no copy of X: the caller keeps it
+        Ok(self.y.view())
+    }
+
+    fn backward<'s>(&'s mut self, dy: ArrayViewD<'_, f32>) -> Result<ArrayViewD<'s, f32>> {
+        self.param_gradients(None, dy.view())?;
+        self.input_gradient(dy)?;
+        Ok(self.dx.view())
+    }
+
+    fn backward_params(&mut self, dy: ArrayViewD<'_, f32>) -> Result<()> {
+        self.param_gradients(None, dy)
+    }
+
+    fn backward_with_input<'s>(
+        &'s mut self,
+        x: ArrayViewD<'_, f32>,
+        dy: ArrayViewD<'_, f32>,
+    ) -> Result<ArrayViewD<'s, f32>> {
+        self.param_gradients(Some(x), dy.view())?;
+        self.input_gradient(dy)?;
+        Ok(self.dx.view())
+    }
+
+    fn backward_params_with_input(
+        &mut self,
+        x: ArrayViewD<'_, f32>,
+        dy: ArrayViewD<'_, f32>,
+    ) -> Result<()> {
+        self.param_gradients(Some(x), dy)
+    }
+
+    fn output(&self) -> Option<ArrayViewD<'_, f32>> {
+        Some(self.y.view())
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {

@@ -65,6 +65,10 @@ impl Layer for Flatten {
         Ok(self.dx.view())
     }
 
+    fn output(&self) -> Option<ArrayViewD<'_, f32>> {
+        Some(self.y.view())
+    }
+
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         Ok(flat(input)?.to_vec())
     }

@@ -60,6 +60,12 @@ pub trait Parameterized {
 ///   nothing, and a following `backward` returns [`Error::NoForward`].
 /// - `backward(dy)` receives `∂E/∂y` for the last train-mode forward, *adds* `∂E/∂θ` into
 ///   every parameter's `grad` and returns `∂E/∂x` (same shape as that forward's input).
+/// - A caller that keeps the input alive until the backward pass (a
+///   [`Sequential`](crate::Sequential) for every layer after the first, the trainer for the
+///   batch) may use [`Layer::forward_input_kept`] and give the input back to
+///   [`Layer::backward_with_input`]; a layer that needs its input for the gradients then
+///   skips its copy. Layers that do not care need not implement any of this.
+/// - `backward` never changes what [`Layer::output`] shows.
 pub trait Layer: Parameterized + Debug + Send {
     /// Computes the layer's output for a batch `x`.
     ///
@@ -83,6 +89,53 @@ pub trait Layer: Parameterized + Debug + Send {
     /// As [`Layer::backward`].
     fn backward_params(&mut self, dy: ArrayViewD<'_, f32>) -> Result<()> {
         self.backward(dy).map(|_| ())
+    }
+
+    /// The output of the last forward pass, for a layer that keeps it in a buffer of its
+    /// own, unchanged until its next forward (empty before the first); `None` (the default)
+    /// for a layer that does not. [`Sequential`](crate::Sequential) hands it back to the
+    /// next layer at backward time, so that layer need not keep a copy of its input.
+    fn output(&self) -> Option<ArrayViewD<'_, f32>> {
+        None
+    }
+
+    /// A train-mode forward for a caller that will pass the same `x`, unchanged, to
+    /// [`Layer::backward_with_input`] or [`Layer::backward_params_with_input`]: a layer that
+    /// needs its input for the backward pass may then skip copying it. The default is
+    /// `forward(x, Mode::Train)`.
+    ///
+    /// # Errors
+    /// As [`Layer::forward`].
+    fn forward_input_kept<'s>(&'s mut self, x: ArrayViewD<'_, f32>) -> Result<ArrayViewD<'s, f32>> {
+        self.forward(x, Mode::Train)
+    }
+
+    /// [`Layer::backward`] after [`Layer::forward_input_kept`], given that input `x` again.
+    /// The default ignores `x` and calls `backward`.
+    ///
+    /// # Errors
+    /// As [`Layer::backward`], and [`Error::Core`] if `x` is not the shape the forward pass saw.
+    fn backward_with_input<'s>(
+        &'s mut self,
+        x: ArrayViewD<'_, f32>,
+        dy: ArrayViewD<'_, f32>,
+    ) -> Result<ArrayViewD<'s, f32>> {
+        let _ = x;
+        self.backward(dy)
+    }
+
+    /// [`Layer::backward_params`] after [`Layer::forward_input_kept`], given that input again.
+    /// The default ignores `x` and calls `backward_params`.
+    ///
+    /// # Errors
+    /// As [`Layer::backward_with_input`].
+    fn backward_params_with_input(
+        &mut self,
+        x: ArrayViewD<'_, f32>,
+        dy: ArrayViewD<'_, f32>,
+    ) -> Result<()> {
+        let _ = x;
+        self.backward_params(dy)
     }
 
     /// The output shape for an input of shape `input` (batch axis included).

@@ -320,6 +320,10 @@ impl Layer for Pool2d {
         Ok(self.dx.view())
     }
 
+    fn output(&self) -> Option<ArrayViewD<'_, f32>> {
+        Some(self.y.view())
+    }
+
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         let (oh, ow) = self.geometry(input)?;
         Ok(vec![input[0], input[1], oh, ow])

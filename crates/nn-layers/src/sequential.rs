@@ -13,7 +13,7 @@
 use ndarray::ArrayViewD;
 use nn_core::Buffer;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::layer::{Layer, Mode, Parameterized, Slot};
 use crate::spec::{Attr, LayerSpec};
 
@@ -25,6 +25,9 @@ pub struct Sequential {
     passthrough: Buffer,
     /// Reused for the `"<index>.<name>"` names handed to visitors (no allocation per visit).
     name: String,
+    /// Per layer: whether its last forward left its input with this container (the output
+    /// of the layer before, or the caller's input for the first layer).
+    kept: Vec<bool>,
 }
 
 impl Sequential {
@@ -99,53 +102,153 @@ impl Parameterized for Sequential {
     }
 }
 
+impl Sequential {
+    /// Forward through every layer. In train mode, a layer whose input is the kept output of
+    /// the layer before it (see [`Layer::output`]) runs [`Layer::forward_input_kept`] and
+    /// skips its own copy of that input; so does the first layer when `first_kept`.
+    fn run_forward(
+        &mut self,
+        x: ArrayViewD<'_, f32>,
+        mode: Mode,
+        first_kept: bool,
+    ) -> Result<ArrayViewD<'_, f32>> {
+        self.kept.clear();
+        for i in 0..self.layers.len() {
+            let kept = mode == Mode::Train
+                && if i == 0 {
+                    first_kept
+                } else {
+                    self.layers[i - 1].output().is_some()
+                };
+            self.kept.push(kept);
+        }
+        let mut layers = self.layers.iter_mut().zip(&self.kept).enumerate();
+        let Some((_, (first, &kept))) = layers.next() else {
+            self.passthrough.assign(x);
+            return Ok(self.passthrough.view());
+        };
+        let mut a = step(first, x, mode, kept).map_err(|e| e.at_layer(0))?; // a¹ = layer₁(x)
+        for (i, (layer, &kept)) in layers {
+            a = step(layer, a, mode, kept).map_err(|e| e.at_layer(i))?; // aˡ = layerₗ(aˡ⁻¹)
+        }
+        Ok(a)
+    }
+}
+
+/// One layer's forward: with a kept input or as usual.
+fn step<'s>(
+    layer: &'s mut Box<dyn Layer>,
+    a: ArrayViewD<'_, f32>,
+    mode: Mode,
+    kept: bool,
+) -> Result<ArrayViewD<'s, f32>> {
+    if kept {
+        layer.forward_input_kept(a)
+    } else {
+        layer.forward(a, mode)
+    }
+}
+
+impl Sequential {
+    fn backward_with_input_opt(
+        &mut self,
+        x: Option<ArrayViewD<'_, f32>>,
+        dy: ArrayViewD<'_, f32>,
+    ) -> Result<ArrayViewD<'_, f32>> {
+        if self.layers.is_empty() {
+            self.passthrough.assign(dy);
+            return Ok(self.passthrough.view());
+        }
+        self.kept.resize(self.layers.len(), false);
+        let g = backward_from(&mut self.layers, &self.kept, x, dy, false)?;
+        Ok(g.expect("all layers run"))
+    }
+
+    fn backward_params_with_input_opt(
+        &mut self,
+        x: Option<ArrayViewD<'_, f32>>,
+        dy: ArrayViewD<'_, f32>,
+    ) -> Result<()> {
+        if self.layers.is_empty() {
+            return Ok(());
+        }
+        self.kept.resize(self.layers.len(), false);
+        backward_from(&mut self.layers, &self.kept, x, dy, true).map(|_| ())
+    }
+}
+
+/// Backward from the top of `layers` (`dy` for the last one's output) down to the first;
+/// returns `∂E/∂x` of the first layer, or `None` with `params_only`. Layer `i` run with a kept
+/// input gets it back: the output of layer `i − 1`, or `x` for the first layer.
+fn backward_from<'s>(
+    layers: &'s mut [Box<dyn Layer>],
+    kept: &[bool],
+    x: Option<ArrayViewD<'_, f32>>,
+    dy: ArrayViewD<'_, f32>,
+    params_only: bool,
+) -> Result<Option<ArrayViewD<'s, f32>>> {
+    let i = layers.len() - 1;
+    let (top, rest) = layers.split_last_mut().expect("at least one layer");
+    let input = match (kept[i], i) {
+        (false, _) => None,
+        (true, 0) => x.clone(),
+        (true, _) => rest[i - 1].output(),
+    };
+    let at = |e: Error| e.at_layer(i);
+    if i == 0 && params_only {
+        match input {
+            Some(x) => top.backward_params_with_input(x, dy).map_err(at)?,
+            None if kept[0] => return Err(at(Error::InputNeeded { layer: top.name() })),
+            None => top.backward_params(dy).map_err(at)?,
+        }
+        return Ok(None);
+    }
+    let g = match input {
+        Some(x) => top.backward_with_input(x, dy).map_err(at)?,
+        None if kept[i] => return Err(at(Error::InputNeeded { layer: top.name() })),
+        None => top.backward(dy).map_err(at)?, // gˡ⁻¹ = layerₗ.backward(gˡ)
+    };
+    if i == 0 {
+        return Ok(Some(g));
+    }
+    backward_from(rest, &kept[..i], x, g, params_only)
+}
+
 impl Layer for Sequential {
     fn forward<'s>(
         &'s mut self,
         x: ArrayViewD<'_, f32>,
         mode: Mode,
     ) -> Result<ArrayViewD<'s, f32>> {
-        let mut layers = self.layers.iter_mut().enumerate();
-        let Some((_, first)) = layers.next() else {
-            self.passthrough.assign(x);
-            return Ok(self.passthrough.view());
-        };
-        let mut a = first.forward(x, mode).map_err(|e| e.at_layer(0))?; // a¹ = layer₁(x)
-        for (i, layer) in layers {
-            a = layer.forward(a, mode).map_err(|e| e.at_layer(i))?; // aˡ = layerₗ(aˡ⁻¹)
-        }
-        Ok(a)
+        self.run_forward(x, mode, false)
+    }
+
+    fn forward_input_kept<'s>(&'s mut self, x: ArrayViewD<'_, f32>) -> Result<ArrayViewD<'s, f32>> {
+        self.run_forward(x, Mode::Train, true)
     }
 
     fn backward<'s>(&'s mut self, dy: ArrayViewD<'_, f32>) -> Result<ArrayViewD<'s, f32>> {
-        let mut layers = self.layers.iter_mut().enumerate().rev();
-        let Some((last, top)) = layers.next() else {
-            self.passthrough.assign(dy);
-            return Ok(self.passthrough.view());
-        };
-        let mut g = top.backward(dy).map_err(|e| e.at_layer(last))?; // gᴸ⁻¹ = layer_L.backward(∂E/∂y)
-        for (i, layer) in layers {
-            g = layer.backward(g).map_err(|e| e.at_layer(i))?; // gˡ⁻¹ = layerₗ.backward(gˡ)
-        }
-        Ok(g)
+        self.backward_with_input_opt(None, dy)
     }
 
     fn backward_params(&mut self, dy: ArrayViewD<'_, f32>) -> Result<()> {
-        let n = self.layers.len();
-        if n <= 1 {
-            return match self.layers.first_mut() {
-                Some(l) => l.backward_params(dy).map_err(|e| e.at_layer(0)),
-                None => Ok(()),
-            };
-        }
-        let (first, rest) = self.layers.split_at_mut(1);
-        let mut layers = rest.iter_mut().enumerate().rev();
-        let (last, top) = layers.next().expect("at least two layers");
-        let mut g = top.backward(dy).map_err(|e| e.at_layer(last + 1))?;
-        for (i, layer) in layers {
-            g = layer.backward(g).map_err(|e| e.at_layer(i + 1))?; // gˡ⁻¹ = layerₗ.backward(gˡ)
-        }
-        first[0].backward_params(g).map_err(|e| e.at_layer(0)) // no ∂E/∂x for the input
+        self.backward_params_with_input_opt(None, dy)
+    }
+
+    fn backward_with_input<'s>(
+        &'s mut self,
+        x: ArrayViewD<'_, f32>,
+        dy: ArrayViewD<'_, f32>,
+    ) -> Result<ArrayViewD<'s, f32>> {
+        self.backward_with_input_opt(Some(x), dy)
+    }
+
+    fn backward_params_with_input(
+        &mut self,
+        x: ArrayViewD<'_, f32>,
+        dy: ArrayViewD<'_, f32>,
+    ) -> Result<()> {
+        self.backward_params_with_input_opt(Some(x), dy)
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
@@ -240,5 +343,66 @@ mod tests {
         let x = Array2::<f32>::from_elem((2, 3), 1.5).into_dyn();
         assert_eq!(s.forward(x.view(), Mode::Train).unwrap(), x);
         assert_eq!(s.backward(x.view()).unwrap(), x);
+    }
+
+    /// The gradients of every parameter, in visiting order.
+    fn grads(s: &mut Sequential) -> Vec<Vec<f32>> {
+        let mut out = Vec::new();
+        s.visit(&mut |_, slot| {
+            if let Slot::Param(p) = slot {
+                out.push(p.grad.iter().copied().collect());
+            }
+        });
+        out
+    }
+
+    #[test]
+    fn kept_input_gives_the_same_gradients_without_copies() {
+        // the same network and batch, once with each layer copying its input, once with the
+        // inputs handed back at backward time: identical gradients, to the bit
+        let x = Array2::from_shape_fn((3, 4), |(i, j)| (i as f32 - 1.0) * 0.5 + j as f32 * 0.25)
+            .into_dyn();
+        let dy = Array2::from_shape_fn((3, 2), |(i, j)| 0.1 * (i + 2 * j) as f32 - 0.2).into_dyn();
+        let mut copied = net();
+        let y1 = copied.forward(x.view(), Mode::Train).unwrap().to_owned();
+        let dx1 = copied.backward(dy.view()).unwrap().to_owned();
+        let mut kept = net();
+        let y2 = kept.forward_input_kept(x.view()).unwrap().to_owned();
+        let dx2 = kept
+            .backward_with_input(x.view(), dy.view())
+            .unwrap()
+            .to_owned();
+        assert_eq!((y1, dx1), (y2, dx2));
+        assert_eq!(grads(&mut copied), grads(&mut kept));
+        assert!(grads(&mut kept).iter().flatten().any(|&g| g != 0.0));
+        // and the parameters-only pass
+        kept.zero_grad();
+        kept.forward_input_kept(x.view()).unwrap();
+        kept.backward_params_with_input(x.view(), dy.view())
+            .unwrap();
+        copied.zero_grad();
+        copied.forward(x.view(), Mode::Train).unwrap();
+        copied.backward_params(dy.view()).unwrap();
+        assert_eq!(grads(&mut copied), grads(&mut kept));
+    }
+
+    #[test]
+    fn kept_input_must_be_given_back() {
+        let mut s = net();
+        let x = Array2::<f32>::ones((2, 4)).into_dyn();
+        let dy = Array2::<f32>::ones((2, 2)).into_dyn();
+        s.forward_input_kept(x.view()).unwrap();
+        // without the input: the first layer says it needs it
+        let e = s.backward(dy.view()).unwrap_err();
+        assert!(matches!(e.root(), Error::InputNeeded { .. }), "{e}");
+        assert!(e.to_string().contains("layer 0: dense(4 → 3)"), "{e}");
+        // with an input of another shape: a shape error naming both
+        s.forward_input_kept(x.view()).unwrap();
+        let wrong = Array2::<f32>::ones((3, 4)).into_dyn();
+        let e = s.backward_with_input(wrong.view(), dy.view()).unwrap_err();
+        assert!(
+            e.to_string().contains("expected shape [2, 4], got [3, 4]"),
+            "{e}"
+        );
     }
 }

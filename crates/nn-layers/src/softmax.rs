@@ -66,6 +66,10 @@ impl Layer for Softmax {
         Ok(self.dx.view())
     }
 
+    fn output(&self) -> Option<ArrayViewD<'_, f32>> {
+        Some(self.y.view())
+    }
+
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         if input.len() != 2 {
             return Err(nn_core::Error::shape("softmax forward", "[n, classes]", input).into());

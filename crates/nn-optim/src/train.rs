@@ -384,7 +384,9 @@ impl Trainer {
             let step = k + 1;
             let batch = self.batch.gather(train, idx);
             model.zero_grad();
-            let y = model.forward(batch.x.view(), Mode::Train)?; // forward propagation
+            // forward propagation; the batch stays in `self.batch` until the backward pass,
+            // so the layers need not copy their input
+            let y = model.forward_input_kept(batch.x.view())?;
             if let Target::Classes(c) = &batch.target
                 && let Ok(y2) = y.view().into_dimensionality::<Ix2>()
             {
@@ -402,7 +404,8 @@ impl Trainer {
                     value: e,
                 });
             }
-            model.backward_params(loss.backward()?)?; // backward propagation (no ∂E/∂x needed)
+            // backward propagation (no ∂E/∂x needed), given the batch input again
+            model.backward_params_with_input(batch.x.view(), loss.backward()?)?;
             let norm = match self.cfg.clip_grad_norm {
                 Some(c) => clip_grad_norm(model, c),
                 None => grad_norm(model),
