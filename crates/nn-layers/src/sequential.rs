@@ -76,7 +76,7 @@ impl Sequential {
     ///
     /// # Errors
     /// The first layer that does not accept its input shape, wrapped in
-    /// [`Error::AtLayer`](crate::Error::AtLayer).
+    /// [`Error::AtLayer`].
     pub fn output_shapes(&self, input: &[usize]) -> Result<Vec<Vec<usize>>> {
         let mut shapes = Vec::with_capacity(self.layers.len());
         let mut s = input.to_vec();
