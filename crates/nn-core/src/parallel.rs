@@ -1,4 +1,6 @@
-//! A small pool of spinning helper threads for splitting one matrix product across cores.
+//! A small pool of spinning helper threads for splitting the work of a training step
+//! (matrix products, convolutions over a batch, element-wise passes, the optimizer step)
+//! across cores.
 //!
 //! The products of a small network take tens of microseconds. A general-purpose pool that
 //! puts its workers to sleep between tasks spends about as long waking them as the work
@@ -8,10 +10,16 @@
 //! only when no work arrived for [`SPIN`].
 //!
 //! The thread count is `NN_NUM_THREADS`, else `RAYON_NUM_THREADS`, else all cores.
-//! If another thread is already using the pool, the caller runs its work alone; a part that
-//! no helper has started by the time the caller finished its own (a loaded machine, where
-//! the helper is not scheduled) is taken back and run by the caller, so an oversubscribed
-//! machine degrades to about one thread's speed instead of stalling.
+//! Parts are claimed one at a time from a shared counter: a thread that is late (not
+//! scheduled on a loaded machine) simply takes fewer, so an oversubscribed machine degrades
+//! to about one thread's speed instead of stalling. If another thread is already using the
+//! pool, the caller runs all parts alone.
+//!
+//! - [`run_parts`]: `f(0)`, …, `f(parts − 1)` across the threads;
+//! - [`for_each_mut`]: one call per item of a slice, each with exclusive access to its item;
+//! - [`split_runs`]: an element-wise pass cut into one contiguous run per thread. Run `i`
+//!   is always the same flat range, and the caller takes part 0 first, so a thread keeps
+//!   working on the same half of a parameter from one step to the next.
 
 // `run_parts` hands a borrowed closure to the helper threads: the one use of `unsafe` in
 // the toolkit's own code (see the SAFETY comment). It is sound for the same reason scoped
