@@ -32,8 +32,10 @@
 //!
 //! `Yᵢ` is sample `i` of the `[n, c_out, oh, ow]` output as it lies in memory, so the product
 //! writes the output in place. `colsᵢ` is small enough to stay in the core's cache (for a 5×5
-//! kernel over 8 channels and an 8×8 output, 51 KB), so it is rebuilt from the kept input in
-//! the backward pass instead of being stored for the whole batch. The batch is cut into one
+//! kernel over 8 channels and an 8×8 output, 51 KB), so it is rebuilt from the input in the
+//! backward pass instead of being stored for the whole batch (the input is the layer's own
+//! copy, or, after [`Layer::forward_input_kept`], the caller's, handed back to
+//! [`Layer::backward_with_input`]). The batch is cut into one
 //! run of samples per thread; each thread has its own `colsᵢ` and its own partial `∂E/∂W`,
 //! and the partial sums are added in a fixed order, so the result does not depend on timing.
 //!
