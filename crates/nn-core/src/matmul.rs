@@ -105,7 +105,7 @@ pub fn matmul(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>) -> Result<Array2<f
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::array;
+    use ndarray::{Array1, array};
 
     #[test]
     fn small_product_by_hand() {
@@ -185,5 +185,77 @@ mod tests {
             e.to_string(),
             "matmul: output has the wrong shape for a·b, a·b is [4, 2] and c is [4, 3]"
         );
+    }
+
+    /// Exact reference for products of small integers.
+    fn naive(a: ndarray::ArrayView2<f32>, b: ndarray::ArrayView2<f32>) -> Array2<f32> {
+        Array2::from_shape_fn((a.nrows(), b.ncols()), |(i, j)| {
+            (0..a.ncols()).map(|k| a[[i, k]] * b[[k, j]]).sum()
+        })
+    }
+
+    #[test]
+    fn every_way_of_cutting_a_product_gives_the_same_result() {
+        // C largest and row-major → blocks of rows (a weight gradient dW += dYᵀ·X);
+        // B largest → blocks of columns (a forward X·Wᵀ); a column-major B whose stride is
+        // a multiple of 128 → the padded copy (W stored [40, 256], so Wᵀ has stride 256)
+        let dy = Array2::from_shape_fn((64, 200), |(i, j)| ((i * 3 + j) % 7) as f32 - 3.0);
+        let x = Array2::from_shape_fn((64, 300), |(i, j)| ((i + j * 5) % 9) as f32 - 4.0);
+        let mut dw = Array2::<f32>::from_elem((200, 300), 1.0);
+        matmul_into(1.0, dy.t(), x.view(), 1.0, &mut dw.view_mut()).unwrap();
+        assert_eq!(dw, naive(dy.t(), x.view()) + 1.0);
+
+        let w = Array2::from_shape_fn((400, 300), |(i, j)| ((i * 7 + j) % 5) as f32 - 2.0);
+        let mut y = Array2::<f32>::zeros((64, 400));
+        matmul_into(1.0, x.view(), w.t(), 0.0, &mut y.view_mut()).unwrap();
+        assert_eq!(y, naive(x.view(), w.t()));
+
+        let x2 = Array2::from_shape_fn((32, 256), |(i, j)| ((i * 3 + j * 2) % 7) as f32 - 3.0);
+        let w2 = Array2::from_shape_fn((40, 256), |(i, j)| ((i + j * 3) % 11) as f32 - 5.0);
+        let mut y2 = Array2::<f32>::from_elem((32, 40), f32::NAN); // β = 0 ignores NaN
+        matmul_into(1.0, x2.view(), w2.t(), 0.0, &mut y2.view_mut()).unwrap();
+        assert_eq!(y2, naive(x2.view(), w2.t()));
+    }
+
+    #[test]
+    fn the_epilogue_sees_every_block_once_with_its_origin() {
+        // Y = X·Wᵀ (split by columns across threads), then + b by block: equal to adding b
+        // afterwards, and the blocks cover every column exactly once
+        let x = Array2::from_shape_fn((64, 300), |(i, j)| ((i + j * 5) % 9) as f32 - 4.0);
+        let w = Array2::from_shape_fn((400, 300), |(i, j)| ((i * 7 + j) % 5) as f32 - 2.0);
+        let b = Array1::from_shape_fn(400, |j| j as f32);
+        let seen = std::sync::Mutex::new(vec![0u32; 400]);
+        let mut y = Array2::<f32>::zeros((64, 400));
+        matmul_into_then(1.0, x.view(), w.t(), 0.0, &mut y.view_mut(), &|mut
+                                                                         block,
+                                                                         (
+            row,
+            col,
+        )| {
+            assert_eq!(row, 0);
+            for j in 0..block.ncols() {
+                seen.lock().unwrap()[col + j] += 1;
+                block.column_mut(j).mapv_inplace(|v| v + b[col + j]);
+            }
+        })
+        .unwrap();
+        assert!(seen.into_inner().unwrap().iter().all(|&n| n == 1));
+        assert_eq!(y, naive(x.view(), w.t()) + &b);
+        // a small product is not split: one block at (0, 0)
+        let mut small = Array2::<f32>::zeros((2, 3));
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        matmul_into_then(
+            1.0,
+            x.slice(ndarray::s![..2, ..4]),
+            w.slice(ndarray::s![..3, ..4]).t(),
+            0.0,
+            &mut small.view_mut(),
+            &|block, origin| {
+                assert_eq!((block.dim(), origin), ((2, 3), (0, 0)));
+                calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            },
+        )
+        .unwrap();
+        assert_eq!(calls.into_inner(), 1);
     }
 }
