@@ -188,7 +188,7 @@ mod tests {
     }
 
     /// Exact reference for products of small integers.
-    fn naive(a: ndarray::ArrayView2<f32>, b: ndarray::ArrayView2<f32>) -> Array2<f32> {
+    fn naive(a: ArrayView2<f32>, b: ArrayView2<f32>) -> Array2<f32> {
         Array2::from_shape_fn((a.nrows(), b.ncols()), |(i, j)| {
             (0..a.ncols()).map(|k| a[[i, k]] * b[[k, j]]).sum()
         })
