@@ -35,9 +35,20 @@ struct Side {
     acc: Vec<f64>,
     latency_us: Vec<f64>,
     throughput: Vec<f64>,
+    /// One headline figure per run: the median epoch time, or W4's batch-1 latency.
+    per_run: Vec<f64>,
 }
 
 impl Side {
+    /// Records the headline figure of the run whose results start at `epochs_before`.
+    fn close_run(&mut self, epochs_before: usize) {
+        let figure = match stats(&self.epoch_s[epochs_before..]) {
+            Some((median, _, _)) => Some(median),
+            None => self.latency_us.last().copied(),
+        };
+        self.per_run.extend(figure);
+    }
+
     fn add_json(&mut self, rec: &Value) {
         if let Some(e) = rec["epoch_s"].as_array() {
             self.epoch_s.extend(e.iter().filter_map(Value::as_f64));
@@ -107,12 +118,16 @@ pub fn bench(args: &[String]) -> Result<()> {
     for rep in 0..reps {
         for (w, ours, theirs) in &mut sides {
             eprintln!("== {w} run {} of {reps}: nn", rep + 1);
+            let before = ours.epoch_s.len();
             for rec in run_ours(&ours_bin, w, &out)? {
                 ours.add_json(&rec);
             }
+            ours.close_run(before);
             if peer.is_some() {
                 eprintln!("== {w} run {} of {reps}: torch", rep + 1);
+                let before = theirs.epoch_s.len();
                 run_torch(&script, w, &out, theirs)?;
+                theirs.close_run(before);
             }
         }
     }
@@ -262,5 +277,41 @@ fn print_table(sides: &[(String, Side, Side)], with_peer: bool) {
         println!(
             "\nratio = nn / torch (for throughput, higher is better; otherwise lower is better)"
         );
+        // Runs made back to back are the fairest pairs on a machine whose speed drifts:
+        // a ratio far from the others means one side ran while the machine was slower.
+        println!("\nper run, nn / torch of runs made back to back (s/epoch; W4: batch-1 latency):");
+        for (w, ours, theirs) in sides {
+            let pairs: Vec<String> = ours
+                .per_run
+                .iter()
+                .zip(&theirs.per_run)
+                .map(|(o, t)| format!("{:.2}", o / t))
+                .collect();
+            println!("  {w}: {}", pairs.join("  "));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_headline_figure_per_run() {
+        let mut side = Side::default();
+        // run 1: epochs 0.3, 0.1, 0.2 → median 0.2; run 2: 0.5, 0.7 → median 0.6
+        side.epoch_s.extend([0.3, 0.1, 0.2]);
+        side.close_run(0);
+        side.epoch_s.extend([0.5, 0.7]);
+        side.close_run(3);
+        assert_eq!(side.per_run, [0.2, 0.6]);
+        // W4 has no epochs: the run's batch-1 latency
+        let mut w4 = Side::default();
+        w4.add_json(&serde_json::json!({
+            "latency_us_b1": {"median": 2.5},
+            "throughput_sps_b1024": {"median": 1.0e6}
+        }));
+        w4.close_run(0);
+        assert_eq!(w4.per_run, [2.5]);
     }
 }
