@@ -47,7 +47,7 @@ use nn_core::{Buffer, Init, Param, Rng, matmul_into};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::layer::{Layer, Mode, Parameterized, Slot, require_forward, require_shape};
+use crate::layer::{Layer, Mode, Parameterized, Slot, kept_input, require_forward, require_shape};
 use crate::spec::{Attr, LayerSpec};
 
 /// Configuration of a [`Conv2d`] layer.
@@ -536,22 +536,8 @@ impl Conv2d {
             dy.shape(),
         )?;
         let g = self.geometry(&self.in_shape)?;
-        let given = match (&x, self.input_kept) {
-            (Some(x), true) => {
-                require_shape(
-                    || format!("{} backward (its forward input)", self.label()),
-                    &self.in_shape,
-                    x.shape(),
-                )?;
-                Some(x.as_standard_layout())
-            }
-            (_, false) => None,
-            (None, true) => {
-                return Err(Error::InputNeeded {
-                    layer: self.label(),
-                });
-            }
-        };
+        let given = kept_input(|| self.label(), self.input_kept, x, &self.in_shape)?;
+        let given = given.as_ref().map(|x| x.as_standard_layout());
         let (kdim, plane) = (g.kdim(), g.plane());
         let dy = dy.as_standard_layout();
         let dys = dy.as_slice().expect("standard layout");

@@ -24,7 +24,7 @@ use nn_core::{Buffer, Init, Param, Rng, matmul_into, matmul_into_then, ops};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::layer::{Layer, Mode, Parameterized, Slot, require_forward, require_shape};
+use crate::layer::{Layer, Mode, Parameterized, Slot, kept_input, require_forward, require_shape};
 use crate::spec::{Attr, LayerSpec};
 
 /// Configuration of a [`Dense`] layer.
@@ -257,21 +257,15 @@ impl Dense {
             dy.shape(),
         )?;
         let dy = dy.into_dimensionality::<Ix2>().expect("checked shape");
-        let x = match (&x, self.input_kept) {
-            (Some(x), true) => {
-                require_shape(
-                    || format!("{} backward (its forward input)", self.label()),
-                    &[dy.nrows(), self.n_in],
-                    x.shape(),
-                )?;
-                x.view().into_dimensionality::<Ix2>().expect("checked 2-D")
-            }
-            (_, false) => self.x.view2(),
-            (None, true) => {
-                return Err(Error::InputNeeded {
-                    layer: self.label(),
-                });
-            }
+        let given = kept_input(
+            || self.label(),
+            self.input_kept,
+            x,
+            &[dy.nrows(), self.n_in],
+        )?;
+        let x = match &given {
+            Some(x) => x.view().into_dimensionality::<Ix2>().expect("checked 2-D"),
+            None => self.x.view2(),
         };
         let mut dw = self
             .weight

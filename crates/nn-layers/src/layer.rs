@@ -185,6 +185,34 @@ pub fn require_forward(ready: bool, layer: impl FnOnce() -> String) -> Result<()
     }
 }
 
+/// The input a backward pass works from, for a layer that supports
+/// [`Layer::forward_input_kept`]: the caller's `given` input (checked against `expected`,
+/// the shape the forward pass saw) when the last train-mode forward left its input with the
+/// caller (`kept`), or `None` when the layer kept its own copy.
+///
+/// # Errors
+/// [`Error::InputNeeded`] when the input was kept by the caller but not given back;
+/// [`Error::Core`] when it has another shape.
+pub fn kept_input<'a>(
+    layer: impl Fn() -> String,
+    kept: bool,
+    given: Option<ArrayViewD<'a, f32>>,
+    expected: &[usize],
+) -> Result<Option<ArrayViewD<'a, f32>>> {
+    match (given, kept) {
+        (_, false) => Ok(None),
+        (None, true) => Err(Error::InputNeeded { layer: layer() }),
+        (Some(x), true) => {
+            require_shape(
+                || format!("{} backward (its forward input)", layer()),
+                expected,
+                x.shape(),
+            )?;
+            Ok(Some(x))
+        }
+    }
+}
+
 /// The check that `dy` has the shape of the layer's last output.
 ///
 /// # Errors
