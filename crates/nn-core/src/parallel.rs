@@ -19,7 +19,8 @@
 //! - [`for_each_mut`]: one call per item of a slice, each with exclusive access to its item;
 //! - [`split_runs`]: an element-wise pass cut into one contiguous run per thread. Run `i`
 //!   is always the same flat range, and the caller takes part 0 first, so a thread keeps
-//!   working on the same half of a parameter from one step to the next.
+//!   working on the same half of a parameter from one step to the next;
+//! - [`split_runs_with`]: the same with working memory per run (scratch, partial sums).
 
 // `run_parts` hands a borrowed closure to the helper threads: the one use of `unsafe` in
 // the toolkit's own code (see the SAFETY comment). It is sound for the same reason scoped
@@ -261,8 +262,9 @@ pub fn run_parts(parts: usize, f: &(dyn Fn(usize) + Sync)) {
     drop(wait);
 }
 
-/// The most items [`for_each_mut`] hands out in one round.
-const MAX_ITEMS: usize = 16;
+/// The most items [`for_each_mut`] hands out in one round, and the most runs
+/// [`split_runs`] and [`split_runs_with`] cut a pass into.
+pub const MAX_RUNS: usize = 16;
 
 /// Calls `f(i, &mut items[i])` for every item, the items spread over the pool's threads
 /// (item 0 on the calling thread). Each call gets exclusive access to its item, so the
@@ -271,8 +273,8 @@ const MAX_ITEMS: usize = 16;
 /// # Panics
 /// If any call panics (after all calls have finished).
 pub fn for_each_mut<T: Send>(items: &mut [T], f: &(dyn Fn(usize, &mut T) + Sync)) {
-    for (round, chunk) in items.chunks_mut(MAX_ITEMS).enumerate() {
-        let slots: [Mutex<Option<&mut T>>; MAX_ITEMS] = std::array::from_fn(|_| Mutex::new(None));
+    for (round, chunk) in items.chunks_mut(MAX_RUNS).enumerate() {
+        let slots: [Mutex<Option<&mut T>>; MAX_RUNS] = std::array::from_fn(|_| Mutex::new(None));
         let len = chunk.len();
         for (slot, item) in slots.iter().zip(chunk) {
             *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(item);
@@ -280,7 +282,7 @@ pub fn for_each_mut<T: Send>(items: &mut [T], f: &(dyn Fn(usize, &mut T) + Sync)
         run_parts(len, &|i| {
             let item = slots[i].lock().unwrap_or_else(|e| e.into_inner()).take();
             if let Some(item) = item {
-                f(round * MAX_ITEMS + i, item);
+                f(round * MAX_RUNS + i, item);
             }
         });
     }
@@ -290,11 +292,14 @@ pub fn for_each_mut<T: Send>(items: &mut [T], f: &(dyn Fn(usize, &mut T) + Sync)
 /// of it to a helper costs about as much as the pass itself.
 pub const SPLIT_MIN: usize = 1 << 15;
 
-/// One thread's share in [`split_runs`]: its units and its slices of both outputs.
-type Run<'a, A, B> = (std::ops::Range<usize>, &'a mut [A], &'a mut [B]);
+/// One thread's share: its units, its slices of both outputs and its working memory.
+type Run<'a, A, B, S> = (std::ops::Range<usize>, &'a mut [A], &'a mut [B], &'a mut S);
 
 /// The pass [`split_runs`] applies to each run.
 pub type RunFn<'f, A, B> = dyn Fn(std::ops::Range<usize>, &mut [A], &mut [B]) + Sync + 'f;
+
+/// The pass [`split_runs_with`] applies to each run.
+pub type StateRunFn<'f, A, S> = dyn Fn(std::ops::Range<usize>, &mut [A], &mut S) + Sync + 'f;
 
 /// Cuts `units` units of work into one run per thread and calls `f(run, a_run, b_run)` for
 /// each, where `a_run` and `b_run` are the run's slices of `a` and `b` (`per_a` and `per_b`
@@ -305,10 +310,50 @@ pub type RunFn<'f, A, B> = dyn Fn(std::ops::Range<usize>, &mut [A], &mut [B]) + 
 /// If `a` or `b` is neither empty nor `units` × its per-unit size, or if `f` panics.
 pub fn split_runs<A: Send, B: Send>(
     units: usize,
-    (a, per_a): (&mut [A], usize),
-    (b, per_b): (&mut [B], usize),
+    a: (&mut [A], usize),
+    b: (&mut [B], usize),
     work: usize,
     f: &RunFn<'_, A, B>,
+) {
+    let mut none = [(); MAX_RUNS];
+    split(units, a, b, &mut none, work, &|r, a, b, _| f(r, a, b));
+}
+
+/// As [`split_runs`] with one output, and with working memory for each run: run `i` gets
+/// `&mut states[i]` (a thread's scratch buffers, its partial sums). There are at most
+/// `states.len()` runs, and always the same number for the same `units`, `work` and thread
+/// count, so partial sums added in state order do not depend on timing.
+///
+/// # Panics
+/// If `states` is empty, `a` is neither empty nor `units × per_a`, or if `f` panics.
+pub fn split_runs_with<A: Send, S: Send>(
+    units: usize,
+    a: (&mut [A], usize),
+    states: &mut [S],
+    work: usize,
+    f: &StateRunFn<'_, A, S>,
+) {
+    split(
+        units,
+        a,
+        (&mut [] as &mut [u8], 0),
+        states,
+        work,
+        &|r, a, _, s| f(r, a, s),
+    );
+}
+
+/// A run's pass with both outputs and its working memory.
+type SplitFn<'f, A, B, S> = dyn Fn(std::ops::Range<usize>, &mut [A], &mut [B], &mut S) + Sync + 'f;
+
+/// The one implementation behind [`split_runs`] and [`split_runs_with`].
+fn split<A: Send, B: Send, S: Send>(
+    units: usize,
+    (a, per_a): (&mut [A], usize),
+    (b, per_b): (&mut [B], usize),
+    states: &mut [S],
+    work: usize,
+    f: &SplitFn<'_, A, B, S>,
 ) {
     assert!(
         a.is_empty() || a.len() == units * per_a,
@@ -318,18 +363,22 @@ pub fn split_runs<A: Send, B: Send>(
         b.is_empty() || b.len() == units * per_b,
         "split_runs: b does not fit the units"
     );
+    assert!(!states.is_empty(), "split_runs: no working memory");
     let parts = if work < SPLIT_MIN {
         1
     } else {
-        parallelism().min(units).clamp(1, MAX_ITEMS)
+        parallelism()
+            .min(units)
+            .min(states.len())
+            .clamp(1, MAX_RUNS)
     };
     if parts == 1 {
-        return f(0..units, a, b);
+        return f(0..units, a, b, &mut states[0]);
     }
-    let mut runs: [Option<Run<'_, A, B>>; MAX_ITEMS] = std::array::from_fn(|_| None);
+    let mut runs: [Option<Run<'_, A, B, S>>; MAX_RUNS] = std::array::from_fn(|_| None);
     let (mut a, mut b) = (a, b);
     let mut start = 0;
-    for (p, run) in runs.iter_mut().take(parts).enumerate() {
+    for ((p, run), state) in runs.iter_mut().take(parts).enumerate().zip(states) {
         let end = (p + 1) * units / parts;
         let take_a = if a.is_empty() {
             0
@@ -344,12 +393,12 @@ pub fn split_runs<A: Send, B: Send>(
         let (ha, ta) = std::mem::take(&mut a).split_at_mut(take_a);
         let (hb, tb) = std::mem::take(&mut b).split_at_mut(take_b);
         (a, b) = (ta, tb);
-        *run = Some((start..end, ha, hb));
+        *run = Some((start..end, ha, hb, state));
         start = end;
     }
     for_each_mut(&mut runs[..parts], &|_, run| {
-        if let Some((range, a, b)) = run.take() {
-            f(range, a, b);
+        if let Some((range, a, b, state)) = run.take() {
+            f(range, a, b, state);
         }
     });
 }
@@ -432,6 +481,24 @@ mod tests {
                     assert_eq!((a.len(), b.len()), (r.len() * 3, 0));
                 },
             );
+        }
+    }
+
+    #[test]
+    fn split_runs_with_gives_each_run_its_own_state() {
+        // 100 units summed by runs into per-run partial sums: the sums add up whatever the
+        // number of runs, and no more runs than states
+        for states_len in [1usize, 2, 3] {
+            let mut out = vec![0u32; 100];
+            let mut partial = vec![0u64; states_len];
+            split_runs_with(100, (&mut out, 1), &mut partial, SPLIT_MIN, &|r, o, sum| {
+                for (x, u) in o.iter_mut().zip(r) {
+                    *x = u as u32;
+                    *sum += u as u64;
+                }
+            });
+            assert_eq!(partial.iter().sum::<u64>(), 4950); // 0 + 1 + … + 99
+            assert_eq!(out, (0..100).collect::<Vec<u32>>());
         }
     }
 }
