@@ -122,23 +122,20 @@ impl Optimizer for Sgd {
         model.visit(&mut |name, slot| {
             let Slot::Param(p) = slot else { return };
             if mu == 0.0 {
+                let update = |w: &mut f32, g: f32| {
+                    let g = g + lambda * *w; // g = ∂E/∂w + λ·w
+                    *w -= lr * g; // w ← w − η·g
+                };
                 match (p.value.as_slice_mut(), p.grad.as_slice()) {
+                    // a large parameter is updated by all threads, each on its own run
                     (Some(w), Some(gs)) => split_runs(
                         w.len(),
                         (w, 1),
                         (&mut [] as &mut [u8], 0),
                         2 * gs.len(),
-                        &|r, w, _| {
-                            for (w, &g) in w.iter_mut().zip(&gs[r]) {
-                                let g = g + lambda * *w; // g = ∂E/∂w + λ·w
-                                *w -= lr * g; // w ← w − η·g
-                            }
-                        },
+                        &|r, w, _| w.iter_mut().zip(&gs[r]).for_each(|(w, &g)| update(w, g)),
                     ),
-                    _ => p.value.zip_mut_with(&p.grad, |w, &g| {
-                        let g = g + lambda * *w; // g = ∂E/∂w + λ·w
-                        *w -= lr * g; // w ← w − η·g
-                    }),
+                    _ => p.value.zip_mut_with(&p.grad, |w, &g| update(w, g)),
                 }
                 return;
             }
