@@ -17,9 +17,10 @@
 //!
 //! - [`run_parts`]: `f(0)`, …, `f(parts − 1)` across the threads;
 //! - [`for_each_mut`]: one call per item of a slice, each with exclusive access to its item;
-//! - [`split_runs`]: an element-wise pass cut into one contiguous run per thread. Run `i`
-//!   is always the same flat range, and the caller takes part 0 first, so a thread keeps
-//!   working on the same half of a parameter from one step to the next;
+//! - [`split_runs`] (one output), [`split_runs2`] (two): an element-wise pass cut into one
+//!   contiguous run per thread. Run `i` is always the same flat range, and the caller takes
+//!   part 0 first, so a thread keeps working on the same half of a parameter from one step
+//!   to the next;
 //! - [`split_runs_with`]: the same with working memory per run (scratch, partial sums).
 
 // `run_parts` hands a borrowed closure to the helper threads: the one use of `unsafe` in
@@ -296,24 +297,37 @@ pub const SPLIT_MIN: usize = 1 << 15;
 type Run<'a, A, B, S> = (std::ops::Range<usize>, &'a mut [A], &'a mut [B], &'a mut S);
 
 /// The pass [`split_runs`] applies to each run.
-pub type RunFn<'f, A, B> = dyn Fn(std::ops::Range<usize>, &mut [A], &mut [B]) + Sync + 'f;
+pub type RunFn<'f, A> = dyn Fn(std::ops::Range<usize>, &mut [A]) + Sync + 'f;
+
+/// The pass [`split_runs2`] applies to each run.
+pub type RunFn2<'f, A, B> = dyn Fn(std::ops::Range<usize>, &mut [A], &mut [B]) + Sync + 'f;
 
 /// The pass [`split_runs_with`] applies to each run.
 pub type StateRunFn<'f, A, S> = dyn Fn(std::ops::Range<usize>, &mut [A], &mut S) + Sync + 'f;
 
-/// Cuts `units` units of work into one run per thread and calls `f(run, a_run, b_run)` for
-/// each, where `a_run` and `b_run` are the run's slices of `a` and `b` (`per_a` and `per_b`
-/// values per unit; an empty output stays empty). Runs on the calling thread alone when
-/// `work` (the values the pass touches) is under [`SPLIT_MIN`]. Allocates nothing.
+/// Cuts `units` units of work into one run per thread and calls `f(run, a_run)` for each,
+/// where `a_run` is the run's slice of `a` (`per_a` values per unit; an empty output stays
+/// empty). Runs on the calling thread alone when `work` (the values the pass touches) is
+/// under [`SPLIT_MIN`]. Allocates nothing.
+///
+/// # Panics
+/// If `a` is neither empty nor `units × per_a`, or if `f` panics.
+pub fn split_runs<A: Send>(units: usize, a: (&mut [A], usize), work: usize, f: &RunFn<'_, A>) {
+    let mut none = [(); MAX_RUNS];
+    let b = (&mut [] as &mut [u8], 0);
+    split(units, a, b, &mut none, work, &|r, a, _, _| f(r, a));
+}
+
+/// As [`split_runs`] with two outputs: `f(run, a_run, b_run)`.
 ///
 /// # Panics
 /// If `a` or `b` is neither empty nor `units` × its per-unit size, or if `f` panics.
-pub fn split_runs<A: Send, B: Send>(
+pub fn split_runs2<A: Send, B: Send>(
     units: usize,
     a: (&mut [A], usize),
     b: (&mut [B], usize),
     work: usize,
-    f: &RunFn<'_, A, B>,
+    f: &RunFn2<'_, A, B>,
 ) {
     let mut none = [(); MAX_RUNS];
     split(units, a, b, &mut none, work, &|r, a, b, _| f(r, a, b));
@@ -346,7 +360,7 @@ pub fn split_runs_with<A: Send, S: Send>(
 /// A run's pass with both outputs and its working memory.
 type SplitFn<'f, A, B, S> = dyn Fn(std::ops::Range<usize>, &mut [A], &mut [B], &mut S) + Sync + 'f;
 
-/// The one implementation behind [`split_runs`] and [`split_runs_with`].
+/// The one implementation behind [`split_runs`], [`split_runs2`] and [`split_runs_with`].
 fn split<A: Send, B: Send, S: Send>(
     units: usize,
     (a, per_a): (&mut [A], usize),
@@ -461,7 +475,7 @@ mod tests {
         ] {
             let mut a = vec![0u32; units * 3];
             let mut b = vec![0u32; units];
-            split_runs(units, (&mut a, 3), (&mut b, 1), work, &|r, a, b| {
+            split_runs2(units, (&mut a, 3), (&mut b, 1), work, &|r, a, b| {
                 assert_eq!((a.len(), b.len()), (r.len() * 3, r.len()));
                 for (j, u) in r.enumerate() {
                     a[3 * j..3 * j + 3].fill(u as u32);
@@ -472,7 +486,7 @@ mod tests {
             assert_eq!(a, want);
             assert!(b.iter().all(|&c| c == 1));
             // an empty second output stays empty
-            split_runs(
+            split_runs2(
                 units,
                 (&mut a, 3),
                 (&mut [] as &mut [u8], 5),
@@ -481,6 +495,12 @@ mod tests {
                     assert_eq!((a.len(), b.len()), (r.len() * 3, 0));
                 },
             );
+            // one output
+            split_runs(units, (&mut b, 1), work, &|r, b| {
+                assert_eq!(b.len(), r.len());
+                b.iter_mut().for_each(|c| *c += 1);
+            });
+            assert!(b.iter().all(|&c| c == 2));
         }
     }
 

@@ -28,13 +28,7 @@ impl Param {
             // a large gradient is cleared by all threads
             Some(g) => {
                 let len = g.len();
-                crate::parallel::split_runs(
-                    len,
-                    (g, 1),
-                    (&mut [] as &mut [u8], 0),
-                    len,
-                    &|_, g, _| g.fill(0.0),
-                )
+                crate::parallel::split_runs(len, (g, 1), len, &|_, g| g.fill(0.0))
             }
             None => self.grad.fill(0.0),
         }

@@ -91,13 +91,9 @@ impl Buffer {
         let n = self.len();
         match x.as_slice() {
             // a large copy is shared by all threads
-            Some(s) => crate::parallel::split_runs(
-                n,
-                (&mut self.data[..n], 1),
-                (&mut [] as &mut [u8], 0),
-                n,
-                &|r, d, _| d.copy_from_slice(&s[r]),
-            ),
+            Some(s) => crate::parallel::split_runs(n, (&mut self.data[..n], 1), n, &|r, d| {
+                d.copy_from_slice(&s[r])
+            }),
             None => {
                 for (d, s) in self.data[..n].iter_mut().zip(x.iter()) {
                     *d = *s;

@@ -195,17 +195,11 @@ impl<A: Activation> Layer for Elementwise<A> {
         let act = &self.act;
         match x.as_slice() {
             // a large batch is spread over the threads
-            Some(xs) => split_runs(
-                xs.len(),
-                (self.y.as_mut_slice(), 1),
-                (&mut [] as &mut [u8], 0),
-                xs.len(),
-                &|r, y, _| {
-                    for (y, &x) in y.iter_mut().zip(&xs[r]) {
-                        *y = act.f(x); // y = f(x)
-                    }
-                },
-            ),
+            Some(xs) => split_runs(xs.len(), (self.y.as_mut_slice(), 1), xs.len(), &|r, y| {
+                for (y, &x) in y.iter_mut().zip(&xs[r]) {
+                    *y = act.f(x); // y = f(x)
+                }
+            }),
             None => Zip::from(self.y.view_mut())
                 .and(&x)
                 .for_each(|y, &x| *y = act.f(x)), // y = f(x)
@@ -229,9 +223,8 @@ impl<A: Activation> Layer for Elementwise<A> {
                 split_runs(
                     dys.len(),
                     (self.dx.as_mut_slice(), 1),
-                    (&mut [] as &mut [u8], 0),
                     dys.len(),
-                    &|r, dx, _| {
+                    &|r, dx| {
                         for ((dx, &dy), &y) in dx.iter_mut().zip(&dys[r.clone()]).zip(&ys[r]) {
                             *dx = dy * act.df(y); // ∂E/∂x = ∂E/∂y ⊙ f′
                         }

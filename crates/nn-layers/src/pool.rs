@@ -15,7 +15,7 @@
 
 use ndarray::ArrayViewD;
 use nn_core::Buffer;
-use nn_core::parallel::split_runs;
+use nn_core::parallel::{split_runs, split_runs2};
 
 use crate::error::{Error, Result};
 use crate::layer::{Layer, Mode, Parameterized, Slot, require_forward, require_shape};
@@ -245,7 +245,7 @@ impl Layer for Pool2d {
             self.argmax.clear();
         }
         // one plane per unit, the planes spread over the threads
-        split_runs(
+        split_runs2(
             n * c,
             (self.y.as_mut_slice(), oh * ow),
             (&mut self.argmax[..], oh * ow),
@@ -293,9 +293,8 @@ impl Layer for Pool2d {
         split_runs(
             self.in_shape[0] * self.in_shape[1],
             (self.dx.as_mut_slice(), h * w),
-            (&mut [] as &mut [u8], 0),
             work,
-            &|planes, dx, _| {
+            &|planes, dx| {
                 dx.fill(0.0);
                 let first = planes.start;
                 let outs = planes.start * oh * ow..planes.end * oh * ow;

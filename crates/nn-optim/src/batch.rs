@@ -108,9 +108,8 @@ fn gather_rows(dst: &mut Buffer, src: ArrayViewD<'_, f32>, idx: &[usize]) {
         Some(s) if row > 0 => split_runs(
             idx.len(),
             (dst.as_mut_slice(), row),
-            (&mut [] as &mut [u8], 0),
             idx.len() * row,
-            &|r, d, _| {
+            &|r, d| {
                 for (d, &i) in d.chunks_exact_mut(row).zip(&idx[r]) {
                     d.copy_from_slice(&s[i * row..(i + 1) * row]);
                 }

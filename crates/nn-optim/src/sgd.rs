@@ -19,7 +19,7 @@
 //! Note PyTorch's form puts `η` outside the velocity (Sutskever et al. put it inside); the
 //! two agree for a constant learning rate.
 
-use nn_core::parallel::split_runs;
+use nn_core::parallel::{split_runs, split_runs2};
 use nn_layers::{Parameterized, Slot};
 use serde::{Deserialize, Serialize};
 
@@ -128,13 +128,9 @@ impl Optimizer for Sgd {
                 };
                 match (p.value.as_slice_mut(), p.grad.as_slice()) {
                     // a large parameter is updated by all threads, each on its own run
-                    (Some(w), Some(gs)) => split_runs(
-                        w.len(),
-                        (w, 1),
-                        (&mut [] as &mut [u8], 0),
-                        2 * gs.len(),
-                        &|r, w, _| w.iter_mut().zip(&gs[r]).for_each(|(w, &g)| update(w, g)),
-                    ),
+                    (Some(w), Some(gs)) => split_runs(w.len(), (w, 1), 2 * gs.len(), &|r, w| {
+                        w.iter_mut().zip(&gs[r]).for_each(|(w, &g)| update(w, g))
+                    }),
                     _ => p.value.zip_mut_with(&p.grad, |w, &g| update(w, g)),
                 }
                 return;
@@ -155,7 +151,7 @@ impl Optimizer for Sgd {
             match (p.value.as_slice_mut(), p.grad.as_slice(), v.as_slice_mut()) {
                 // a large parameter is updated by all threads, each on its own run
                 (Some(w), Some(gs), Some(v)) => {
-                    split_runs(w.len(), (w, 1), (v, 1), 3 * gs.len(), &|r, w, v| {
+                    split_runs2(w.len(), (w, 1), (v, 1), 3 * gs.len(), &|r, w, v| {
                         for ((w, &g), v) in w.iter_mut().zip(&gs[r]).zip(v) {
                             update(w, g, v);
                         }
