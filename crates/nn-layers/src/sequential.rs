@@ -189,6 +189,8 @@ fn backward_from<'s>(
 ) -> Result<Option<ArrayViewD<'s, f32>>> {
     let i = layers.len() - 1;
     let (top, rest) = layers.split_last_mut().expect("at least one layer");
+    // the input handed back, if this layer left it with us; a layer that needs it and does
+    // not get it says so itself (`Error::InputNeeded`)
     let input = match (kept[i], i) {
         (false, _) => None,
         (true, 0) => x.clone(),
@@ -198,14 +200,12 @@ fn backward_from<'s>(
     if i == 0 && params_only {
         match input {
             Some(x) => top.backward_params_with_input(x, dy).map_err(at)?,
-            None if kept[0] => return Err(at(Error::InputNeeded { layer: top.name() })),
             None => top.backward_params(dy).map_err(at)?,
         }
         return Ok(None);
     }
     let g = match input {
         Some(x) => top.backward_with_input(x, dy).map_err(at)?,
-        None if kept[i] => return Err(at(Error::InputNeeded { layer: top.name() })),
         None => top.backward(dy).map_err(at)?, // gˡ⁻¹ = layerₗ.backward(gˡ)
     };
     if i == 0 {
