@@ -26,19 +26,13 @@ const MAX_PARTS: usize = 16;
 /// Blocks narrower than this are not worth a thread.
 const MIN_BLOCK: usize = 16;
 
-/// A pass over a finished block of `C`, given with the index of its first row and column;
-/// it runs on the thread that computed the block, while the block is in that core's cache.
-pub type Epilogue<'f> = dyn Fn(ArrayViewMut2<'_, f32>, (usize, usize)) + Sync + 'f;
-
-/// `C ← α·A·B + β·C`, split across threads when large enough (shapes checked by the caller),
-/// then `then` over each block of `C`.
+/// `C ← α·A·B + β·C`, split across threads when large enough (shapes checked by the caller).
 pub(crate) fn gemm(
     alpha: f32,
     a: ArrayView2<'_, f32>,
     b: ArrayView2<'_, f32>,
     beta: f32,
     mut c: ArrayViewMut2<'_, f32>,
-    then: Option<&Epilogue<'_>>,
 ) {
     let (m, k) = a.dim();
     let n = b.ncols();
@@ -51,11 +45,7 @@ pub(crate) fn gemm(
         PARALLEL_MIN_FLOP
     };
     if threads < 2 || 2 * m * n * k < min_flop || (n < 2 * MIN_BLOCK && m < 2 * MIN_BLOCK) {
-        gemm_one(alpha, a, b, beta, &mut c);
-        if let Some(then) = then {
-            then(c, (0, 0));
-        }
-        return;
+        return gemm_one(alpha, a, b, beta, &mut c);
     }
     // Cut C (and B or A with it) into blocks of whole columns or rows, so that the largest
     // matrix is divided rather than read by every thread: each thread then keeps working on
@@ -88,18 +78,14 @@ pub(crate) fn gemm(
         } else {
             (a.slice_move(s![start..end, ..]), b)
         };
-        let origin = if by_cols { (0, start) } else { (start, 0) };
-        *blocks[p].get_mut().unwrap_or_else(|e| e.into_inner()) = Some((a_p, b_p, head, origin));
+        *blocks[p].get_mut().unwrap_or_else(|e| e.into_inner()) = Some((a_p, b_p, head));
         rest = tail;
         start = end;
     }
     crate::parallel::run_parts(parts, &|i| {
         let block = blocks[i].lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some((a_p, b_p, mut c_p, origin)) = block {
+        if let Some((a_p, b_p, mut c_p)) = block {
             gemm_one(alpha, a_p, b_p, beta, &mut c_p);
-            if let Some(then) = then {
-                then(c_p, origin);
-            }
         }
     });
 }

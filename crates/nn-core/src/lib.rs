@@ -24,7 +24,7 @@ pub mod tensor;
 
 pub use error::{Error, Result, Shape};
 pub use init::{Init, fans};
-pub use matmul::{matmul, matmul_into, matmul_into_then};
+pub use matmul::{matmul, matmul_into};
 pub use param::Param;
 pub use rng::{Rng, RngState, seeded};
 pub use tensor::{Buffer, Tensor, TensorData};

@@ -32,7 +32,7 @@ pub fn matmul_into(
         c.fill(0.0);
         return Ok(());
     }
-    crate::gemm_kernel::gemm(alpha, a, b, beta, c.view_mut(), None);
+    crate::gemm_kernel::gemm(alpha, a, b, beta, c.view_mut());
     Ok(())
 }
 
@@ -67,30 +67,6 @@ fn check_shapes(
     Ok(())
 }
 
-/// `C ← α·A·B + β·C` as [`matmul_into`], then `then(block, (row, col))` over each block of
-/// `C` on the thread that computed it (the whole of `C` at `(0, 0)` when the product is not
-/// split) — e.g. a layer's bias added while the block is still in that core's cache.
-///
-/// # Errors
-/// As [`matmul_into`].
-pub fn matmul_into_then(
-    alpha: f32,
-    a: ArrayView2<'_, f32>,
-    b: ArrayView2<'_, f32>,
-    beta: f32,
-    c: &mut ArrayViewMut2<'_, f32>,
-    then: &crate::gemm_kernel::Epilogue<'_>,
-) -> Result<()> {
-    check_shapes(&a, &b, c)?;
-    if beta == 0.0 && a.ncols() == 0 {
-        c.fill(0.0);
-        then(c.view_mut(), (0, 0));
-        return Ok(());
-    }
-    crate::gemm_kernel::gemm(alpha, a, b, beta, c.view_mut(), Some(then));
-    Ok(())
-}
-
 /// `A·B` into a new matrix; a convenience for tests and one-off use (the hot path uses
 /// [`matmul_into`] with a reused output).
 ///
@@ -105,7 +81,7 @@ pub fn matmul(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>) -> Result<Array2<f
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::{Array1, array};
+    use ndarray::array;
 
     #[test]
     fn small_product_by_hand() {
@@ -215,47 +191,5 @@ mod tests {
         let mut y2 = Array2::<f32>::from_elem((32, 40), f32::NAN); // β = 0 ignores NaN
         matmul_into(1.0, x2.view(), w2.t(), 0.0, &mut y2.view_mut()).unwrap();
         assert_eq!(y2, naive(x2.view(), w2.t()));
-    }
-
-    #[test]
-    fn the_epilogue_sees_every_block_once_with_its_origin() {
-        // Y = X·Wᵀ (split by columns across threads), then + b by block: equal to adding b
-        // afterwards, and the blocks cover every column exactly once
-        let x = Array2::from_shape_fn((64, 300), |(i, j)| ((i + j * 5) % 9) as f32 - 4.0);
-        let w = Array2::from_shape_fn((400, 300), |(i, j)| ((i * 7 + j) % 5) as f32 - 2.0);
-        let b = Array1::from_shape_fn(400, |j| j as f32);
-        let seen = std::sync::Mutex::new(vec![0u32; 400]);
-        let mut y = Array2::<f32>::zeros((64, 400));
-        matmul_into_then(1.0, x.view(), w.t(), 0.0, &mut y.view_mut(), &|mut
-                                                                         block,
-                                                                         (
-            row,
-            col,
-        )| {
-            assert_eq!(row, 0);
-            for j in 0..block.ncols() {
-                seen.lock().unwrap()[col + j] += 1;
-                block.column_mut(j).mapv_inplace(|v| v + b[col + j]);
-            }
-        })
-        .unwrap();
-        assert!(seen.into_inner().unwrap().iter().all(|&n| n == 1));
-        assert_eq!(y, naive(x.view(), w.t()) + &b);
-        // a small product is not split: one block at (0, 0)
-        let mut small = Array2::<f32>::zeros((2, 3));
-        let calls = std::sync::atomic::AtomicUsize::new(0);
-        matmul_into_then(
-            1.0,
-            x.slice(ndarray::s![..2, ..4]),
-            w.slice(ndarray::s![..3, ..4]).t(),
-            0.0,
-            &mut small.view_mut(),
-            &|block, origin| {
-                assert_eq!((block.dim(), origin), ((2, 3), (0, 0)));
-                calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            },
-        )
-        .unwrap();
-        assert_eq!(calls.into_inner(), 1);
     }
 }

@@ -20,7 +20,7 @@
 //! buffers have grown to the batch size.
 
 use ndarray::{ArrayViewD, Ix1, Ix2};
-use nn_core::{Buffer, Init, Param, Rng, matmul_into, matmul_into_then, ops};
+use nn_core::{Buffer, Init, Param, Rng, matmul_into, ops};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -204,22 +204,14 @@ impl Dense {
             .view()
             .into_dimensionality::<Ix2>()
             .expect("weight is 2-D");
-        match &self.bias {
-            Some(b) => {
-                let b = b
-                    .value
-                    .view()
-                    .into_dimensionality::<Ix1>()
-                    .expect("bias is 1-D");
-                // Y = X·Wᵀ, then Y += b on each row of every block, by the thread that
-                // computed the block
-                matmul_into_then(1.0, x, w.t(), 0.0, &mut y, &|mut block, (_, col)| {
-                    let cols = col..col + block.ncols();
-                    ops::add_row_broadcast(&mut block, b.slice(ndarray::s![cols]))
-                        .expect("one bias per column");
-                })?;
-            }
-            None => matmul_into(1.0, x, w.t(), 0.0, &mut y)?, // Y = X·Wᵀ
+        matmul_into(1.0, x, w.t(), 0.0, &mut y)?; // Y = X·Wᵀ
+        if let Some(b) = &self.bias {
+            let b = b
+                .value
+                .view()
+                .into_dimensionality::<Ix1>()
+                .expect("bias is 1-D");
+            ops::add_row_broadcast(&mut y, b)?; // Y += b (each row)
         }
         self.ready = mode == Mode::Train;
         self.input_kept = self.ready && kept;
