@@ -26,8 +26,8 @@ use nn::io::{
 use nn::layers::activation::sigmoid;
 use nn::layers::layer::{require_forward, require_shape};
 use nn::layers::{
-    Attr, Dense, DenseConfig, GradCheckConfig, Layer, LayerSpec, Mode, Parameterized, Registry,
-    Sequential, Slot, SoftmaxCrossEntropy, check_layer,
+    Attr, Context, Dense, DenseConfig, GradCheckConfig, Layer, LayerConfig, LayerSpec, Mode,
+    Parameterized, Registry, Sequential, Slot, SoftmaxCrossEntropy, TensorSpec, check_layer,
 };
 use nn::optim::{Adam, AdamConfig, Data, Silent, TrainConfig, Trainer, evaluate};
 
@@ -55,14 +55,42 @@ impl Swish {
     fn features(&self) -> usize {
         self.beta.len()
     }
+}
 
-    /// The constructor the registry calls for kind `swish`.
-    fn from_spec(
-        spec: &LayerSpec,
-        _: &Registry,
-        _: &mut Rng,
-    ) -> nn::layers::Result<Box<dyn Layer>> {
-        Ok(Box::new(Swish::new(spec.usize("features")?, 1.0)))
+/// What a Swish layer is: its width. Model files store it, and the registry reads it back.
+#[derive(Debug)]
+struct SwishConfig {
+    features: usize,
+}
+
+impl SwishConfig {
+    /// The reader the registry calls for kind `swish`; it checks the width before anything
+    /// is allocated for it.
+    fn from_spec(spec: &LayerSpec, _: &Context<'_>) -> nn::layers::Result<Box<dyn LayerConfig>> {
+        spec.only(&["features"])?;
+        let features = spec.usize("features")?;
+        if features == 0 || features > nn::core::limits::MAX_PARAMETERS {
+            return Err(spec.invalid(format!("features must be in 1..=2^26, got {features}")));
+        }
+        Ok(Box::new(SwishConfig { features }))
+    }
+}
+
+impl LayerConfig for SwishConfig {
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::new("swish").with("features", Attr::Int(self.features as i64))
+    }
+    fn name(&self) -> String {
+        format!("swish({})", self.features)
+    }
+    fn tensors(&self) -> nn::layers::Result<Vec<TensorSpec>> {
+        Ok(vec![TensorSpec::param("beta", vec![self.features])])
+    }
+    fn output_shape(&self, input: &[usize]) -> nn::layers::Result<Vec<usize>> {
+        Ok(input.to_vec())
+    }
+    fn build(&self, _: &mut Rng) -> nn::layers::Result<Box<dyn Layer>> {
+        Ok(Box::new(Swish::new(self.features, 1.0)))
     }
 }
 
@@ -139,16 +167,10 @@ impl Layer for Swish {
         Ok(self.dx.view())
     }
 
-    fn output_shape(&self, input: &[usize]) -> nn::layers::Result<Vec<usize>> {
-        Ok(input.to_vec())
-    }
-
-    fn spec(&self) -> LayerSpec {
-        LayerSpec::new("swish").with("features", Attr::Int(self.features() as i64))
-    }
-
-    fn name(&self) -> String {
-        format!("swish({})", self.features())
+    fn config(&self) -> Box<dyn LayerConfig> {
+        Box::new(SwishConfig {
+            features: self.features(),
+        })
     }
 }
 
@@ -209,7 +231,7 @@ fn main() -> Result<()> {
         Ok(_) => anyhow::bail!("an unregistered kind should not load"),
     }
     let mut registry = Registry::new();
-    registry.register("swish", Swish::from_spec);
+    registry.register("swish", SwishConfig::from_spec);
     let mut loaded = load_model(&path, &registry)?;
     std::fs::remove_file(&path)?;
 

@@ -102,7 +102,7 @@ fn trained_cnn_round_trips_through_a_file() {
         .unwrap()
         .to_owned();
     assert_eq!(after, full, "the loaded model must predict bit-identically");
-    assert_eq!(loaded.model.spec(), model.spec());
+    assert_eq!(loaded.model.config().spec(), model.config().spec());
 
     // Train mode is not deterministic in that way: dropout and batch statistics change it
     let train_out = loaded

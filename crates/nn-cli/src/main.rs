@@ -8,18 +8,24 @@
 //! nn gradcheck --layers "dense:8,tanh,dense:3" --input-shape 5
 //! ```
 //!
-//! Every user error is one line on stderr and exit code 1; usage errors exit with 2.
+//! Every user error is one line on stderr and exit code 1; usage errors exit with 2. Output
+//! to a closed pipe ends the program quietly.
 
-mod commands;
-mod data;
+mod eval;
+mod gradcheck;
+mod inspect;
+mod output;
 mod plot;
+mod predict;
 mod progress;
-mod spec;
 mod train;
+
+mod data;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+pub(crate) use nn_cli::spec;
 
 /// Train, evaluate and use small neural networks on the CPU.
 #[derive(Parser)]
@@ -34,29 +40,25 @@ enum Command {
     /// Train a network on a CSV file or an IDX folder and save it.
     Train(Box<train::TrainArgs>),
     /// Loss, accuracy and confusion matrix of a saved model on a data set.
-    Eval(commands::EvalArgs),
+    Eval(eval::EvalArgs),
     /// Class and probability (or value) for each input row.
-    Predict(commands::PredictArgs),
+    Predict(predict::PredictArgs),
     /// Architecture, parameters, metadata, format version and checksum of a file.
     Inspect {
         /// A model (.nnm) or checkpoint (.nnck) file.
         file: PathBuf,
     },
     /// Check every layer's gradients of a network spec numerically.
-    Gradcheck(commands::GradcheckArgs),
+    Gradcheck(gradcheck::GradcheckArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
-    let result = match cli.command {
+    output::exit_with(match cli.command {
         Command::Train(a) => train::run(&a),
-        Command::Eval(a) => commands::eval(&a),
-        Command::Predict(a) => commands::predict(&a),
-        Command::Inspect { file } => commands::inspect(&file),
-        Command::Gradcheck(a) => commands::gradcheck(&a),
-    };
-    if let Err(e) = result {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
-    }
+        Command::Eval(a) => eval::run(&a),
+        Command::Predict(a) => predict::run(&a),
+        Command::Inspect { file } => inspect::run(&file),
+        Command::Gradcheck(a) => gradcheck::run(&a),
+    })
 }

@@ -46,7 +46,10 @@ impl Progress {
     fn line(&self, text: String) {
         match &self.bar {
             Some(b) => b.println(text),
-            None => println!("{text}"),
+            // a closed standard output does not stop training: the model is still saved
+            None => {
+                let _ = crate::output::line(format_args!("{text}"));
+            }
         }
     }
 }

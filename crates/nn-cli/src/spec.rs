@@ -9,7 +9,7 @@
 //! batchnorm | bn                    batch norm over features or channels
 //! dropout:P                         inverted dropout with rate P
 //! relu | sigmoid | tanh | identity | softmax | flatten
-//! leaky_relu[:ALPHA]                slope ALPHA left of zero (default 0.01)
+//! leaky_relu[:ALPHA]                slope ALPHA left of zero
 //! ```
 //!
 //! A spec file (`.toml` or `.json`) lists the same layers as tables:
@@ -21,153 +21,133 @@
 //! [[layers]]
 //! kind = "relu"
 //! ```
+//!
+//! Both only *spell* layers: each item becomes a [`LayerSpec`] holding the attributes the
+//! user wrote. The layer kind's configuration type then fills in what is inferred (input
+//! widths), applies its defaults and validates every value, with checked arithmetic, before
+//! anything is built ([`resolve`]).
 
+use std::io::Read;
 use std::path::Path;
 
-use anyhow::{Context, Result, anyhow, bail};
-use nn_layers::{Attr, LayerSpec, Registry};
+use anyhow::{Context as _, Result, anyhow, bail};
+use nn_core::limits::{self, excerpt};
+use nn_layers::{Attr, LayerSpec, Registry, SequentialConfig};
 
 /// Layer kinds the mini-language knows, for messages.
 const KNOWN: &str = "dense:N, conv:C:KxK[:sS][:pP], maxpool:K[:S], avgpool:K[:S], batchnorm, dropout:P, relu, sigmoid, tanh, identity, softmax, flatten, leaky_relu[:ALPHA]";
 
-/// One layer as written, before input widths are known.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Item {
-    /// The layer kind.
-    pub kind: String,
-    /// Attributes given by the user.
-    pub attrs: Vec<(String, Attr)>,
+/// The largest spec file read, in bytes.
+pub const MAX_SPEC_FILE_BYTES: u64 = 16 << 20;
+
+/// Parses `--layers` into one spec per item.
+///
+/// # Errors
+/// One line naming the item (from 1), the text and what was expected.
+pub fn parse_layers(text: &str) -> Result<Vec<LayerSpec>> {
+    let mut specs = Vec::new();
+    for (pos, raw) in text.split(',').enumerate() {
+        if pos >= limits::MAX_LAYERS {
+            bail!(
+                "--layers has more than {} items, the limit of layers in a network",
+                limits::MAX_LAYERS
+            );
+        }
+        let raw = raw.trim();
+        let item = parse_item(raw)
+            .map_err(|why| anyhow!("--layers item {} `{}`: {why}", pos + 1, excerpt(raw)))?;
+        specs.push(item);
+    }
+    Ok(specs)
 }
 
-/// Parses `--layers`.
-pub fn parse_layers(text: &str) -> Result<Vec<Item>> {
-    let mut items = Vec::new();
-    for (pos, raw) in text.split(',').enumerate() {
-        let raw = raw.trim();
-        let mut parts = raw.split(':');
-        let kind = parts.next().unwrap_or_default().to_ascii_lowercase();
-        let args: Vec<&str> = parts.collect();
-        let bad = |why: &str| anyhow!("--layers item {} `{raw}`: {why}", pos + 1);
-        let item = match (kind.as_str(), args.as_slice()) {
-            ("dense" | "linear", [n, rest @ ..]) => {
-                let n: i64 = n
-                    .parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| bad("expected a positive width, e.g. dense:128"))?;
-                let mut attrs = vec![("n_out".to_string(), Attr::Int(n))];
-                match rest {
-                    [] => {}
-                    ["nobias"] => attrs.push(("bias".into(), Attr::Bool(false))),
-                    _ => return Err(bad("expected dense:N or dense:N:nobias")),
-                }
-                Item {
-                    kind: "dense".into(),
-                    attrs,
-                }
+/// One item of the mini-language.
+fn parse_item(raw: &str) -> Result<LayerSpec, String> {
+    let mut parts = raw.split(':');
+    let kind = parts.next().unwrap_or_default().to_ascii_lowercase();
+    let args: Vec<&str> = parts.collect();
+    match (kind.as_str(), args.as_slice()) {
+        ("dense" | "linear", [n, rest @ ..]) => {
+            let spec = LayerSpec::new("dense").with(
+                "n_out",
+                positive(n).ok_or("expected a positive width, e.g. dense:128")?,
+            );
+            match rest {
+                [] => Ok(spec),
+                ["nobias"] => Ok(spec.with("bias", Attr::Bool(false))),
+                _ => Err("expected dense:N or dense:N:nobias".into()),
             }
-            ("dense" | "linear", []) => return Err(bad("dense needs a width, e.g. dense:128")),
-            ("leaky_relu" | "leakyrelu", args) => {
-                let alpha = match args {
-                    [] => 0.01,
-                    [a] => a
+        }
+        ("dense" | "linear", []) => Err("dense needs a width, e.g. dense:128".into()),
+        ("leaky_relu" | "leakyrelu", args) => {
+            let spec = LayerSpec::new("leaky_relu");
+            match args {
+                [] => Ok(spec),
+                [a] => {
+                    let alpha = a
                         .parse::<f64>()
-                        .map_err(|_| bad("expected a number, e.g. leaky_relu:0.01"))?,
-                    _ => return Err(bad("expected leaky_relu or leaky_relu:ALPHA")),
-                };
-                Item {
-                    kind: "leaky_relu".into(),
-                    attrs: vec![("alpha".into(), Attr::Float(alpha))],
+                        .map_err(|_| "expected a number, e.g. leaky_relu:0.01")?;
+                    Ok(spec.with("alpha", Attr::Float(alpha)))
                 }
+                _ => Err("expected leaky_relu or leaky_relu:ALPHA".into()),
             }
-            (k @ ("relu" | "sigmoid" | "tanh" | "identity" | "softmax" | "flatten"), []) => Item {
-                kind: k.into(),
-                attrs: Vec::new(),
-            },
-            ("conv" | "conv2d", [c, k, rest @ ..]) => {
-                let c: i64 = c
-                    .parse()
-                    .ok()
-                    .filter(|c| *c > 0)
-                    .ok_or_else(|| bad("expected conv:CHANNELS:KxK, e.g. conv:8:5x5"))?;
-                let (kh, kw) =
-                    parse_kernel(k).ok_or_else(|| bad("expected a kernel size like 5x5 or 3"))?;
-                let mut attrs = vec![
-                    ("out_channels".to_string(), Attr::Int(c)),
-                    ("kernel".to_string(), Attr::Ints(vec![kh, kw])),
-                ];
-                for opt in rest {
-                    let num = |t: &str| t.parse::<i64>().ok().filter(|v| *v >= 0);
-                    match (opt.chars().next(), opt.get(1..)) {
-                        (Some('s'), Some(v)) if num(v).is_some_and(|v| v > 0) => {
-                            attrs.push(("stride".into(), Attr::Ints(vec![num(v).unwrap_or(1); 2])))
-                        }
-                        (Some('p'), Some(v)) if num(v).is_some() => {
-                            attrs.push(("padding".into(), Attr::Ints(vec![num(v).unwrap_or(0); 2])))
-                        }
-                        _ if *opt == "nobias" => attrs.push(("bias".into(), Attr::Bool(false))),
-                        _ => {
-                            return Err(bad(&format!(
-                                "unknown conv option `{opt}`; expected sS (stride), pP (padding) or nobias"
-                            )));
-                        }
-                    }
-                }
-                Item {
-                    kind: "conv2d".into(),
-                    attrs,
-                }
+        }
+        (k @ ("relu" | "sigmoid" | "tanh" | "identity" | "softmax" | "flatten"), []) => {
+            Ok(LayerSpec::new(k))
+        }
+        ("conv" | "conv2d", [c, k, rest @ ..]) => parse_conv(c, k, rest),
+        ("conv" | "conv2d", _) => Err("expected conv:CHANNELS:KxK, e.g. conv:8:5x5".into()),
+        (k @ ("maxpool" | "avgpool"), [size, rest @ ..]) if rest.len() <= 1 => {
+            let mut spec = LayerSpec::new(format!("{k}2d")).with(
+                "kernel",
+                positive(size).ok_or("expected a positive window size")?,
+            );
+            if let [s] = rest {
+                spec = spec.with("stride", positive(s).ok_or("expected a positive stride")?);
             }
-            ("conv" | "conv2d", _) => {
-                return Err(bad("expected conv:CHANNELS:KxK, e.g. conv:8:5x5"));
-            }
-            (k @ ("maxpool" | "avgpool"), [size, rest @ ..]) if rest.len() <= 1 => {
-                let size: i64 = size
-                    .parse()
-                    .ok()
-                    .filter(|v| *v > 0)
-                    .ok_or_else(|| bad("expected a positive window size"))?;
-                let stride: i64 = match rest {
-                    [s] => s
-                        .parse()
-                        .ok()
-                        .filter(|v| *v > 0)
-                        .ok_or_else(|| bad("expected a positive stride"))?,
-                    _ => size,
-                };
-                Item {
-                    kind: format!("{k}2d"),
-                    attrs: vec![
-                        ("kernel".into(), Attr::Int(size)),
-                        ("stride".into(), Attr::Int(stride)),
-                    ],
-                }
-            }
-            ("maxpool" | "avgpool", _) => {
-                return Err(bad("expected maxpool:K or maxpool:K:STRIDE"));
-            }
-            ("batchnorm" | "bn", []) => Item {
-                kind: "batchnorm".into(),
-                attrs: Vec::new(),
-            },
-            ("dropout", [p]) => {
-                let p: f64 = p
-                    .parse()
-                    .ok()
-                    .filter(|p| (0.0..1.0).contains(p))
-                    .ok_or_else(|| bad("expected a rate in [0, 1), e.g. dropout:0.5"))?;
-                Item {
-                    kind: "dropout".into(),
-                    attrs: vec![("p".into(), Attr::Float(p))],
-                }
-            }
-            ("dropout", _) => return Err(bad("expected dropout:RATE, e.g. dropout:0.5")),
-            ("", _) => return Err(bad("empty layer")),
-            _ => return Err(bad(&format!("unknown layer; known: {KNOWN}"))),
-        };
-        items.push(item);
+            Ok(spec)
+        }
+        ("maxpool" | "avgpool", _) => Err("expected maxpool:K or maxpool:K:STRIDE".into()),
+        ("batchnorm" | "bn", []) => Ok(LayerSpec::new("batchnorm")),
+        ("dropout", [p]) => {
+            let p: f64 = p
+                .parse()
+                .map_err(|_| "expected a rate in [0, 1), e.g. dropout:0.5")?;
+            Ok(LayerSpec::new("dropout").with("p", Attr::Float(p)))
+        }
+        ("dropout", _) => Err("expected dropout:RATE, e.g. dropout:0.5".into()),
+        ("", _) => Err("empty layer".into()),
+        _ => Err(format!("unknown layer; known: {KNOWN}")),
     }
-    Ok(items)
+}
+
+/// `conv:C:KxK[:sS][:pP][:nobias]`.
+fn parse_conv(c: &str, k: &str, options: &[&str]) -> Result<LayerSpec, String> {
+    let c = positive(c).ok_or("expected conv:CHANNELS:KxK, e.g. conv:8:5x5")?;
+    let (kh, kw) = parse_kernel(k).ok_or("expected a kernel size like 5x5 or 3")?;
+    let mut spec = LayerSpec::new("conv2d")
+        .with("out_channels", c)
+        .with("kernel", Attr::Ints(vec![kh, kw]));
+    for opt in options {
+        let value = |prefix: char| opt.strip_prefix(prefix).and_then(|v| v.parse::<i64>().ok());
+        spec = match (value('s'), value('p')) {
+            (Some(s), _) if s > 0 => spec.with("stride", Attr::Int(s)),
+            (_, Some(p)) if p >= 0 => spec.with("padding", Attr::Int(p)),
+            _ if *opt == "nobias" => spec.with("bias", Attr::Bool(false)),
+            _ => {
+                return Err(format!(
+                    "unknown conv option `{}`; expected sS (stride), pP (padding) or nobias",
+                    excerpt(opt)
+                ));
+            }
+        };
+    }
+    Ok(spec)
+}
+
+/// A positive integer attribute (any size: the configuration checks it against the limits).
+fn positive(t: &str) -> Option<Attr> {
+    t.parse::<i64>().ok().filter(|v| *v > 0).map(Attr::Int)
 }
 
 /// `5x5`, `3x2` or `3` (square).
@@ -181,15 +161,35 @@ fn parse_kernel(k: &str) -> Option<(i64, i64)> {
 
 /// Reads a `.toml` or `.json` spec file: a `layers` list of tables with a `kind` and the
 /// layer's attributes.
-pub fn read_spec_file(path: &Path) -> Result<Vec<Item>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
-    let value: serde_json::Value = match path.extension().and_then(|e| e.to_str()) {
-        Some("json") => {
-            serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?
-        }
+///
+/// # Errors
+/// One line naming the file and, for a bad layer, its position (from 1).
+pub fn read_spec_file(path: &Path) -> Result<Vec<LayerSpec>> {
+    let file = std::fs::File::open(path).with_context(|| path.display().to_string())?;
+    let mut text = String::new();
+    file.take(MAX_SPEC_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .with_context(|| path.display().to_string())?;
+    if text.len() as u64 > MAX_SPEC_FILE_BYTES {
+        bail!(
+            "{}: more than the limit of {MAX_SPEC_FILE_BYTES} bytes for a spec file",
+            path.display()
+        );
+    }
+    let kind = path.extension().and_then(|e| e.to_str());
+    parse_spec_text(&text, kind, path)
+}
+
+/// As [`read_spec_file`], from the text of a file of the given extension.
+///
+/// # Errors
+/// As [`read_spec_file`].
+pub fn parse_spec_text(text: &str, extension: Option<&str>, path: &Path) -> Result<Vec<LayerSpec>> {
+    let value: serde_json::Value = match extension {
+        Some("json") => serde_json::from_str(text).with_context(|| path.display().to_string())?,
         Some("toml") => {
             let t: toml::Table =
-                toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
+                toml::from_str(text).with_context(|| path.display().to_string())?;
             serde_json::to_value(t)?
         }
         _ => bail!(
@@ -201,123 +201,96 @@ pub fn read_spec_file(path: &Path) -> Result<Vec<Item>> {
         .get("layers")
         .and_then(|l| l.as_array())
         .ok_or_else(|| anyhow!("{}: expected a `layers` list", path.display()))?;
-    let mut items = Vec::new();
-    for (i, l) in layers.iter().enumerate() {
-        let err = |why: String| anyhow!("{}: layer {}: {why}", path.display(), i + 1);
-        let obj = l
-            .as_object()
-            .ok_or_else(|| err("expected a table".into()))?;
-        let kind = obj
-            .get("kind")
-            .and_then(|k| k.as_str())
-            .ok_or_else(|| err("missing `kind`".into()))?;
-        let mut attrs = Vec::new();
-        for (k, v) in obj.iter().filter(|(k, _)| *k != "kind") {
-            let a = match v {
-                serde_json::Value::Bool(b) => Attr::Bool(*b),
-                serde_json::Value::Number(n) if n.is_i64() => {
-                    Attr::Int(n.as_i64().unwrap_or_default())
-                }
-                serde_json::Value::Number(n) => Attr::Float(n.as_f64().unwrap_or(f64::NAN)),
-                serde_json::Value::String(s) => Attr::Str(s.clone()),
-                serde_json::Value::Array(xs) => Attr::Ints(
-                    xs.iter()
-                        .map(|x| {
-                            x.as_i64()
-                                .ok_or_else(|| err(format!("`{k}` must be a list of integers")))
-                        })
-                        .collect::<Result<_>>()?,
-                ),
-                _ => return Err(err(format!("unsupported value for `{k}`"))),
-            };
-            attrs.push((k.clone(), a));
-        }
-        items.push(Item {
-            kind: kind.to_string(),
-            attrs,
-        });
+    if layers.len() > limits::MAX_LAYERS {
+        bail!(
+            "{}: {} layers, more than the limit of {}",
+            path.display(),
+            layers.len(),
+            limits::MAX_LAYERS
+        );
     }
-    Ok(items)
+    layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            table_spec(l).map_err(|why| anyhow!("{}: layer {}: {why}", path.display(), i + 1))
+        })
+        .collect()
 }
 
-/// Fills in each layer's input width from the running shape and checks that every layer
-/// accepts its input. `input` is one row's shape (no batch axis). When the input has more
-/// than one axis and the first layer is dense, a `flatten` is put in front (and said so).
+/// One table of a spec file as a layer spec.
+fn table_spec(l: &serde_json::Value) -> Result<LayerSpec, String> {
+    let obj = l.as_object().ok_or("expected a table")?;
+    let kind = obj
+        .get("kind")
+        .and_then(|k| k.as_str())
+        .ok_or("missing `kind`")?;
+    let mut spec = LayerSpec::new(kind);
+    for (k, v) in obj.iter().filter(|(k, _)| *k != "kind") {
+        let key = excerpt(k);
+        let a = match v {
+            serde_json::Value::Bool(b) => Attr::Bool(*b),
+            serde_json::Value::Number(n) => match n.as_i64() {
+                Some(i) => Attr::Int(i),
+                None => Attr::Float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            serde_json::Value::String(s) => Attr::Str(s.clone()),
+            serde_json::Value::Array(xs) => Attr::Ints(
+                xs.iter()
+                    .map(|x| {
+                        x.as_i64()
+                            .ok_or(format!("`{key}` must be a list of integers"))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            _ => return Err(format!("unsupported value for `{key}`")),
+        };
+        spec.attrs.push((k.clone(), a));
+    }
+    Ok(spec)
+}
+
+/// The network the specs describe for input rows of shape `input` (no batch axis), with
+/// every width inferred and every layer checked on a batch of `batch` rows: each output
+/// within the tensor limit, all of them together within the activation limit. When the
+/// rows have more than one axis and the first layer is dense, a `flatten` is put in front
+/// (and said so).
+///
+/// # Errors
+/// One line naming the layer (from 0, as `nn inspect` numbers them) and the problem.
 pub fn resolve(
-    items: &[Item],
+    specs: &[LayerSpec],
     input: &[usize],
+    batch: usize,
     registry: &Registry,
-) -> Result<(Vec<LayerSpec>, Vec<usize>)> {
-    if items.is_empty() {
+) -> Result<SequentialConfig> {
+    if specs.is_empty() {
         bail!("the network has no layers");
     }
-    let mut items = items.to_vec();
-    if input.len() > 1 && items[0].kind == "dense" {
+    let mut specs = specs.to_vec();
+    if input.len() > 1 && specs[0].kind == "dense" {
         eprintln!(
             "note: input rows have shape {}; putting `flatten` before the first dense layer",
             nn_core::Shape(input.to_vec())
         );
-        items.insert(
-            0,
-            Item {
-                kind: "flatten".into(),
-                attrs: Vec::new(),
-            },
-        );
+        specs.insert(0, LayerSpec::new("flatten"));
     }
-    let mut shape = vec![1];
+    let mut shape = vec![batch];
     shape.extend_from_slice(input);
-    let mut specs = Vec::new();
-    let mut rng = nn_core::seeded(0);
-    for (i, item) in items.iter().enumerate() {
-        let mut spec = LayerSpec {
-            kind: item.kind.clone(),
-            attrs: item.attrs.clone(),
-        };
-        let row = nn_core::Shape(shape[1..].to_vec());
-        let mut infer = |key: &str, value: Attr| {
-            if spec.get(key).is_none() {
-                spec.attrs.insert(0, (key.to_string(), value));
-            }
-        };
-        match item.kind.as_str() {
-            "dense" if shape.len() != 2 => {
-                bail!(
-                    "layer {} (dense) needs flat rows but receives {row}; put `flatten` before it",
-                    i + 1
-                )
-            }
-            "dense" => infer("n_in", Attr::Int(shape[1] as i64)),
-            "conv2d" | "maxpool2d" | "avgpool2d" if shape.len() != 4 => {
-                bail!(
-                    "layer {} ({}) needs images [channels, height, width] but receives {row}",
-                    i + 1,
-                    item.kind
-                )
-            }
-            "conv2d" => infer("in_channels", Attr::Int(shape[1] as i64)),
-            "batchnorm" => {
-                infer("features", Attr::Int(shape[1] as i64));
-                infer("eps", Attr::Float(1e-5));
-                infer("momentum", Attr::Float(0.1));
-            }
-            "dropout" => infer("seed", Attr::Int(i as i64 + 1)),
-            _ => {}
-        }
-        let layer = registry
-            .build(&spec, &mut rng)
-            .with_context(|| format!("layer {} ({})", i + 1, item.kind))?;
-        shape = layer.output_shape(&shape).with_context(|| {
-            format!("layer {} ({}) does not fit its input", i + 1, layer.name())
-        })?;
-        specs.push(spec);
-    }
-    Ok((specs, shape[1..].to_vec()))
+    limits::elements(|| format!("a batch of {batch} rows"), &shape)?;
+    let cfg = registry.sequential(&specs, &shape)?;
+    cfg.output_shapes(&shape)?;
+    Ok(cfg)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nn_layers::LayerConfig;
+
+    fn layers(cfg: &SequentialConfig) -> Vec<LayerSpec> {
+        cfg.spec().layers("layers").unwrap().to_vec()
+    }
 
     #[test]
     fn mini_language() {
@@ -331,31 +304,44 @@ mod tests {
         );
         assert!(parse_layers("dense:0").is_err());
         assert!(parse_layers("dense").is_err());
+        let long = format!("dense:{}", "9".repeat(300));
+        let e = parse_layers(&long).unwrap_err().to_string();
+        assert!(e.contains("… (306 bytes)`"), "the echo is cut: {e}");
     }
 
     #[test]
     fn convolutional_items() {
-        let items = parse_layers("conv:8:5x5,relu,maxpool:2,conv:16:3:s2:p1:nobias,bn,avgpool:2:1,flatten,dropout:0.5,dense:10").unwrap();
+        let items = parse_layers(
+            "conv:8:5x5,relu,maxpool:2,conv:16:3:s2:p1:nobias,bn,avgpool:2:1,flatten,dropout:0.5,dense:10",
+        )
+        .unwrap();
         assert_eq!(items[0].kind, "conv2d");
-        assert_eq!(
-            items[3].attrs[2],
-            ("stride".to_string(), Attr::Ints(vec![2, 2]))
-        );
-        let (specs, out) = resolve(&items, &[1, 28, 28], &Registry::new()).unwrap();
+        assert_eq!(items[3].get("stride"), Some(&Attr::Int(2)));
+        let cfg = resolve(&items, &[1, 28, 28], 32, &Registry::new()).unwrap();
+        let specs = layers(&cfg);
         // 28 → conv 5×5 → 24 → pool 2 → 12 → conv 3×3 s2 p1 → 6 → avgpool 2 stride 1 → 5; 16·5·5 = 400
         assert_eq!(specs[0].usize("in_channels").unwrap(), 1);
         assert_eq!(specs[4].usize("features").unwrap(), 16);
         assert_eq!(specs[8].usize("n_in").unwrap(), 400);
-        assert_eq!(out, vec![10]);
+        assert_eq!(cfg.output_shape(&[1, 1, 28, 28]).unwrap(), vec![1, 10]);
         let e = parse_layers("conv:8:5x5:q3").unwrap_err().to_string();
         assert!(e.contains("unknown conv option `q3`"), "{e}");
-        let e = resolve(&parse_layers("conv:4:3").unwrap(), &[8], &Registry::new())
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("needs images"), "{e}");
+        let e = resolve(
+            &parse_layers("conv:4:3").unwrap(),
+            &[8],
+            4,
+            &Registry::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "layer 0: conv2d needs [n, c, h, w] input: expected shape [n, c, h, w], got [4, 8]"
+        );
         let e = resolve(
             &parse_layers("conv:4:9").unwrap(),
             &[1, 5, 5],
+            4,
             &Registry::new(),
         )
         .unwrap_err();
@@ -368,15 +354,86 @@ mod tests {
     #[test]
     fn widths_are_inferred() {
         let items = parse_layers("dense:8,relu,dense:3").unwrap();
-        let (specs, out) = resolve(&items, &[5], &Registry::new()).unwrap();
+        let cfg = resolve(&items, &[5], 4, &Registry::new()).unwrap();
+        let specs = layers(&cfg);
         assert_eq!(specs[0].usize("n_in").unwrap(), 5);
         assert_eq!(specs[2].usize("n_in").unwrap(), 8);
-        assert_eq!(out, vec![3]);
-        let (specs, out) = resolve(&items, &[1, 4, 4], &Registry::new()).unwrap();
+        let cfg = resolve(&items, &[1, 4, 4], 4, &Registry::new()).unwrap();
+        let specs = layers(&cfg);
         assert_eq!(
             (specs[0].kind.as_str(), specs[1].usize("n_in").unwrap()),
             ("flatten", 16)
         );
-        assert_eq!(out, vec![3]);
+    }
+
+    #[test]
+    fn sizes_too_large_are_refused_naming_the_layer() {
+        let r = Registry::new();
+        let e = resolve(&parse_layers("dense:99999999999").unwrap(), &[64], 32, &r).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("layer 0: dense(64 → 99999999999) weight"),
+            "{e}"
+        );
+        let e = resolve(
+            &parse_layers("dense:9223372036854775807").unwrap(),
+            &[64],
+            32,
+            &r,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("more than the limit"), "{e}");
+        let e = resolve(
+            &parse_layers("conv:100000:3x3").unwrap(),
+            &[1, 28, 28],
+            32,
+            &r,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("output [32, 100000, 26, 26]"), "{e}");
+        let e = resolve(
+            &parse_layers("dense:4").unwrap(),
+            &[100_000, 100_000],
+            4,
+            &r,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("a batch of 4 rows [4, 100000, 100000]"),
+            "{e}"
+        );
+        let many = vec!["relu"; limits::MAX_LAYERS + 1].join(",");
+        let e = parse_layers(&many).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "--layers has more than 10000 items, the limit of layers in a network"
+        );
+    }
+
+    #[test]
+    fn spec_files_in_both_formats() {
+        let toml = "[[layers]]\nkind = \"dense\"\nn_out = 4\n[[layers]]\nkind = \"relu\"\n";
+        let specs = parse_spec_text(toml, Some("toml"), Path::new("m.toml")).unwrap();
+        assert_eq!(specs[0].get("n_out"), Some(&Attr::Int(4)));
+        let json = r#"{"layers": [{"kind": "conv2d", "out_channels": 2, "kernel": [3, 3]}]}"#;
+        let specs = parse_spec_text(json, Some("json"), Path::new("m.json")).unwrap();
+        assert_eq!(specs[0].get("kernel"), Some(&Attr::Ints(vec![3, 3])));
+        let e = parse_spec_text(
+            r#"{"layers": [{"n": 1}]}"#,
+            Some("json"),
+            Path::new("m.json"),
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "m.json: layer 1: missing `kind`");
+        let many = format!(
+            "{{\"layers\": [{}]}}",
+            vec![r#"{"kind":"relu"}"#; limits::MAX_LAYERS + 1].join(",")
+        );
+        let e = parse_spec_text(&many, Some("json"), Path::new("m.json")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "m.json: 10001 layers, more than the limit of 10000"
+        );
     }
 }

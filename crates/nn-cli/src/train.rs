@@ -1,134 +1,28 @@
 //! `nn train`: read data, split, normalise, build the network, train, report, save.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use nn_io::{Dataset, Metadata, TrainingSummary, split_indices};
-use nn_layers::{BceWithLogits, Layer, LayerSpec, Loss, Mse, Registry, SoftmaxCrossEntropy};
+use nn_layers::{BceWithLogits, Layer, LayerConfig, Loss, Mse, Registry, SoftmaxCrossEntropy};
 use nn_optim::{
-    Adam, AdamConfig, Data, EarlyStopping, Evaluation, History, LrSchedule, Monitor, Optimizer,
-    OptimizerState, Schedule, Sgd, SgdConfig, TrainConfig, Trainer, TrainerState, evaluate,
+    Data, Evaluation, History, Optimizer, OptimizerState, Trainer, TrainerState, evaluate,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::data::{self, Task};
+use crate::data::{self, Request, Task};
+use crate::eval::{check_batch, report};
+use crate::output::say;
 use crate::progress::Progress;
 use crate::spec;
 
-/// The optimizers `--optimizer` offers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
-pub enum OptimizerKind {
-    /// Plain SGD: w ← w − η·∂E/∂w.
-    Sgd,
-    /// SGD with momentum.
-    Momentum,
-    /// SGD with Nesterov momentum.
-    Nesterov,
-    /// Adam.
-    Adam,
-    /// AdamW (decoupled weight decay).
-    Adamw,
-}
+mod settings;
 
-/// Options of `nn train`.
-#[derive(clap::Args, Debug)]
-pub struct TrainArgs {
-    /// Training data: a CSV file with a header, or a folder of MNIST-style IDX files.
-    #[arg(long)]
-    pub data: PathBuf,
-    /// The label column of a CSV file.
-    #[arg(long)]
-    pub label: Option<String>,
-    /// Classify (class labels) or regress (real-valued labels).
-    #[arg(long, value_enum, default_value_t = Task::Classify)]
-    pub task: Task,
-    /// The network, e.g. "dense:128,relu,dense:10".
-    #[arg(long, conflicts_with = "model_spec")]
-    pub layers: Option<String>,
-    /// The network as a TOML or JSON file with a `layers` list.
-    #[arg(long)]
-    pub model_spec: Option<PathBuf>,
-    /// Epochs to train [default: 10].
-    #[arg(long)]
-    pub epochs: Option<usize>,
-    /// Rows per mini-batch.
-    #[arg(long, default_value_t = 32)]
-    pub batch_size: usize,
-    /// Optimizer.
-    #[arg(long, value_enum, default_value_t = OptimizerKind::Adam)]
-    pub optimizer: OptimizerKind,
-    /// Learning rate [default: 0.1 for sgd, 0.05 for momentum/nesterov, 0.001 for adam/adamw].
-    #[arg(long)]
-    pub lr: Option<f32>,
-    /// Momentum for momentum/nesterov.
-    #[arg(long, default_value_t = 0.9)]
-    pub momentum: f32,
-    /// Weight decay: L2 for sgd/momentum/nesterov/adam, decoupled for adamw [default: 0, adamw 0.01].
-    #[arg(long)]
-    pub weight_decay: Option<f32>,
-    /// Learning-rate schedule: constant, step:EVERY:GAMMA, exp:GAMMA, cosine or cosine:MIN_LR.
-    #[arg(long, default_value = "constant")]
-    pub schedule: String,
-    /// Epochs of linear warm-up before the schedule.
-    #[arg(long, default_value_t = 0)]
-    pub warmup: usize,
-    /// Clip the global gradient norm to this value.
-    #[arg(long)]
-    pub clip_grad_norm: Option<f32>,
-    /// Stop after this many epochs without a better validation loss, keeping the best weights.
-    #[arg(long)]
-    pub early_stopping: Option<usize>,
-    /// Seed for the split, the initial weights and the batch order.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    /// Fraction of the training rows held out for validation.
-    #[arg(long, default_value_t = 0.1)]
-    pub val_split: f32,
-    /// Fraction of a CSV file held out for the final test (IDX folders use their t10k part).
-    #[arg(long, default_value_t = 0.2)]
-    pub test_split: f32,
-    /// Input normalisation: auto, standard, minmax, none or scale:FACTOR.
-    #[arg(long, default_value = "auto")]
-    pub normalize: String,
-    /// Where to save the trained model.
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Save a checkpoint here after every epoch.
-    #[arg(long)]
-    pub checkpoint_dir: Option<PathBuf>,
-    /// Continue from a checkpoint (same --data).
-    #[arg(long)]
-    pub resume: Option<PathBuf>,
-    /// Write the per-epoch metrics and the test results as JSON.
-    #[arg(long)]
-    pub metrics_json: Option<PathBuf>,
-    /// Draw loss and accuracy per epoch into a PNG.
-    #[arg(long)]
-    pub plot: Option<PathBuf>,
-    /// No progress bar.
-    #[arg(long)]
-    pub quiet: bool,
-}
+pub use settings::{Settings, TrainArgs};
 
-/// The settings of a run, saved in checkpoints so that a resumed run continues the same way.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Settings {
-    task: Task,
-    label: Option<String>,
-    epochs: usize,
-    batch_size: usize,
-    optimizer: OptimizerKind,
-    lr: f32,
-    momentum: f32,
-    weight_decay: f32,
-    schedule: Option<LrSchedule>,
-    clip_grad_norm: Option<f32>,
-    early_stopping: Option<usize>,
-    seed: u64,
-    val_split: f32,
-    test_split: f32,
-}
+/// Rows per forward pass when evaluating.
+const EVAL_BATCH: usize = 1024;
 
 /// What a checkpoint holds besides the model.
 #[derive(Serialize, Deserialize)]
@@ -141,166 +35,6 @@ pub struct CheckpointState {
     pub optimizer: OptimizerState,
 }
 
-impl Settings {
-    fn from_args(a: &TrainArgs) -> Result<Self> {
-        let lr = a.lr.unwrap_or(match a.optimizer {
-            OptimizerKind::Sgd => 0.1,
-            OptimizerKind::Momentum | OptimizerKind::Nesterov => 0.05,
-            OptimizerKind::Adam | OptimizerKind::Adamw => 1e-3,
-        });
-        let epochs = a.epochs.unwrap_or(10);
-        let schedule = parse_schedule(&a.schedule, lr, epochs.saturating_sub(a.warmup))?;
-        let schedule = match (schedule, a.warmup) {
-            (None, 0) => None,
-            (s, w) => {
-                let mut s = s.unwrap_or(LrSchedule::constant(lr));
-                if w > 0 {
-                    s = s.with_warmup(w, 0.1);
-                }
-                Some(s)
-            }
-        };
-        Ok(Settings {
-            task: a.task,
-            label: a.label.clone(),
-            epochs,
-            batch_size: a.batch_size,
-            optimizer: a.optimizer,
-            lr,
-            momentum: a.momentum,
-            weight_decay: a
-                .weight_decay
-                .unwrap_or(if a.optimizer == OptimizerKind::Adamw {
-                    0.01
-                } else {
-                    0.0
-                }),
-            schedule,
-            clip_grad_norm: a.clip_grad_norm,
-            early_stopping: a.early_stopping,
-            seed: a.seed,
-            val_split: a.val_split,
-            test_split: a.test_split,
-        })
-    }
-
-    fn optimizer(&self) -> Result<Box<dyn Optimizer>> {
-        let wd = self.weight_decay;
-        Ok(match self.optimizer {
-            OptimizerKind::Sgd => Box::new(Sgd::new(SgdConfig::new(self.lr).weight_decay(wd))?),
-            OptimizerKind::Momentum => Box::new(Sgd::new(
-                SgdConfig::new(self.lr)
-                    .momentum(self.momentum)
-                    .weight_decay(wd),
-            )?),
-            OptimizerKind::Nesterov => Box::new(Sgd::new(
-                SgdConfig::new(self.lr)
-                    .nesterov(self.momentum)
-                    .weight_decay(wd),
-            )?),
-            OptimizerKind::Adam => Box::new(Adam::new(AdamConfig::adam(self.lr).weight_decay(wd))?),
-            OptimizerKind::Adamw => {
-                Box::new(Adam::new(AdamConfig::adamw(self.lr).weight_decay(wd))?)
-            }
-        })
-    }
-
-    fn describe_optimizer(&self) -> String {
-        let name = format!("{:?}", self.optimizer).to_lowercase();
-        let mut s = format!("{name}(lr={}", self.lr);
-        if matches!(
-            self.optimizer,
-            OptimizerKind::Momentum | OptimizerKind::Nesterov
-        ) {
-            s += &format!(", momentum={}", self.momentum);
-        }
-        if self.weight_decay > 0.0 {
-            s += &format!(", weight_decay={}", self.weight_decay);
-        }
-        s + ")"
-    }
-
-    fn train_config(&self) -> TrainConfig {
-        TrainConfig {
-            epochs: self.epochs,
-            batch_size: self.batch_size,
-            seed: self.seed,
-            schedule: self.schedule,
-            clip_grad_norm: self.clip_grad_norm,
-            early_stopping: self.early_stopping.map(|patience| EarlyStopping {
-                monitor: Monitor::ValLoss,
-                patience,
-                min_delta: 0.0,
-            }),
-            eval_batch_size: 1024,
-        }
-    }
-}
-
-/// `constant`, `step:EVERY:GAMMA`, `exp:GAMMA`, `cosine[:MIN_LR]` (over the epochs after warm-up).
-fn parse_schedule(text: &str, lr: f32, epochs: usize) -> Result<Option<LrSchedule>> {
-    let parts: Vec<&str> = text.split(':').collect();
-    let num = |s: &str| -> Result<f32> {
-        s.parse::<f32>()
-            .with_context(|| format!("--schedule `{text}`: `{s}` is not a number"))
-    };
-    let schedule = match parts.as_slice() {
-        ["constant"] => return Ok(None),
-        ["step", every, gamma] => Schedule::Step {
-            every: every
-                .parse()
-                .with_context(|| format!("--schedule `{text}`: `{every}` is not a whole number"))?,
-            gamma: num(gamma)?,
-        },
-        ["exp", gamma] => Schedule::Exponential { gamma: num(gamma)? },
-        ["cosine"] => Schedule::Cosine {
-            t_max: epochs.max(1),
-            min_lr: 0.0,
-        },
-        ["cosine", min] => Schedule::Cosine {
-            t_max: epochs.max(1),
-            min_lr: num(min)?,
-        },
-        _ => bail!(
-            "--schedule `{text}`: expected constant, step:EVERY:GAMMA, exp:GAMMA or cosine[:MIN_LR]"
-        ),
-    };
-    let s = LrSchedule::new(lr, schedule);
-    s.validate()
-        .with_context(|| format!("--schedule `{text}`"))?;
-    Ok(Some(s))
-}
-
-/// The loss that fits the task and the network's output width.
-fn choose_loss(
-    task: Task,
-    out: &[usize],
-    targets: usize,
-    data: &Path,
-) -> Result<(Box<dyn Loss>, &'static str)> {
-    let width: usize = out.iter().product();
-    match task {
-        Task::Classify if width == targets && out.len() == 1 => Ok((
-            Box::new(SoftmaxCrossEntropy::new()),
-            "softmax_cross_entropy",
-        )),
-        Task::Classify if width == 1 && targets == 2 => {
-            Ok((Box::new(BceWithLogits::new()), "bce_with_logits"))
-        }
-        Task::Classify => bail!(
-            "the network ends with {} outputs but {} has {targets} classes; make the last layer dense:{targets}",
-            nn_core::Shape(out.to_vec()),
-            data.display()
-        ),
-        Task::Regress if width == targets => Ok((Box::new(Mse::new()), "mse")),
-        Task::Regress => bail!(
-            "the network ends with {} outputs but {} has {targets} target values per row",
-            nn_core::Shape(out.to_vec()),
-            data.display()
-        ),
-    }
-}
-
 /// The parts of the data a run uses.
 struct Parts {
     train: Dataset,
@@ -309,6 +43,236 @@ struct Parts {
     is_idx: bool,
 }
 
+/// Everything a run starts from, fresh or resumed.
+struct Start {
+    settings: Settings,
+    model: Box<dyn Layer>,
+    meta: Metadata,
+    parts: Parts,
+    trainer: Option<TrainerState>,
+    optimizer: Option<OptimizerState>,
+}
+
+/// Runs `nn train`.
+pub fn run(a: &TrainArgs) -> Result<()> {
+    check_paths(a)?;
+    let registry = Registry::new();
+    let started = Instant::now();
+    let mut s = match &a.resume {
+        Some(p) => resume(a, p, &registry)?,
+        None => fresh(a, &registry)?,
+    };
+    // normalise every part with statistics of the training rows (or the checkpoint's)
+    for d in [
+        Some(&mut s.parts.train),
+        s.parts.val.as_mut(),
+        s.parts.test.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        d.x = data::prepare(std::mem::take(&mut d.x), &s.meta, &a.data)?;
+    }
+    let (mut loss, loss_name) = choose_loss(&s, &a.data)?;
+    s.meta.loss = loss_name.to_string();
+    check_batch(
+        s.model.as_ref(),
+        &s.meta.input_shape,
+        s.settings.batch_size.min(s.parts.train.len()),
+    )?;
+    check_batch(
+        s.model.as_ref(),
+        &s.meta.input_shape,
+        EVAL_BATCH.min(s.parts.train.len()),
+    )?;
+    let mut opt = s.settings.optimizer()?;
+    if let Some(st) = s.optimizer.take() {
+        opt.load_state(st)?;
+    }
+    let cfg = s.settings.train_config(EVAL_BATCH);
+    let mut trainer = match s.trainer.take() {
+        Some(st) => Trainer::resume(cfg, st)?,
+        None => Trainer::new(cfg)?,
+    };
+    announce(&mut s)?;
+    let history = train_epochs(a, &mut s, loss.as_mut(), opt.as_mut(), &mut trainer)?;
+    let test = test_evaluation(&mut s, loss.as_mut())?;
+    s.meta.training = Some(summary(a, &s, &trainer, &history, test.as_ref(), started));
+    if let Some(t) = &test {
+        let rows = s.parts.test.as_ref().map_or(0, Dataset::len);
+        report("test", t, rows, s.meta.class_names.as_deref())?;
+    }
+    nn_io::save_model(&a.out, s.model.as_mut(), &s.meta)?;
+    let size = std::fs::metadata(&a.out).map(|m| m.len()).unwrap_or(0);
+    say!("saved {} ({size} bytes)", a.out.display());
+    write_extras(a, &history, test.as_ref(), &s.meta)
+}
+
+/// Refuses outputs that would overwrite an input: `--out` (or the metrics or plot file)
+/// being the data file or the checkpoint resumed from.
+fn check_paths(a: &TrainArgs) -> Result<()> {
+    let inputs = [("--data", Some(&a.data)), ("--resume", a.resume.as_ref())];
+    let outputs = [
+        ("--out", Some(&a.out)),
+        ("--metrics-json", a.metrics_json.as_ref()),
+        ("--plot", a.plot.as_ref()),
+    ];
+    for (out_flag, out) in outputs {
+        let Some(out) = out else { continue };
+        for (in_flag, input) in inputs {
+            if input.is_some_and(|i| same_file(i, out)) {
+                bail!(
+                    "{out_flag} {} is the {in_flag} file; writing it would destroy the input",
+                    out.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether two paths name the same existing file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// A new run: the data, its split, the network built from `--layers` or `--model-spec`.
+fn fresh(a: &TrainArgs, registry: &Registry) -> Result<Start> {
+    let settings = Settings::from_args(a)?;
+    let req = Request {
+        label: settings.label.as_deref(),
+        task: settings.task,
+        class_names: None,
+        features: None,
+    };
+    let source = data::load(&a.data, &req)?;
+    require_two_classes(
+        &source.main,
+        settings.task,
+        &a.data,
+        settings.label.as_deref(),
+    )?;
+    let parts = split(source, &settings, a.data.is_dir())?;
+    let input_shape = parts.train.input_shape().to_vec();
+    let specs = match (&a.layers, &a.model_spec) {
+        (Some(l), _) => spec::parse_layers(l)?,
+        (None, Some(f)) => spec::read_spec_file(f)?,
+        (None, None) => {
+            bail!("give the network with --layers \"dense:64,relu,dense:10\" or --model-spec FILE")
+        }
+    };
+    let batch = settings.batch_size.clamp(1, parts.train.len().max(1));
+    let cfg = spec::resolve(&specs, &input_shape, batch, registry)?;
+    if cfg
+        .layers
+        .last()
+        .is_some_and(|l| l.spec().kind == "softmax")
+        && settings.task == Task::Classify
+    {
+        eprintln!(
+            "note: the loss applies softmax itself; a final softmax layer makes training slower"
+        );
+    }
+    cfg.tensors()?; // the parameter limit, before anything is allocated
+    let model = cfg.build(&mut nn_core::seeded(settings.seed))?;
+    let meta = Metadata {
+        input_shape,
+        class_names: parts.train.class_names.clone(),
+        feature_names: parts.train.feature_names.clone(),
+        normalization: data::fit_normalization(&a.normalize(), &parts.train, parts.is_idx)?,
+        label: settings.label.clone(),
+        loss: String::new(),
+        training: None,
+    };
+    Ok(Start {
+        settings,
+        model,
+        meta,
+        parts,
+        trainer: None,
+        optimizer: None,
+    })
+}
+
+/// Classification needs two classes at least; one class is a clear error, not nonsense.
+fn require_two_classes(d: &Dataset, task: Task, path: &Path, label: Option<&str>) -> Result<()> {
+    let k = d.num_classes().unwrap_or(2);
+    if task == Task::Classify && k < 2 {
+        let name = d
+            .class_names
+            .as_ref()
+            .and_then(|n| n.first())
+            .map_or_else(String::new, |n| {
+                format!(" (`{}`)", nn_core::limits::excerpt(n))
+            });
+        bail!(
+            "{}: the label column{} holds a single class{name}; classification needs at least two",
+            path.display(),
+            label.map_or_else(String::new, |l| format!(" `{l}`")),
+        );
+    }
+    Ok(())
+}
+
+/// A run continued from a checkpoint: its settings, model and state, checked against one
+/// another, and the same data read as the checkpoint's model reads it.
+fn resume(a: &TrainArgs, path: &Path, registry: &Registry) -> Result<Start> {
+    let (mut loaded, state): (_, CheckpointState) = nn_io::load_checkpoint(path, registry)?;
+    let mut settings = state.settings;
+    settings
+        .validate()
+        .with_context(|| path.display().to_string())?;
+    settings::refuse_changes(a, &settings, loaded.model.as_ref(), registry)?;
+    if let Some(e) = a.epochs {
+        settings.epochs = settings::check_epochs(e)?;
+    }
+    state
+        .trainer
+        .validate(loaded.model.as_mut())
+        .and_then(|()| state.optimizer.validate(loaded.model.as_mut()))
+        .with_context(|| {
+            format!(
+                "{}: the training state does not fit its model",
+                path.display()
+            )
+        })?;
+    say!(
+        "resuming {} at epoch {}",
+        path.display(),
+        state.trainer.epoch
+    );
+    let meta = loaded.metadata;
+    let req = Request {
+        label: settings.label.as_deref(),
+        task: settings.task,
+        class_names: meta.class_names.clone(),
+        features: (!meta.feature_names.is_empty()).then(|| meta.feature_names.clone()),
+    };
+    let source = data::load(&a.data, &req)?;
+    let parts = split(source, &settings, a.data.is_dir())?;
+    let rows = parts.train.input_shape();
+    if nn_core::limits::product(rows) != nn_core::limits::product(&meta.input_shape) {
+        bail!(
+            "{}: rows have shape {}, the checkpoint's model expects {}",
+            a.data.display(),
+            nn_core::Shape(rows.to_vec()),
+            nn_core::Shape(meta.input_shape.clone())
+        );
+    }
+    Ok(Start {
+        settings,
+        model: loaded.model,
+        meta,
+        parts,
+        trainer: Some(state.trainer),
+        optimizer: Some(state.optimizer),
+    })
+}
+
+/// Splits the main part into training, validation and (for a CSV file) test rows.
 fn split(source: data::Source, s: &Settings, is_idx: bool) -> Result<Parts> {
     let all = source.main;
     let test_frac = if source.test.is_some() {
@@ -333,165 +297,87 @@ fn split(source: data::Source, s: &Settings, is_idx: bool) -> Result<Parts> {
     })
 }
 
-/// Runs `nn train`.
-pub fn run(a: &TrainArgs) -> Result<()> {
-    let registry = Registry::new();
-    let started = Instant::now();
-
-    // Settings, model and training state: fresh, or from a checkpoint.
-    let (settings, resumed) = match &a.resume {
-        Some(p) => {
-            let (loaded, state): (_, CheckpointState) = nn_io::load_checkpoint(p, &registry)?;
-            let mut s = state.settings.clone();
-            if let Some(e) = a.epochs {
-                s.epochs = e;
-            }
-            println!("resuming {} at epoch {}", p.display(), state.trainer.epoch);
-            (s, Some((loaded, state)))
+/// The loss that fits the task and the network's output width.
+fn choose_loss(s: &Start, data: &Path) -> Result<(Box<dyn Loss>, &'static str)> {
+    let mut input = vec![1];
+    input.extend_from_slice(&s.meta.input_shape);
+    let out = s.model.output_shape(&input)?[1..].to_vec();
+    let targets = data::output_width(&s.parts.train);
+    let width: usize = out.iter().product();
+    match s.settings.task {
+        Task::Classify if width == targets && out.len() == 1 => Ok((
+            Box::new(SoftmaxCrossEntropy::new()),
+            "softmax_cross_entropy",
+        )),
+        Task::Classify if width == 1 && targets == 2 => {
+            Ok((Box::new(BceWithLogits::new()), "bce_with_logits"))
         }
-        None => (Settings::from_args(a)?, None),
-    };
-
-    let class_names = resumed
-        .as_ref()
-        .and_then(|(l, _)| l.metadata.class_names.clone());
-    let source = data::load(
-        &a.data,
-        settings.label.as_deref(),
-        settings.task,
-        class_names,
-    )?;
-    let is_idx = a.data.is_dir();
-    let mut parts = split(source, &settings, is_idx)?;
-    let input_shape = parts.train.input_shape().to_vec();
-
-    let (mut model, mut meta, trainer_state, opt_state) = match resumed {
-        Some((loaded, state)) => {
-            let want: usize = loaded.metadata.input_shape.iter().product();
-            if want != input_shape.iter().product::<usize>() {
-                bail!(
-                    "{}: rows have shape {}, the checkpoint's model expects {}",
-                    a.data.display(),
-                    nn_core::Shape(input_shape.clone()),
-                    nn_core::Shape(loaded.metadata.input_shape.clone())
-                );
-            }
-            (
-                loaded.model,
-                loaded.metadata,
-                Some(state.trainer),
-                Some(state.optimizer),
-            )
-        }
-        None => {
-            let items = match (&a.layers, &a.model_spec) {
-                (Some(l), _) => spec::parse_layers(l)?,
-                (None, Some(f)) => spec::read_spec_file(f)?,
-                (None, None) => bail!(
-                    "give the network with --layers \"dense:64,relu,dense:10\" or --model-spec FILE"
-                ),
-            };
-            let (specs, _) = spec::resolve(&items, &input_shape, &registry)?;
-            if specs.last().is_some_and(|s| s.kind == "softmax") && settings.task == Task::Classify
-            {
-                eprintln!(
-                    "note: the loss applies softmax itself; a final softmax layer makes training slower"
-                );
-            }
-            let model = registry.build_sequential(&specs, &mut nn_core::seeded(settings.seed))?;
-            let meta = Metadata {
-                input_shape: input_shape.clone(),
-                class_names: parts.train.class_names.clone(),
-                feature_names: parts.train.feature_names.clone(),
-                normalization: data::fit_normalization(&a.normalize, &parts.train, parts.is_idx)?,
-                label: settings.label.clone(),
-                loss: String::new(),
-                training: None,
-            };
-            (Box::new(model) as Box<dyn Layer>, meta, None, None)
-        }
-    };
-
-    // Normalise every part with statistics of the training rows (or the checkpoint's).
-    for d in [
-        Some(&mut parts.train),
-        parts.val.as_mut(),
-        parts.test.as_mut(),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        d.x = data::prepare(std::mem::take(&mut d.x), &meta, &a.data)?;
+        Task::Classify => bail!(
+            "the network ends with {} outputs but {} has {targets} classes; make the last layer dense:{targets}",
+            nn_core::Shape(out),
+            data.display()
+        ),
+        Task::Regress if width == targets => Ok((Box::new(Mse::new()), "mse")),
+        Task::Regress => bail!(
+            "the network ends with {} outputs but {} has {targets} target values per row",
+            nn_core::Shape(out),
+            data.display()
+        ),
     }
+}
 
-    let mut in_shape = vec![1];
-    in_shape.extend_from_slice(&meta.input_shape);
-    let out = model.output_shape(&in_shape)?[1..].to_vec();
-    let (mut loss, loss_name) = choose_loss(
-        settings.task,
-        &out,
-        data::output_width(&parts.train),
-        &a.data,
-    )?;
-    meta.loss = loss_name.to_string();
-
-    let mut opt = settings.optimizer()?;
-    if let Some(st) = opt_state {
-        opt.load_state(st)?;
-    }
-    let cfg = settings.train_config();
-    let mut trainer = match trainer_state {
-        Some(st) => Trainer::resume(cfg, st)?,
-        None => Trainer::new(cfg)?,
-    };
-
-    println!(
+/// The line that says what is about to be trained.
+fn announce(s: &mut Start) -> Result<()> {
+    let p = &s.parts;
+    say!(
         "training {} on {} rows ({} validation{}), {} parameters, {} for {} epochs",
-        model.name(),
-        parts.train.len(),
-        parts.val.as_ref().map_or(0, Dataset::len),
-        parts
-            .test
+        s.model.name(),
+        p.train.len(),
+        p.val.as_ref().map_or(0, Dataset::len),
+        p.test
             .as_ref()
             .map_or(String::new(), |t| format!(", {} test", t.len())),
-        model.num_params(),
-        settings.describe_optimizer(),
-        settings.epochs
+        s.model.num_params(),
+        s.settings.describe_optimizer(),
+        s.settings.epochs
     );
+    Ok(())
+}
 
-    let train_data = Data::new(parts.train.x(), parts.train.target())?;
-    let val_data = match &parts.val {
+/// The epochs, one at a time so that a checkpoint can be written after each.
+fn train_epochs(
+    a: &TrainArgs,
+    s: &mut Start,
+    loss: &mut dyn Loss,
+    opt: &mut dyn Optimizer,
+    trainer: &mut Trainer,
+) -> Result<History> {
+    let train = Data::new(s.parts.train.x(), s.parts.train.target())?;
+    let val = match &s.parts.val {
         Some(v) => Some(Data::new(v.x(), v.target())?),
         None => None,
     };
-    let mut progress = Progress::new(settings.epochs, a.quiet);
     if let Some(dir) = &a.checkpoint_dir {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("{}: cannot create the checkpoint folder", dir.display()))?;
     }
+    let mut progress = Progress::new(s.settings.epochs, a.quiet);
     let mut history = History::default();
-    while trainer.epoch() < settings.epochs {
+    while trainer.epoch() < s.settings.epochs {
         let next = trainer.epoch() + 1;
-        history = trainer.fit_until(
-            model.as_mut(),
-            loss.as_mut(),
-            opt.as_mut(),
-            &train_data,
-            val_data.as_ref(),
-            &mut progress,
-            next,
-        )?;
+        let model = s.model.as_mut();
+        history = trainer.fit_until(model, loss, opt, &train, val.as_ref(), &mut progress, next)?;
         if let Some(dir) = &a.checkpoint_dir {
             let state = CheckpointState {
-                settings: settings.clone(),
+                settings: s.settings.clone(),
                 trainer: trainer.state(),
                 optimizer: opt.state(),
             };
             let path = dir.join(format!("epoch-{:04}.nnck", trainer.epoch()));
-            nn_io::save_checkpoint(&path, model.as_mut(), &meta, &state)?;
+            nn_io::save_checkpoint(&path, s.model.as_mut(), &s.meta, &state)?;
         }
         if history.stopped_early {
-            println!(
+            say!(
                 "early stopping after epoch {}; keeping epoch {}",
                 trainer.epoch(),
                 history.best_epoch.unwrap_or(0)
@@ -500,69 +386,79 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         }
     }
     progress.finish();
+    Ok(history)
+}
 
-    let test_eval = match &parts.test {
-        Some(t) => Some(evaluate(
-            model.as_mut(),
-            loss.as_mut(),
-            &Data::new(t.x(), t.target())?,
-            1024,
-        )?),
-        None => None,
+/// Loss and accuracy on the held-out test rows, if any.
+fn test_evaluation(s: &mut Start, loss: &mut dyn Loss) -> Result<Option<Evaluation>> {
+    let Some(t) = &s.parts.test else {
+        return Ok(None);
     };
+    let batch = EVAL_BATCH.min(t.len()).max(1);
+    check_batch(s.model.as_ref(), &s.meta.input_shape, batch)?;
+    let data = Data::new(t.x(), t.target())?;
+    Ok(Some(evaluate(s.model.as_mut(), loss, &data, batch)?))
+}
+
+/// How the model was trained, for its metadata.
+fn summary(
+    a: &TrainArgs,
+    s: &Start,
+    trainer: &Trainer,
+    history: &History,
+    test: Option<&Evaluation>,
+    started: Instant,
+) -> TrainingSummary {
     let last = history.epochs.last();
-    meta.training = Some(TrainingSummary {
+    TrainingSummary {
         epochs: trainer.epoch(),
-        optimizer: settings.describe_optimizer(),
-        batch_size: settings.batch_size,
-        seed: settings.seed,
-        data: a.data.display().to_string(),
-        train_rows: parts.train.len(),
+        optimizer: s.settings.describe_optimizer(),
+        batch_size: s.settings.batch_size,
+        seed: s.settings.seed,
+        data: nn_core::limits::excerpt(&a.data.display().to_string()),
+        train_rows: s.parts.train.len(),
         train_loss: last.map_or(f32::NAN, |e| e.train_loss),
         val_accuracy: last.and_then(|e| e.val.as_ref().and_then(|v| v.accuracy)),
-        test_accuracy: test_eval.as_ref().and_then(|e| e.accuracy),
+        test_accuracy: test.and_then(|e| e.accuracy),
         seconds: started.elapsed().as_secs_f64(),
-    });
-    if let Some(t) = &test_eval {
-        report(
-            "test",
-            t,
-            parts.test.as_ref().map_or(0, Dataset::len),
-            meta.class_names.as_deref(),
-        );
     }
-    nn_io::save_model(&a.out, model.as_mut(), &meta)?;
-    let size = std::fs::metadata(&a.out).map(|m| m.len()).unwrap_or(0);
-    println!("saved {} ({size} bytes)", a.out.display());
+}
 
+/// The metrics file and the plot, after the model is saved: a failure here leaves the
+/// model in place.
+fn write_extras(
+    a: &TrainArgs,
+    history: &History,
+    test: Option<&Evaluation>,
+    meta: &Metadata,
+) -> Result<()> {
     if let Some(p) = &a.metrics_json {
-        let json = serde_json::json!({ "history": history, "test": test_eval, "model": a.out, "metadata": meta.training });
+        let json = serde_json::json!({ "history": history, "test": test, "model": a.out, "metadata": meta.training });
         nn_io::write_atomic(p, |w| {
             serde_json::to_writer_pretty(&mut *w, &json).map_err(std::io::Error::other)
-        })?;
+        })
+        .context("the model is saved; the metrics file is not")?;
     }
     if let Some(p) = &a.plot {
-        crate::plot::plot(p, &history.epochs)?;
-        println!("plotted {}", p.display());
+        crate::plot::plot(p, &history.epochs).with_context(|| {
+            format!("the model is saved as {}; the plot is not", a.out.display())
+        })?;
+        say!("plotted {}", p.display());
     }
     Ok(())
 }
 
-/// Prints loss, accuracy and the confusion matrix.
-pub fn report(what: &str, e: &Evaluation, rows: usize, names: Option<&[String]>) {
-    match e.accuracy {
-        Some(a) => println!("{what}: loss {:.4}  accuracy {a:.4} ({rows} rows)", e.loss),
-        None => println!("{what}: loss {:.4} ({rows} rows)", e.loss),
-    }
-    if let Some(c) = &e.confusion {
-        print!("{}", c.display_with(names));
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The architecture's spec as a list of layer specs (for `inspect`).
-pub fn layer_specs(spec: &LayerSpec) -> Vec<LayerSpec> {
-    match spec.layers("layers") {
-        Ok(ls) if spec.kind == "sequential" => ls.to_vec(),
-        _ => vec![spec.clone()],
+    #[test]
+    fn same_file_sees_through_spellings() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("d.csv");
+        std::fs::write(&f, "a\n1\n").unwrap();
+        let dotted = dir.path().join(".").join("d.csv");
+        assert!(same_file(&f, &dotted));
+        assert!(!same_file(&f, &dir.path().join("other.csv")));
     }
 }

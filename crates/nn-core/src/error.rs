@@ -61,6 +61,16 @@ pub enum Error {
         /// Shape of the second operand.
         b: Shape,
     },
+    /// A size beyond one of the explicit [`limits`](crate::limits).
+    #[error("{what}: {amount} is more than the limit of {limit}")]
+    Limit {
+        /// What is too large, with its shape, e.g. `"dense(64 → 99999999999) weight [99999999999, 64]"`.
+        what: String,
+        /// How large it is, e.g. `"6399999999936 elements"`.
+        amount: String,
+        /// The limit and its unit, e.g. `"268435456 elements per tensor"`.
+        limit: String,
+    },
     /// An argument outside its valid range (a zero fan-in, a negative probability…).
     #[error("{op}: {message}")]
     InvalidArgument {

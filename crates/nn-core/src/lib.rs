@@ -9,11 +9,13 @@
 //! - [`Init`]: Xavier/Glorot and He/Kaiming initialisers with dense and conv fan-in;
 //! - [`rng`]: the seeded generator and the draws built on it;
 //! - [`Param`]: a value and its accumulated gradient;
+//! - [`limits`]: the explicit size limits and the checked arithmetic that enforces them;
 //! - [`Error`]: one error type whose messages name the operation and the shapes.
 
 pub mod error;
 pub mod gemm_kernel;
 pub mod init;
+pub mod limits;
 pub mod matmul;
 pub mod ops;
 pub mod parallel;

@@ -5,61 +5,70 @@
 //! encoding for another serde format (postcard, wincode…) is a change to this file alone;
 //! the framing around it (magic, version, length, checksum) does not depend on it.
 //!
-//! Decoding runs with a byte limit scaled to the payload: the smallest of 64 KiB, 1 MiB,
-//! 16 MiB, 256 MiB and [`LIMIT`] (1 GiB) that holds it. A length prefix inside a hostile
-//! payload that claims more than that is refused before anything is reserved for it, so a
-//! small file cannot make the loader allocate much more than its own size.
+//! # Decoding without trusting length prefixes
 //!
-//! One allowance remains: serde's `Vec` deserializer reserves room for up to 1 MiB of
-//! elements ahead of reading them (its "cautious" size hint), whatever the prefix claims.
-//! The payload types nest sequences at most four deep and never recurse (nested layers are
-//! stored by index, see `model`), so decoding any payload allocates at most
-//! [`MAX_DECODE_OVERHEAD`] beyond a small multiple of its size. `tests/hostile_files.rs`
-//! checks this bound on 10,000 mutated files with a counting allocator.
+//! A hostile payload can put any number in a length prefix. Decoding here never allocates
+//! from such a number before the bytes it describes have been seen:
+//!
+//! - strings and byte strings are read by borrowing them from the payload, which fails
+//!   when fewer bytes remain than the prefix claims, and are copied only then (bincode's own
+//!   `String` decoder would first reserve whatever the prefix says);
+//! - sequences and maps are filled element by element as elements really decode; serde
+//!   reserves at most 1 MiB ahead of them (its "cautious" size hint), whatever the prefix.
+//!
+//! The first two points are made true for every type by [`Frugal`], a wrapper around the
+//! bincode deserializer that turns requests for owned strings into requests for borrowed
+//! ones; bincode's own byte limit is not used, because it counts decoded in-memory sizes
+//! and so refuses payloads the encoder wrote. Decoding a payload of `n` bytes therefore
+//! allocates at most a small multiple of `n` (each element takes at least one byte in the
+//! payload and at most [`MAX_EXPANSION`] bytes in memory) plus 1 MiB per open sequence;
+//! `tests/hostile_files.rs` checks that bound with a counting allocator on crafted and
+//! mutated files, and what the encoder writes always decodes, whatever its size.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// The most bytes a payload may hold, and the decoder's largest limit.
-pub const LIMIT: usize = 1 << 30;
+mod frugal;
 
-/// The most a decode may allocate beyond 16 times the payload's size: four levels of
-/// serde's 1 MiB read-ahead.
+use frugal::Frugal;
+
+/// The most bytes a payload may hold: 2 GiB, room for a checkpoint of a model at the
+/// parameter limit (weights, best weights and two optimizer moments).
+pub const LIMIT: usize = 1 << 31;
+
+/// The most memory a decoded element takes per byte it occupies in a payload (a
+/// `(String, TensorData)` pair: 72 bytes of vectors for as little as three bytes of
+/// length prefixes).
+pub const MAX_EXPANSION: usize = 24;
+
+/// The most a decode may allocate beyond [`MAX_EXPANSION`] times the payload's size: four
+/// nested sequences' read-ahead of 1 MiB each.
 pub const MAX_DECODE_OVERHEAD: usize = 4 << 20;
 
-fn config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<LIMIT>()
-}
-
 /// Encodes `value` into bytes.
+///
+/// # Errors
+/// The encoder's message, or the payload limit when the encoding is larger.
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
-    bincode::serde::encode_to_vec(value, config()).map_err(|e| e.to_string())
-}
-
-/// Decodes a value that must use every byte of `bytes`, with a limit of the smallest tier
-/// that holds them.
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    use bincode::config::standard;
-    let n = bytes.len();
-    if n <= 1 << 16 {
-        decode_with(bytes, standard().with_limit::<{ 1 << 16 }>())
-    } else if n <= 1 << 20 {
-        decode_with(bytes, standard().with_limit::<{ 1 << 20 }>())
-    } else if n <= 1 << 24 {
-        decode_with(bytes, standard().with_limit::<{ 1 << 24 }>())
-    } else if n <= 1 << 28 {
-        decode_with(bytes, standard().with_limit::<{ 1 << 28 }>())
-    } else {
-        decode_with(bytes, config())
+    let bytes = bincode::serde::encode_to_vec(value, bincode::config::standard())
+        .map_err(|e| e.to_string())?;
+    if bytes.len() > LIMIT {
+        return Err(format!(
+            "the payload would be {} bytes, more than the limit of {LIMIT}",
+            bytes.len()
+        ));
     }
+    Ok(bytes)
 }
 
-fn decode_with<T: DeserializeOwned>(
-    bytes: &[u8],
-    cfg: impl bincode::config::Config,
-) -> Result<T, String> {
-    let (value, used): (T, usize) =
-        bincode::serde::decode_from_slice(bytes, cfg).map_err(|e| e.to_string())?;
+/// Decodes a value that must use every byte of `bytes`.
+///
+/// # Errors
+/// A sentence saying what did not decode.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let (Decoded(value), used): (Decoded<T>, usize) =
+        bincode::serde::borrow_decode_from_slice(bytes, bincode::config::standard())
+            .map_err(describe)?;
     if used != bytes.len() {
         return Err(format!(
             "{} bytes left over after the payload's {used}",
@@ -67,4 +76,30 @@ fn decode_with<T: DeserializeOwned>(
         ));
     }
     Ok(value)
+}
+
+/// A `T` decoded through [`Frugal`].
+struct Decoded<T>(T);
+
+impl<'de, T: DeserializeOwned> serde::Deserialize<'de> for Decoded<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        T::deserialize(Frugal(d)).map(Decoded)
+    }
+}
+
+/// A sentence for a decoder error.
+fn describe(e: bincode::error::DecodeError) -> String {
+    use bincode::error::DecodeError as E;
+    match e {
+        E::UnexpectedEnd { additional } => format!(
+            "the payload ends {additional} byte(s) before its contents do (a length or count is wrong)"
+        ),
+        E::LimitExceeded => "a length in the payload is larger than the payload".into(),
+        E::Utf8 { .. } => "a name in the payload is not valid UTF-8".into(),
+        E::OutsideUsizeRange(n) => format!("a length in the payload ({n}) is out of range"),
+        E::UnexpectedVariant {
+            type_name, found, ..
+        } => format!("an unknown variant {found} of `{type_name}`"),
+        other => other.to_string(),
+    }
 }

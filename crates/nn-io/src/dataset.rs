@@ -27,6 +27,8 @@ pub struct Dataset {
     pub class_names: Option<Vec<String>>,
     /// Names of the input features (CSV header), if known.
     pub feature_names: Vec<String>,
+    /// Columns of the source that were not read (neither a feature nor the label).
+    pub ignored_columns: Vec<String>,
 }
 
 impl Dataset {
@@ -52,6 +54,7 @@ impl Dataset {
             targets,
             class_names: None,
             feature_names: Vec::new(),
+            ignored_columns: Vec::new(),
         })
     }
 
@@ -112,6 +115,7 @@ impl Dataset {
             targets,
             class_names: self.class_names.clone(),
             feature_names: self.feature_names.clone(),
+            ignored_columns: self.ignored_columns.clone(),
         }
     }
 
@@ -216,13 +220,58 @@ impl Normalization {
         let range = lo
             .iter()
             .zip(&hi)
-            .map(|(l, h)| if h - l > 0.0 { h - l } else { 1.0 })
+            .map(|(&l, &h)| {
+                // in f64, and at most f32::MAX, so that extreme values give a finite range
+                let r = (f64::from(h) - f64::from(l)).min(f64::from(f32::MAX)) as f32;
+                if r > 0.0 { r } else { 1.0 }
+            })
             .collect();
         let min = lo
             .into_iter()
             .map(|l| if l.is_finite() { l } else { 0.0 })
             .collect();
         Normalization::MinMax { min, range }
+    }
+
+    /// Checks statistics read from a file: `features` values per row, all finite, the
+    /// divisors (`σ`, the range) positive, a scale factor finite and non-zero.
+    ///
+    /// # Errors
+    /// A sentence naming the statistic and the first bad value.
+    pub fn validate(&self, features: usize) -> std::result::Result<(), String> {
+        let check = |what: &str, v: &[f32], positive: bool| -> std::result::Result<(), String> {
+            if v.len() != features {
+                return Err(format!(
+                    "{} values of {what} for an input of {features}",
+                    v.len()
+                ));
+            }
+            match v
+                .iter()
+                .position(|x| !x.is_finite() || (positive && *x <= 0.0))
+            {
+                Some(i) => Err(format!(
+                    "{what}[{i}] is {}; it must be finite{}",
+                    v[i],
+                    if positive { " and > 0" } else { "" }
+                )),
+                None => Ok(()),
+            }
+        };
+        match self {
+            Normalization::Standardize { mean, std } => {
+                check("mean", mean, false)?;
+                check("std", std, true)
+            }
+            Normalization::MinMax { min, range } => {
+                check("min", min, false)?;
+                check("range", range, true)
+            }
+            Normalization::Scale { factor } if factor.is_finite() && *factor != 0.0 => Ok(()),
+            Normalization::Scale { factor } => Err(format!(
+                "scale factor {factor}; it must be finite and non-zero"
+            )),
+        }
     }
 
     /// Number of features the statistics were fitted on (`None` for a plain scale).

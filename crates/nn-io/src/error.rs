@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-/// Errors reading data sets (and, later, model files).
+/// Errors reading data sets and model files, and saving models.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -32,6 +32,30 @@ pub enum Error {
         /// The header's column names, comma-separated.
         available: String,
     },
+    /// Two columns of the header with the same name.
+    #[error("{}: columns {first} and {second} are both named `{name}`; column names must be distinct", path.display())]
+    DuplicateColumn {
+        /// The file.
+        path: PathBuf,
+        /// The name.
+        name: String,
+        /// The first column with it, from 1.
+        first: usize,
+        /// The second, from 1.
+        second: usize,
+    },
+    /// A size beyond one of the [`limits`](crate::limits) (input bytes, line or field
+    /// length, IDX size, values in a data set, distinct classes).
+    #[error("{}: {message}", path.display())]
+    Limit {
+        /// The file.
+        path: PathBuf,
+        /// What is too large, its size and the limit.
+        message: String,
+    },
+    /// A limit of the tensor math (elements per tensor), for data being read.
+    #[error(transparent)]
+    Core(#[from] nn_core::Error),
     /// A row with another number of fields than the header.
     #[error("{}: line {line}: expected {expected} columns (as in the header), got {got}", path.display())]
     ColumnCount {

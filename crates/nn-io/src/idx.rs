@@ -8,9 +8,12 @@
 //! then        Π dims elements, row-major
 //! ```
 //!
-//! The header is checked before anything else is trusted: the payload must hold exactly
-//! `Π dims` bytes (no fewer, no more), and nothing is allocated beyond what the file really
-//! contains, so a corrupt or hostile header cannot make the reader reserve gigabytes.
+//! The header is checked before anything else is trusted: `Π dims` (checked arithmetic) must
+//! be within [`MAX_IDX_BYTES`] before a single data byte is read or decompressed, and the
+//! payload must then hold exactly that many bytes (no fewer, no more). The reader reserves
+//! no more than the file can hold (its size, or for a gzipped file the most that size can
+//! decompress to), so a corrupt or hostile header cannot make it reserve gigabytes, and a
+//! small gzip file that decompresses to more than its header declares is cut off there.
 
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -20,6 +23,10 @@ use nn_core::Tensor;
 
 use crate::dataset::{Dataset, Targets};
 use crate::error::{Error, Result, io};
+use crate::limits::MAX_IDX_BYTES;
+
+/// The most bytes deflate can expand one byte of compressed data to.
+const MAX_DEFLATE_RATIO: u64 = 1032;
 
 /// The class names of Fashion-MNIST, by label index.
 pub const FASHION_MNIST_CLASSES: [&str; 10] = [
@@ -57,14 +64,17 @@ fn idx_error(path: &Path, message: String) -> Error {
 /// [`Error::Io`] when the file cannot be read; [`Error::Idx`] for a bad magic, an element
 /// type other than unsigned bytes, or a payload shorter or longer than the dimensions say.
 pub fn read_idx(path: &Path) -> Result<IdxArray> {
-    let mut file = BufReader::new(std::fs::File::open(path).map_err(io(path))?);
+    let file = std::fs::File::open(path).map_err(io(path))?;
+    let size = file.metadata().map_err(io(path))?.len();
+    let mut file = BufReader::new(file);
     let mut head = [0u8; 2];
     let got = read_up_to(&mut file, &mut head).map_err(io(path))?;
     let chained = std::io::Cursor::new(head[..got].to_vec()).chain(file);
     if got == 2 && head == [0x1f, 0x8b] {
-        parse_idx(flate2::read::GzDecoder::new(chained), path)
+        let most = size.saturating_mul(MAX_DEFLATE_RATIO);
+        parse_idx_within(flate2::read::GzDecoder::new(chained), path, most)
     } else {
-        parse_idx(chained, path)
+        parse_idx_within(chained, path, size)
     }
 }
 
@@ -84,7 +94,14 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 ///
 /// # Errors
 /// As [`read_idx`].
-pub fn parse_idx(mut r: impl Read, path: &Path) -> Result<IdxArray> {
+pub fn parse_idx(r: impl Read, path: &Path) -> Result<IdxArray> {
+    // a reader of unknown length: reserve 1 MiB at most, grow with the bytes that arrive
+    parse_idx_within(r, path, 1 << 20)
+}
+
+/// As [`parse_idx`] for a source that can yield at most `most` bytes (what the reader
+/// reserves is bounded by it).
+fn parse_idx_within(mut r: impl Read, path: &Path, most: u64) -> Result<IdxArray> {
     let read_err = |e: std::io::Error| idx_error(path, format!("cannot decompress or read: {e}"));
     let mut magic = [0u8; 4];
     let got = read_up_to(&mut r, &mut magic).map_err(read_err)?;
@@ -131,15 +148,19 @@ pub fn parse_idx(mut r: impl Read, path: &Path) -> Result<IdxArray> {
         .chunks_exact(4)
         .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
         .collect();
-    let expected = dims
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| idx_error(path, format!("dimensions {dims:?} overflow")))?;
-    // Read at most one byte past the expected payload: enough to notice extra data, and
-    // the buffer grows only with bytes that really arrive.
-    // Reserve what the header declares (up to 256 MiB; beyond that the buffer grows with the
-    // bytes that really arrive), so a genuine file is read without doubling reallocations.
-    let mut data = Vec::with_capacity(expected.min(1 << 28) + 1);
+    let expected = nn_core::limits::product(&dims).unwrap_or(usize::MAX);
+    if expected > MAX_IDX_BYTES {
+        return Err(Error::Limit {
+            path: path.to_path_buf(),
+            message: format!(
+                "dimensions {dims:?} declare {expected} bytes of data, more than the limit of {MAX_IDX_BYTES}"
+            ),
+        });
+    }
+    // Read at most one byte past the declared payload: enough to notice extra data. Reserve
+    // what the header declares, but never more than the source can really hold.
+    let reserve = (expected as u64).min(most).saturating_add(1);
+    let mut data = Vec::with_capacity(usize::try_from(reserve).unwrap_or(expected));
     r.take(expected as u64 + 1)
         .read_to_end(&mut data)
         .map_err(read_err)?;
@@ -291,8 +312,13 @@ mod tests {
             e.to_string(),
             "x.idx: file too short for an IDX header: 2 bytes"
         );
-        // a huge declared size with a tiny payload is reported, not allocated
+        // a huge declared size is refused before any data is read
         let e = parse(&idx_bytes(&[u32::MAX, u32::MAX], &[0; 8])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "x.idx: dimensions [4294967295, 4294967295] declare 18446744065119617025 bytes of data, more than the limit of 268435456"
+        );
+        let e = parse(&idx_bytes(&[1 << 14, 1 << 14], &[0; 8])).unwrap_err();
         assert!(e.to_string().contains("the file holds 8"), "{e}");
     }
 }

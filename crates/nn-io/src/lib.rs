@@ -16,6 +16,7 @@ pub mod csv;
 pub mod dataset;
 pub mod error;
 pub mod idx;
+pub mod limits;
 pub mod model;
 pub mod split;
 
@@ -24,8 +25,9 @@ pub use container::{FORMAT_VERSION, FileKind, Header, write_atomic};
 pub use dataset::{Dataset, Normalization, Targets};
 pub use error::{Error, Result};
 pub use idx::{FASHION_MNIST_CLASSES, load_idx_dir, load_idx_pair, read_idx};
+pub use limits::Limits;
 pub use model::{
-    LoadedModel, Metadata, TrainingSummary, load_checkpoint, load_model, model_bytes,
-    model_from_bytes, save_checkpoint, save_model,
+    LoadedModel, Metadata, TrainingSummary, checkpoint_from_bytes, load_checkpoint, load_model,
+    model_bytes, model_from_bytes, save_checkpoint, save_model,
 };
 pub use split::{Split, split_indices};

@@ -7,9 +7,15 @@
 //! - [`Metadata`]: the input shape, class names, feature names, normalisation statistics,
 //!   the loss, and a summary of the training run.
 //!
-//! Loading rebuilds the architecture through a [`Registry`] and then checks every stored
-//! tensor against the shape the rebuilt layer expects: a file cannot smuggle a tensor of
-//! the wrong size into a layer, and a tensor missing or left over is an error.
+//! Loading checks everything before it builds anything. The architecture is read through a
+//! [`Registry`] into validated [`LayerConfig`]s, which declare the tensors the model will
+//! own and the output shapes it will produce, computed with checked arithmetic against the
+//! [`limits`](nn_core::limits). The stored tensors must be exactly the declared ones (names
+//! and shapes), finite, and within each tensor's domain (a running variance is never
+//! negative); the metadata must fit the architecture (input shape, class count,
+//! normalisation statistics, finite and positive where they divide). Only then is the model
+//! built, so a file that claims a layer larger than the bytes it holds is refused without
+//! allocating for it.
 //!
 //! A checkpoint is the same payload plus the training state (optimizer state, epoch, step,
 //! RNG): resuming from it continues exactly where training stopped.
@@ -17,8 +23,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use nn_core::TensorData;
-use nn_layers::{Attr, Layer, LayerSpec, Registry, Slot};
+use nn_core::{TensorData, limits};
+use nn_layers::{Attr, Context, Domain, Layer, LayerConfig, LayerSpec, Registry, Slot, TensorSpec};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +32,7 @@ use crate::codec;
 use crate::container::{FileKind, Header, frame, read_file, unframe, write_atomic};
 use crate::dataset::Normalization;
 use crate::error::{Error, Result};
+use crate::limits::MAX_NAME_BYTES;
 
 /// What a model needs besides its weights to be used on new data.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
@@ -71,6 +78,97 @@ pub struct TrainingSummary {
     pub seconds: f64,
 }
 
+impl Metadata {
+    /// Checks the metadata on its own and against the model's configuration `model`: the
+    /// input shape within the limits and accepted by the model, class and feature names
+    /// bounded, distinct and as many as the model's outputs and inputs, normalisation
+    /// statistics finite, positive where they divide, one per input value.
+    ///
+    /// # Errors
+    /// A sentence naming the field and the values that disagree.
+    pub fn validate(&self, model: &dyn LayerConfig) -> Result<(), String> {
+        let features = self.check_input_shape()?;
+        let mut input = vec![1];
+        input.extend_from_slice(&self.input_shape);
+        let out = model
+            .output_shape(&input)
+            .map_err(|e| format!("the architecture does not take the input shape: {e}"))?;
+        if let Some(names) = &self.class_names {
+            check_names("class", names, limits::MAX_CLASSES)?;
+            self.check_classes(names.len(), &out)?;
+        }
+        if !self.feature_names.is_empty() {
+            check_names("feature", &self.feature_names, features)?;
+            if self.feature_names.len() != features {
+                return Err(format!(
+                    "{} feature names for an input of {features} values",
+                    self.feature_names.len()
+                ));
+            }
+        }
+        if let Some(n) = &self.normalization {
+            n.validate(features)
+                .map_err(|e| format!("normalisation: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// The input shape's element count, checked.
+    fn check_input_shape(&self) -> Result<usize, String> {
+        let s = &self.input_shape;
+        if s.is_empty() || s.contains(&0) || s.len() >= limits::MAX_RANK {
+            return Err(format!(
+                "input shape {} must have 1 to {} positive sizes",
+                nn_core::Shape(s.clone()),
+                limits::MAX_RANK - 1
+            ));
+        }
+        limits::elements(|| "input row".into(), s).map_err(|e| e.to_string())
+    }
+
+    /// The output a classifier of `k` classes needs: `[1, k]` for softmax cross-entropy,
+    /// `[1, 1]` with two classes for binary cross-entropy.
+    fn check_classes(&self, k: usize, out: &[usize]) -> Result<(), String> {
+        let ok = match self.loss.as_str() {
+            "softmax_cross_entropy" => out == [1, k],
+            "bce_with_logits" => out == [1, 1] && k == 2,
+            _ => true,
+        };
+        if k < 2 || !ok {
+            return Err(format!(
+                "{k} class names for a `{}` model whose output is {}",
+                self.loss,
+                nn_core::Shape(out[1..].to_vec())
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// At most `max` names, each at most [`MAX_NAME_BYTES`] long, no two alike.
+fn check_names(what: &str, names: &[String], max: usize) -> Result<(), String> {
+    if names.len() > max {
+        return Err(format!(
+            "{} {what} names, more than the limit of {max}",
+            names.len()
+        ));
+    }
+    if let Some(n) = names.iter().find(|n| n.len() > MAX_NAME_BYTES) {
+        return Err(format!(
+            "a {what} name of {} bytes, more than the limit of {MAX_NAME_BYTES}",
+            n.len()
+        ));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(names.len());
+    if let Some(n) = names.iter().find(|n| !seen.insert(n.as_str())) {
+        return Err(format!(
+            "the {what} name `{}` appears twice",
+            limits::excerpt(n)
+        ));
+    }
+    Ok(())
+}
+
 /// One layer of the architecture as stored: nested layers are referred to by index into
 /// the flat list instead of being nested, so decoding a file never recurses deeper than
 /// the fixed structure of these types, whatever a hostile file holds.
@@ -92,7 +190,7 @@ enum StoredAttr {
 }
 
 /// How deep containers may nest in a file.
-const MAX_DEPTH: usize = 64;
+const MAX_DEPTH: usize = nn_layers::sequential::MAX_DEPTH;
 
 /// Appends `spec` and its nested layers to `out` (parents before children); returns its index.
 fn flatten(spec: &LayerSpec, out: &mut Vec<StoredLayer>) -> u32 {
@@ -122,8 +220,26 @@ fn flatten(spec: &LayerSpec, out: &mut Vec<StoredLayer>) -> u32 {
     me as u32
 }
 
-/// Rebuilds the spec tree rooted at `index`; every layer must be used exactly once, by a
-/// parent stored before it, within [`MAX_DEPTH`] levels.
+/// The architecture stored as `layers`: the spec tree rooted at layer 0, in which every
+/// stored layer is used exactly once, by a parent stored before it, within [`MAX_DEPTH`]
+/// levels, and there are at most [`limits::MAX_LAYERS`] layers besides the root.
+fn architecture(layers: &[StoredLayer]) -> Result<LayerSpec, String> {
+    if layers.len() > limits::MAX_LAYERS + 1 {
+        return Err(format!(
+            "{} layers, more than the limit of {}",
+            layers.len() - 1,
+            limits::MAX_LAYERS
+        ));
+    }
+    let mut used = vec![false; layers.len()];
+    let spec = unflatten(layers, 0, 0, &mut used)?;
+    match used.iter().position(|u| !u) {
+        Some(i) => Err(format!("layer {i} is not part of the model")),
+        None => Ok(spec),
+    }
+}
+
+/// Rebuilds the spec tree rooted at `index`; the recursion is bounded by [`MAX_DEPTH`].
 fn unflatten(
     layers: &[StoredLayer],
     index: usize,
@@ -192,7 +308,10 @@ pub struct LoadedModel {
     pub header: Header,
 }
 
-fn payload(model: &mut dyn Layer, metadata: &Metadata) -> ModelPayload {
+/// The payload of `model`, checked as the loader will check it, so that every file saved
+/// can be loaded again: a model with too many layers, a non-finite weight or metadata
+/// that does not fit it is refused here, before anything is written.
+fn payload(model: &mut dyn Layer, metadata: &Metadata, path: &Path) -> Result<ModelPayload> {
     let mut tensors = Vec::new();
     model.visit(&mut |name, slot| {
         let t = match slot {
@@ -201,13 +320,32 @@ fn payload(model: &mut dyn Layer, metadata: &Metadata) -> ModelPayload {
         };
         tensors.push((name.to_string(), TensorData::from_view(t.view())));
     });
+    let cfg = model.config();
     let mut layers = Vec::new();
-    flatten(&model.spec(), &mut layers);
-    ModelPayload {
+    flatten(&cfg.spec(), &mut layers);
+    let refuse = |m: String| encode_err(path, format!("the file would not load again: {m}"));
+    architecture(&layers).map_err(|m| refuse(format!("architecture: {m}")))?;
+    let declared = cfg.tensors().map_err(|e| refuse(e.to_string()))?;
+    // the check consumes what it checks; the tensors go into the payload unchanged
+    let stored = check_tensors(&declared, tensors).map_err(refuse)?;
+    metadata
+        .validate(cfg.as_ref())
+        .map_err(|m| refuse(format!("metadata: {m}")))?;
+    let mut stored = stored;
+    let tensors = declared
+        .iter()
+        .map(|d| {
+            let t = stored
+                .remove(&d.name)
+                .expect("checked: every declared tensor is stored");
+            (d.name.clone(), t)
+        })
+        .collect();
+    Ok(ModelPayload {
         layers,
         tensors,
         metadata: metadata.clone(),
-    }
+    })
 }
 
 fn encode_err(path: &Path, message: String) -> Error {
@@ -220,13 +358,11 @@ fn encode_err(path: &Path, message: String) -> Error {
 /// The bytes of a model file (header and payload).
 ///
 /// # Errors
-/// [`Error::Save`] if the payload cannot be encoded (over the size limit).
+/// [`Error::Save`] if the model would not load again (see [`save_model`]) or the payload is
+/// over the size limit.
 pub fn model_bytes(model: &mut dyn Layer, metadata: &Metadata) -> Result<Vec<u8>> {
-    encode_framed(
-        FileKind::Model,
-        &payload(model, metadata),
-        Path::new("model"),
-    )
+    let path = Path::new("model");
+    encode_framed(FileKind::Model, &payload(model, metadata, path)?, path)
 }
 
 /// Encodes a payload and frames it; `path` names the target in an error.
@@ -235,12 +371,15 @@ fn encode_framed<T: Serialize>(kind: FileKind, payload: &T, path: &Path) -> Resu
     Ok(frame(kind, &bytes))
 }
 
-/// Saves a model atomically (temporary file, sync, rename).
+/// Saves a model atomically (temporary file, sync, rename), after checking it as
+/// [`load_model`] will: whatever this writes, `load_model` reads.
 ///
 /// # Errors
-/// [`Error::Save`]; the previous file at `path` is left intact.
+/// [`Error::Save`] for a model that would not load again (too many layers, a tensor that is
+/// not finite, metadata that does not fit the architecture) or a failed write; the previous
+/// file at `path` is left intact.
 pub fn save_model(path: &Path, model: &mut dyn Layer, metadata: &Metadata) -> Result<()> {
-    let framed = encode_framed(FileKind::Model, &payload(model, metadata), path)?;
+    let framed = encode_framed(FileKind::Model, &payload(model, metadata, path)?, path)?;
     write_atomic(path, |w| w.write_all(&framed))
 }
 
@@ -274,88 +413,155 @@ pub fn model_from_bytes(bytes: &[u8], path: &Path, registry: &Registry) -> Resul
     })
 }
 
-/// Builds the architecture and moves the stored tensors into it, checking names and shapes.
+/// Reads the architecture, checks the stored tensors and the metadata against it, and only
+/// then builds the model and moves the tensors into it.
 fn rebuild(
     p: ModelPayload,
     path: &Path,
     registry: &Registry,
 ) -> Result<(Box<dyn Layer>, Metadata)> {
+    let decode_err = |message: String| Error::Decode {
+        path: path.to_path_buf(),
+        message,
+    };
     let spec_err = |source| Error::Spec {
         path: path.to_path_buf(),
         source: Box::new(source),
     };
-    let tensor_err = |message: String| Error::Tensor {
+    let spec = architecture(&p.layers).map_err(|m| decode_err(format!("architecture: {m}")))?;
+    let cfg = registry
+        .config(&spec, &Context::new(registry))
+        .map_err(spec_err)?;
+    let declared = cfg.tensors().map_err(spec_err)?;
+    let mut stored = check_tensors(&declared, p.tensors).map_err(|message| Error::Tensor {
         path: path.to_path_buf(),
         message,
-    };
-    let mut used = vec![false; p.layers.len()];
-    let spec = unflatten(&p.layers, 0, 0, &mut used).map_err(|message| Error::Decode {
-        path: path.to_path_buf(),
-        message: format!("architecture: {message}"),
     })?;
-    if let Some(i) = used.iter().position(|u| !u) {
-        return Err(Error::Decode {
-            path: path.to_path_buf(),
-            message: format!("architecture: layer {i} is not part of the model"),
-        });
+    p.metadata
+        .validate(cfg.as_ref())
+        .map_err(|m| decode_err(format!("metadata: {m}")))?;
+    let mut model = cfg.build(&mut nn_core::seeded(0)).map_err(spec_err)?;
+    move_tensors(model.as_mut(), &mut stored).map_err(|message| Error::Tensor {
+        path: path.to_path_buf(),
+        message,
+    })?;
+    Ok((model, p.metadata))
+}
+
+/// The stored tensors by name, once they are exactly the `declared` ones: the same names
+/// and shapes, no more, no fewer, finite and within their domains.
+fn check_tensors(
+    declared: &[TensorSpec],
+    stored: Vec<(String, TensorData)>,
+) -> Result<HashMap<String, TensorData>, String> {
+    if stored.len() > declared.len() {
+        let extra = stored
+            .iter()
+            .map(|(n, _)| n)
+            .find(|n| !declared.iter().any(|d| &d.name == *n))
+            .map_or_else(|| stored[0].0.clone(), |n| n.clone());
+        return Err(format!(
+            "tensor `{}` is not part of the architecture",
+            limits::excerpt(&extra)
+        ));
     }
-    let mut model = registry
-        .build(&spec, &mut nn_core::seeded(0))
-        .map_err(spec_err)?;
-    let mut stored: HashMap<String, TensorData> = HashMap::with_capacity(p.tensors.len());
-    for (name, t) in p.tensors {
-        let expected: Option<usize> = t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-        if expected != Some(t.data.len()) {
-            return Err(tensor_err(format!(
-                "tensor `{name}` holds {} values for shape {}",
-                t.data.len(),
-                nn_core::Shape(t.shape.clone())
-            )));
+    let mut by_name = HashMap::with_capacity(stored.len());
+    for (name, t) in stored {
+        if by_name.contains_key(&name) {
+            return Err(format!(
+                "tensor `{}` is stored twice",
+                limits::excerpt(&name)
+            ));
         }
-        if stored.insert(name.clone(), t).is_some() {
-            return Err(tensor_err(format!("tensor `{name}` is stored twice")));
-        }
+        by_name.insert(name, t);
     }
+    for d in declared {
+        let Some(t) = by_name.get(&d.name) else {
+            return Err(format!(
+                "tensor `{}` required by the architecture is missing",
+                d.name
+            ));
+        };
+        check_tensor(d, t)?;
+    }
+    if let Some(name) = by_name
+        .keys()
+        .find(|n| !declared.iter().any(|d| &d.name == *n))
+    {
+        return Err(format!(
+            "tensor `{}` is not part of the architecture",
+            limits::excerpt(name)
+        ));
+    }
+    Ok(by_name)
+}
+
+/// One stored tensor against its declaration: shape, length, finite values in the domain.
+fn check_tensor(d: &TensorSpec, t: &TensorData) -> Result<(), String> {
+    if t.shape != d.shape {
+        return Err(format!(
+            "tensor `{}` has shape {}, the architecture needs {}",
+            d.name,
+            nn_core::Shape(t.shape.clone()),
+            nn_core::Shape(d.shape.clone())
+        ));
+    }
+    if t.data.len() != d.len() {
+        return Err(format!(
+            "tensor `{}` holds {} values for shape {}",
+            d.name,
+            t.data.len(),
+            nn_core::Shape(d.shape.clone())
+        ));
+    }
+    let bad = t.data.iter().position(|v| match d.domain {
+        Domain::Real => !v.is_finite(),
+        Domain::NonNegative => !(v.is_finite() && *v >= 0.0),
+    });
+    if let Some(i) = bad {
+        let want = match d.domain {
+            Domain::Real => "finite",
+            Domain::NonNegative => "finite and ≥ 0",
+        };
+        return Err(format!(
+            "tensor `{}` holds {} at index {i}; its values must be {want}",
+            d.name, t.data[i]
+        ));
+    }
+    Ok(())
+}
+
+/// Moves the checked tensors into a freshly built model; a layer whose parameters differ
+/// from what its configuration declared is an error, not a panic.
+fn move_tensors(
+    model: &mut dyn Layer,
+    stored: &mut HashMap<String, TensorData>,
+) -> Result<(), String> {
     let mut err = None;
     model.visit(&mut |name, slot| {
-        if err.is_some() {
-            return;
-        }
         let target = match slot {
             Slot::Param(p) => &mut p.value,
             Slot::Buffer(b) => b,
         };
         match stored.remove(name) {
-            None => {
-                err = Some(tensor_err(format!(
-                    "tensor `{name}` required by the architecture is missing"
-                )))
-            }
-            Some(t) if t.shape != target.shape() => {
-                err = Some(tensor_err(format!(
-                    "tensor `{name}` has shape {}, the architecture needs {}",
-                    nn_core::Shape(t.shape),
-                    nn_core::Shape(target.shape().to_vec())
-                )));
-            }
-            Some(t) => target
+            Some(t) if t.shape == target.shape() && target.as_slice_mut().is_some() => target
                 .as_slice_mut()
-                .expect("fresh tensors are contiguous")
+                .expect("checked contiguous")
                 .copy_from_slice(&t.data),
+            _ => {
+                err.get_or_insert_with(|| {
+                    format!("the built layer's tensor `{name}` differs from what its configuration declared")
+                });
+            }
         }
     });
-    if let Some(e) = err {
-        return Err(e);
+    match (err, stored.keys().next()) {
+        (Some(e), _) => Err(e),
+        (None, Some(name)) => Err(format!(
+            "the built model has no tensor `{name}` although its configuration declared it"
+        )),
+        (None, None) => Ok(()),
     }
-    if let Some(name) = stored.keys().min() {
-        return Err(tensor_err(format!(
-            "tensor `{name}` is not part of the architecture"
-        )));
-    }
-    let mut input = vec![1];
-    input.extend_from_slice(&p.metadata.input_shape);
-    model.output_shape(&input).map_err(spec_err)?;
-    Ok((model, p.metadata))
 }
 
 /// Saves a checkpoint: the model and any serialisable training state.
@@ -369,7 +575,7 @@ pub fn save_checkpoint<S: Serialize>(
     state: &S,
 ) -> Result<()> {
     let p = CheckpointPayload {
-        model: payload(model, metadata),
+        model: payload(model, metadata, path)?,
         state,
     };
     let framed = encode_framed(FileKind::Checkpoint, &p, path)?;
@@ -385,7 +591,19 @@ pub fn load_checkpoint<S: DeserializeOwned>(
     registry: &Registry,
 ) -> Result<(LoadedModel, S)> {
     let bytes = read_file(path)?;
-    let (header, body) = unframe(&bytes, FileKind::Checkpoint, path)?;
+    checkpoint_from_bytes(&bytes, path, registry)
+}
+
+/// As [`load_checkpoint`], from bytes in memory; `path` names them in messages.
+///
+/// # Errors
+/// As [`load_model`].
+pub fn checkpoint_from_bytes<S: DeserializeOwned>(
+    bytes: &[u8],
+    path: &Path,
+    registry: &Registry,
+) -> Result<(LoadedModel, S)> {
+    let (header, body) = unframe(bytes, FileKind::Checkpoint, path)?;
     let p: CheckpointPayload<S> = codec::decode(body).map_err(|message| Error::Decode {
         path: path.to_path_buf(),
         message,

@@ -7,8 +7,8 @@ use ndarray::{ArrayViewD, array};
 use nn_core::{Buffer, Param, seeded};
 use nn_io::{Error, Metadata, Normalization, load_model, save_model, write_atomic};
 use nn_layers::{
-    Attr, Dense, DenseConfig, Layer, LayerSpec, Mode, Parameterized, Registry, Relu, Sequential,
-    Slot,
+    Attr, Context, Dense, DenseConfig, Layer, LayerConfig, LayerSpec, Mode, Parameterized,
+    Registry, Relu, Sequential, Slot, TensorSpec,
 };
 
 fn model() -> Sequential {
@@ -60,7 +60,7 @@ fn round_trip_keeps_weights_metadata_and_predictions() {
         .unwrap()
         .to_owned();
     assert_eq!(want, got, "bit-identical predictions after save → load");
-    assert_eq!(loaded.model.spec(), original.spec());
+    assert_eq!(loaded.model.config().spec(), original.config().spec());
 }
 
 #[test]
@@ -166,20 +166,40 @@ impl Layer for Scale {
             message: "inference only".into(),
         })
     }
-    fn output_shape(&self, input: &[usize]) -> nn_layers::Result<Vec<usize>> {
-        Ok(input.to_vec())
-    }
-    fn spec(&self) -> LayerSpec {
-        LayerSpec::new("scale").with("n", Attr::Int(self.declared as i64))
+    fn config(&self) -> Box<dyn LayerConfig> {
+        Box::new(ScaleConfig {
+            n: self.s.len(),
+            declared: self.declared,
+        })
     }
 }
 
-fn build_scale(
-    s: &LayerSpec,
-    _: &Registry,
-    _: &mut nn_core::Rng,
-) -> nn_layers::Result<Box<dyn Layer>> {
-    Ok(Box::new(Scale::new(s.usize("n")?)))
+/// The configuration of [`Scale`]; `declared` is what its spec says (a liar's differs from
+/// `n`, the width it really has).
+#[derive(Debug)]
+struct ScaleConfig {
+    n: usize,
+    declared: usize,
+}
+
+impl LayerConfig for ScaleConfig {
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::new("scale").with("n", Attr::Int(self.declared as i64))
+    }
+    fn tensors(&self) -> nn_layers::Result<Vec<TensorSpec>> {
+        Ok(vec![TensorSpec::param("scale", vec![self.n])])
+    }
+    fn output_shape(&self, input: &[usize]) -> nn_layers::Result<Vec<usize>> {
+        Ok(input.to_vec())
+    }
+    fn build(&self, _: &mut nn_core::Rng) -> nn_layers::Result<Box<dyn Layer>> {
+        Ok(Box::new(Scale::new(self.n)))
+    }
+}
+
+fn read_scale(s: &LayerSpec, _: &Context<'_>) -> nn_layers::Result<Box<dyn LayerConfig>> {
+    let n = s.usize("n")?;
+    Ok(Box::new(ScaleConfig { n, declared: n }))
 }
 
 #[test]
@@ -205,7 +225,7 @@ fn user_kinds_load_once_registered() {
         "{e}"
     );
     let mut reg = Registry::new();
-    reg.register("scale", build_scale);
+    reg.register("scale", read_scale);
     let mut loaded = load_model(&p, &reg).unwrap();
     let x = array![[1.0f32, -1.0, 2.0, 0.5]].into_dyn();
     assert_eq!(
@@ -216,7 +236,8 @@ fn user_kinds_load_once_registered() {
 
 #[test]
 fn stored_shapes_must_fit_the_architecture() {
-    // The spec says n = 3, the stored tensor has 4 entries.
+    // The spec says n = 3, the stored tensor has 4 entries: the loader reads the spec,
+    // declares a tensor of [3] and refuses the file before building anything.
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("bad.nnm");
     let mut liar = Scale::new(4);
@@ -231,7 +252,7 @@ fn stored_shapes_must_fit_the_architecture() {
     )
     .unwrap();
     let mut reg = Registry::new();
-    reg.register("scale", build_scale);
+    reg.register("scale", read_scale);
     let e = load_model(&p, &reg).unwrap_err().to_string();
     assert_eq!(
         e,

@@ -18,10 +18,11 @@
 use std::fmt::Debug;
 
 use ndarray::{ArrayViewD, Zip};
-use nn_core::Buffer;
 use nn_core::parallel::split_runs;
+use nn_core::{Buffer, Rng};
 
-use crate::error::{Error, Result};
+use crate::config::{Context, LayerConfig, TensorSpec, checked_output, ensure};
+use crate::error::Result;
 use crate::layer::{Layer, Mode, Parameterized, Slot, require_forward, require_shape};
 use crate::spec::{Attr, LayerSpec};
 
@@ -37,6 +38,21 @@ pub trait Activation: Clone + Debug + Send + Sync + 'static {
     fn attrs(&self) -> Vec<(String, Attr)> {
         Vec::new()
     }
+    /// The function a spec describes (its attributes, validated).
+    ///
+    /// # Errors
+    /// [`Error::Spec`](crate::Error::Spec) or [`Error::Config`](crate::Error::Config).
+    fn from_spec(spec: &LayerSpec) -> Result<Self>;
+}
+
+/// The parameterless functions: no attribute at all.
+macro_rules! no_attributes {
+    () => {
+        fn from_spec(spec: &LayerSpec) -> Result<Self> {
+            spec.only(&[])?;
+            Ok(Self)
+        }
+    };
 }
 
 /// `f(x) = x`.
@@ -44,6 +60,7 @@ pub trait Activation: Clone + Debug + Send + Sync + 'static {
 pub struct IdentityFn;
 impl Activation for IdentityFn {
     const KIND: &'static str = "identity";
+    no_attributes!();
     fn f(&self, x: f32) -> f32 {
         x
     }
@@ -57,6 +74,7 @@ impl Activation for IdentityFn {
 pub struct SigmoidFn;
 impl Activation for SigmoidFn {
     const KIND: &'static str = "sigmoid";
+    no_attributes!();
     fn f(&self, x: f32) -> f32 {
         sigmoid(x)
     }
@@ -70,6 +88,7 @@ impl Activation for SigmoidFn {
 pub struct TanhFn;
 impl Activation for TanhFn {
     const KIND: &'static str = "tanh";
+    no_attributes!();
     fn f(&self, x: f32) -> f32 {
         x.tanh()
     }
@@ -83,6 +102,7 @@ impl Activation for TanhFn {
 pub struct ReluFn;
 impl Activation for ReluFn {
     const KIND: &'static str = "relu";
+    no_attributes!();
     fn f(&self, x: f32) -> f32 {
         x.max(0.0)
     }
@@ -96,6 +116,24 @@ impl Activation for ReluFn {
 pub struct LeakyReluFn {
     alpha: f32,
 }
+
+impl LeakyReluFn {
+    /// The default slope left of zero.
+    pub const ALPHA: f32 = 0.01;
+
+    /// Slope `alpha`, which must be finite and `≥ 0` (the derivative is read from the
+    /// output's sign, which needs `α ≥ 0`).
+    ///
+    /// # Errors
+    /// [`Error::Config`](crate::Error::Config) otherwise.
+    pub fn new(alpha: f32) -> Result<Self> {
+        ensure(alpha.is_finite() && alpha >= 0.0, Self::KIND, || {
+            format!("alpha must be finite and ≥ 0, got {alpha}")
+        })?;
+        Ok(LeakyReluFn { alpha })
+    }
+}
+
 impl Activation for LeakyReluFn {
     const KIND: &'static str = "leaky_relu";
     fn f(&self, x: f32) -> f32 {
@@ -106,6 +144,10 @@ impl Activation for LeakyReluFn {
     }
     fn attrs(&self) -> Vec<(String, Attr)> {
         vec![("alpha".into(), Attr::Float(self.alpha as f64))]
+    }
+    fn from_spec(spec: &LayerSpec) -> Result<Self> {
+        spec.only(&["alpha"])?;
+        Self::new(spec.float_or("alpha", f64::from(Self::ALPHA))? as f32)
     }
 }
 
@@ -171,13 +213,42 @@ impl LeakyRelu {
     /// [`Error::Config`] unless `alpha` is finite and `≥ 0` (the derivative is read from the
     /// output's sign, which needs `α ≥ 0`).
     pub fn leaky(alpha: f32) -> Result<Self> {
-        if !(alpha.is_finite() && alpha >= 0.0) {
-            return Err(Error::Config {
-                layer: LeakyReluFn::KIND.into(),
-                message: format!("alpha must be finite and ≥ 0, got {alpha}"),
-            });
+        Ok(Self::with_fn(LeakyReluFn::new(alpha)?))
+    }
+}
+
+/// The configuration of an element-wise activation layer: the function itself.
+#[derive(Clone, Debug)]
+pub struct ActivationConfig<A: Activation>(pub A);
+
+impl<A: Activation> ActivationConfig<A> {
+    /// Reads the function's attributes.
+    ///
+    /// # Errors
+    /// As [`Activation::from_spec`].
+    pub fn from_spec(spec: &LayerSpec, _ctx: &Context<'_>) -> Result<Self> {
+        Ok(ActivationConfig(A::from_spec(spec)?))
+    }
+}
+
+impl<A: Activation> LayerConfig for ActivationConfig<A> {
+    fn spec(&self) -> LayerSpec {
+        LayerSpec {
+            kind: A::KIND.into(),
+            attrs: self.0.attrs(),
         }
-        Ok(Self::with_fn(LeakyReluFn { alpha }))
+    }
+
+    fn tensors(&self) -> Result<Vec<TensorSpec>> {
+        Ok(Vec::new())
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        checked_output(|| A::KIND.into(), input.to_vec())
+    }
+
+    fn build(&self, _rng: &mut Rng) -> Result<Box<dyn Layer>> {
+        Ok(Box::new(Elementwise::with_fn(self.0.clone())))
     }
 }
 
@@ -243,21 +314,15 @@ impl<A: Activation> Layer for Elementwise<A> {
         Some(self.y.view())
     }
 
-    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
-        Ok(input.to_vec())
-    }
-
-    fn spec(&self) -> LayerSpec {
-        LayerSpec {
-            kind: A::KIND.into(),
-            attrs: self.act.attrs(),
-        }
+    fn config(&self) -> Box<dyn LayerConfig> {
+        Box::new(ActivationConfig(self.act.clone()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
     use ndarray::array;
 
     fn run<A: Activation>(mut l: Elementwise<A>, x: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {

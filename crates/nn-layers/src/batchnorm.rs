@@ -20,11 +20,107 @@
 //! `momentum = 0.1`, `γ = 1`, `β = 0`, running mean 0 and variance 1.
 
 use ndarray::ArrayViewD;
-use nn_core::{Buffer, Param, Tensor};
+use nn_core::{Buffer, Param, Rng, Tensor};
 
+use crate::config::{
+    Context, Domain, LayerConfig, TensorSpec, checked_output, ensure, param_elements,
+};
 use crate::error::{Error, Result};
 use crate::layer::{Layer, Mode, Parameterized, Slot, require_forward, require_shape};
 use crate::spec::{Attr, LayerSpec};
+
+/// Configuration of a [`BatchNorm`] layer; the defaults (`ε = 1e-5`, momentum 0.1) are
+/// PyTorch's and live here alone.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchNormConfig {
+    /// Features (rows `[n, f]`) or channels (images `[n, c, h, w]`).
+    pub features: usize,
+    /// `ε` added to the variance.
+    pub eps: f32,
+    /// Weight of the newest batch in the running statistics.
+    pub momentum: f32,
+}
+
+impl BatchNormConfig {
+    /// The default `ε`.
+    pub const EPS: f32 = 1e-5;
+    /// The default momentum.
+    pub const MOMENTUM: f32 = 0.1;
+
+    /// Batch norm over `features` features or channels with the default `ε` and momentum.
+    pub fn new(features: usize) -> Self {
+        BatchNormConfig {
+            features,
+            eps: Self::EPS,
+            momentum: Self::MOMENTUM,
+        }
+    }
+
+    /// Checks `features > 0`, `ε > 0` (finite) and a momentum in `[0, 1]`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] or a limit error naming the layer.
+    pub fn validate(&self) -> Result<()> {
+        let (f, eps, m) = (self.features, self.eps, self.momentum);
+        ensure(
+            f > 0 && eps > 0.0 && eps.is_finite() && (0.0..=1.0).contains(&m),
+            "batchnorm",
+            || format!("need features > 0, ε > 0 and momentum in [0, 1], got {f}, {eps}, {m}"),
+        )?;
+        param_elements(|| format!("{} weight", self.name()), &[f])?;
+        Ok(())
+    }
+
+    /// Reads `features` (inferred from the input's axis 1 when absent), `eps` and
+    /// `momentum` (defaults [`BatchNormConfig::EPS`], [`BatchNormConfig::MOMENTUM`]).
+    ///
+    /// # Errors
+    /// [`Error::Spec`] for a missing, unknown or ill-typed attribute; as
+    /// [`BatchNormConfig::validate`].
+    pub fn from_spec(spec: &LayerSpec, ctx: &Context<'_>) -> Result<Self> {
+        spec.only(&["features", "eps", "momentum"])?;
+        let cfg = BatchNormConfig {
+            features: ctx.width(spec, "features", &[2, 4], "[n, f] or [n, c, h, w]")?,
+            eps: spec.float_or("eps", f64::from(Self::EPS))? as f32,
+            momentum: spec.float_or("momentum", f64::from(Self::MOMENTUM))? as f32,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+impl LayerConfig for BatchNormConfig {
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::new("batchnorm")
+            .with("features", Attr::Int(self.features as i64))
+            .with("eps", Attr::Float(self.eps as f64))
+            .with("momentum", Attr::Float(self.momentum as f64))
+    }
+
+    fn name(&self) -> String {
+        format!("batchnorm({})", self.features)
+    }
+
+    fn tensors(&self) -> Result<Vec<TensorSpec>> {
+        self.validate()?;
+        let f = || vec![self.features];
+        Ok(vec![
+            TensorSpec::param("weight", f()),
+            TensorSpec::param("bias", f()),
+            TensorSpec::buffer("running_mean", f(), Domain::Real),
+            TensorSpec::buffer("running_var", f(), Domain::NonNegative),
+        ])
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        layout_of(self.features, input, || self.name())?;
+        checked_output(|| self.name(), input.to_vec())
+    }
+
+    fn build(&self, _rng: &mut Rng) -> Result<Box<dyn Layer>> {
+        Ok(Box::new(BatchNorm::from_config(self)?))
+    }
+}
 
 /// Batch normalisation; see the module doc.
 #[derive(Clone, Debug)]
@@ -49,9 +145,26 @@ pub struct BatchNorm {
 fn layout(shape: &[usize]) -> Option<(usize, usize, usize)> {
     match shape {
         [n, f] => Some((*n, *f, 1)),
-        [n, c, h, w] => Some((*n, *c, h * w)),
+        [n, c, h, w] => Some((*n, *c, h.checked_mul(*w)?)),
         _ => None,
     }
+}
+
+/// `(n, f, spatial)` of an input `[n, f]` or `[n, f, h, w]` with `f` features; the error
+/// names both shapes.
+fn layout_of(
+    features: usize,
+    shape: &[usize],
+    name: impl FnOnce() -> String,
+) -> Result<(usize, usize, usize)> {
+    layout(shape).filter(|l| l.1 == features).ok_or_else(|| {
+        nn_core::Error::shape(
+            format!("{} forward", name()),
+            format!("[n, {features}] or [n, {features}, h, w]"),
+            shape,
+        )
+        .into()
+    })
 }
 
 impl BatchNorm {
@@ -60,14 +173,24 @@ impl BatchNorm {
     /// # Errors
     /// [`Error::Config`] for zero features, `ε ≤ 0` or a momentum outside `[0, 1]`.
     pub fn new(features: usize, eps: f32, momentum: f32) -> Result<Self> {
-        if features == 0 || !(eps > 0.0 && eps.is_finite()) || !(0.0..=1.0).contains(&momentum) {
-            return Err(Error::Config {
-                layer: "batchnorm".into(),
-                message: format!(
-                    "need features > 0, ε > 0 and momentum in [0, 1], got {features}, {eps}, {momentum}"
-                ),
-            });
-        }
+        Self::from_config(&BatchNormConfig {
+            features,
+            eps,
+            momentum,
+        })
+    }
+
+    /// Batch norm as `cfg` describes it: `γ = 1`, `β = 0`, running mean 0 and variance 1.
+    ///
+    /// # Errors
+    /// As [`BatchNormConfig::validate`].
+    pub fn from_config(cfg: &BatchNormConfig) -> Result<Self> {
+        cfg.validate()?;
+        let BatchNormConfig {
+            features,
+            eps,
+            momentum,
+        } = *cfg;
         Ok(BatchNorm {
             features,
             eps,
@@ -89,7 +212,7 @@ impl BatchNorm {
     /// # Errors
     /// [`Error::Config`] for zero features.
     pub fn with_features(features: usize) -> Result<Self> {
-        Self::new(features, 1e-5, 0.1)
+        Self::from_config(&BatchNormConfig::new(features))
     }
 
     /// The running mean and variance (used in Eval mode).
@@ -104,16 +227,15 @@ impl BatchNorm {
     /// `(n, f, spatial)` of an input `[n, f]` or `[n, f, h, w]` with `f` features; the error
     /// names both shapes.
     fn layout_of(&self, shape: &[usize]) -> Result<(usize, usize, usize)> {
-        layout(shape)
-            .filter(|l| l.1 == self.features)
-            .ok_or_else(|| {
-                nn_core::Error::shape(
-                    format!("{} forward", self.label()),
-                    format!("[n, {0}] or [n, {0}, h, w]", self.features),
-                    shape,
-                )
-                .into()
-            })
+        layout_of(self.features, shape, || self.label())
+    }
+
+    fn bn_config(&self) -> BatchNormConfig {
+        BatchNormConfig {
+            features: self.features,
+            eps: self.eps,
+            momentum: self.momentum,
+        }
     }
 }
 
@@ -245,16 +367,8 @@ impl Layer for BatchNorm {
         Some(self.y.view())
     }
 
-    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
-        self.layout_of(input)?;
-        Ok(input.to_vec())
-    }
-
-    fn spec(&self) -> LayerSpec {
-        LayerSpec::new("batchnorm")
-            .with("features", Attr::Int(self.features as i64))
-            .with("eps", Attr::Float(self.eps as f64))
-            .with("momentum", Attr::Float(self.momentum as f64))
+    fn config(&self) -> Box<dyn LayerConfig> {
+        Box::new(self.bn_config())
     }
 
     fn name(&self) -> String {

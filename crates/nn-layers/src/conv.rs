@@ -47,6 +47,7 @@ use nn_core::parallel::split_runs_with;
 use nn_core::{Buffer, Init, Param, Rng, matmul_into};
 use serde::{Deserialize, Serialize};
 
+use crate::config::{Context, LayerConfig, TensorSpec, checked_output, ensure, param_elements};
 use crate::error::{Error, Result};
 use crate::layer::{Layer, Mode, Parameterized, Slot, kept_input, require_forward, require_shape};
 use crate::spec::{Attr, LayerSpec};
@@ -101,13 +102,186 @@ impl Conv2dConfig {
         self.bias = bias;
         self
     }
+
+    /// Checks the sizes: channels, kernel and stride positive, the weight within the
+    /// parameter limit.
+    ///
+    /// # Errors
+    /// [`Error::Config`] or a limit error naming the layer.
+    pub fn validate(&self) -> Result<()> {
+        let (k, s) = (self.kernel, self.stride);
+        ensure(
+            self.in_channels > 0
+                && self.out_channels > 0
+                && k.0 > 0
+                && k.1 > 0
+                && s.0 > 0
+                && s.1 > 0,
+            "conv2d",
+            || {
+                format!(
+                    "channels, kernel and stride must be positive, got {} → {} channels, kernel {}×{}, stride {}×{}",
+                    self.in_channels, self.out_channels, k.0, k.1, s.0, s.1
+                )
+            },
+        )?;
+        param_elements(
+            || format!("{} weight", self.name()),
+            &[self.out_channels, self.in_channels, k.0, k.1],
+        )?;
+        Ok(())
+    }
+
+    /// Reads `in_channels` (inferred from a `[n, c, h, w]` input when absent),
+    /// `out_channels`, `kernel`, `stride` (default 1), `padding` (default 0) and `bias`
+    /// (default true), and validates them. Sizes are pairs or one integer for both axes.
+    ///
+    /// # Errors
+    /// [`Error::Spec`] for a missing, unknown or ill-typed attribute; as
+    /// [`Conv2dConfig::validate`].
+    pub fn from_spec(spec: &LayerSpec, ctx: &Context<'_>) -> Result<Self> {
+        spec.only(&[
+            "in_channels",
+            "out_channels",
+            "kernel",
+            "stride",
+            "padding",
+            "bias",
+        ])?;
+        if spec.get("kernel").is_none() {
+            return Err(spec.invalid("missing attribute `kernel`"));
+        }
+        let cfg = Conv2dConfig {
+            in_channels: ctx.width(spec, "in_channels", &[4], "[n, c, h, w]")?,
+            out_channels: spec.usize("out_channels")?,
+            kernel: spec.pair_or("kernel", (0, 0))?,
+            stride: spec.pair_or("stride", (1, 1))?,
+            padding: spec.pair_or("padding", (0, 0))?,
+            bias: spec.bool_or("bias", true)?,
+            init: Init::HeUniform,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The sizes of a call with input shape `input`, computed with checked arithmetic, or
+    /// the error naming both shapes (or the limit an output or a sample's columns exceed).
+    fn geometry(&self, input: &[usize]) -> Result<Geometry> {
+        let bad = |why: &str| -> Error {
+            nn_core::Error::shape(
+                format!("{} forward{why}", self.name()),
+                format!(
+                    "[n, {}, h, w] with h + 2·{} ≥ {} and w + 2·{} ≥ {}",
+                    self.in_channels, self.padding.0, self.kernel.0, self.padding.1, self.kernel.1
+                ),
+                input,
+            )
+            .into()
+        };
+        if input.len() != 4 || input[1] != self.in_channels {
+            return Err(bad(""));
+        }
+        let padded = |size: usize, pad: usize| {
+            let p = pad.checked_mul(2).and_then(|p| p.checked_add(size));
+            p.ok_or_else(|| -> Error {
+                nn_core::Error::Limit {
+                    what: format!("{} padded input", self.name()),
+                    amount: "more elements than this machine can count".into(),
+                    limit: format!(
+                        "{} elements per tensor",
+                        nn_core::limits::MAX_TENSOR_ELEMENTS
+                    ),
+                }
+                .into()
+            })
+        };
+        let oh = out_len(
+            padded(input[2], self.padding.0)?,
+            self.kernel.0,
+            self.stride.0,
+        );
+        let ow = out_len(
+            padded(input[3], self.padding.1)?,
+            self.kernel.1,
+            self.stride.1,
+        );
+        let (Some(oh), Some(ow)) = (oh, ow) else {
+            return Err(bad(" (kernel larger than the padded input)"));
+        };
+        let g = Geometry {
+            n: input[0],
+            c: input[1],
+            h: input[2],
+            w: input[3],
+            c_out: self.out_channels,
+            oh,
+            ow,
+            k: self.kernel,
+            s: self.stride,
+            p: self.padding,
+        };
+        // one sample's columns, [c_in·kh·kw, oh·ow], are each thread's working memory
+        let kdim = [g.c, g.k.0, g.k.1];
+        let kdim = nn_core::limits::product(&kdim).unwrap_or(usize::MAX);
+        nn_core::limits::elements(
+            || format!("{} columns of one sample", self.name()),
+            &[kdim, oh, ow],
+        )?;
+        Ok(g)
+    }
 }
 
-/// Output positions along one axis: `(size + 2·pad − k) / stride + 1`, or `None` if the
-/// kernel does not fit.
-fn out_len(size: usize, k: usize, stride: usize, pad: usize) -> Option<usize> {
-    let padded = size + 2 * pad;
+/// Output positions along one axis of padded size `padded = size + 2·pad`:
+/// `(padded − k) / stride + 1`, or `None` if the kernel does not fit.
+fn out_len(padded: usize, k: usize, stride: usize) -> Option<usize> {
     (padded >= k).then(|| (padded - k) / stride + 1)
+}
+
+impl LayerConfig for Conv2dConfig {
+    fn spec(&self) -> LayerSpec {
+        let pair = |p: (usize, usize)| Attr::Ints(vec![p.0 as i64, p.1 as i64]);
+        LayerSpec::new("conv2d")
+            .with("in_channels", Attr::Int(self.in_channels as i64))
+            .with("out_channels", Attr::Int(self.out_channels as i64))
+            .with("kernel", pair(self.kernel))
+            .with("stride", pair(self.stride))
+            .with("padding", pair(self.padding))
+            .with("bias", Attr::Bool(self.bias))
+    }
+
+    fn name(&self) -> String {
+        format!(
+            "conv2d({} → {}, {}×{}, stride {}, padding {})",
+            self.in_channels,
+            self.out_channels,
+            self.kernel.0,
+            self.kernel.1,
+            self.stride.0,
+            self.padding.0
+        )
+    }
+
+    fn tensors(&self) -> Result<Vec<TensorSpec>> {
+        self.validate()?;
+        let (k, c) = (self.kernel, self.out_channels);
+        let mut t = vec![TensorSpec::param(
+            "weight",
+            vec![c, self.in_channels, k.0, k.1],
+        )];
+        if self.bias {
+            t.push(TensorSpec::param("bias", vec![c]));
+        }
+        Ok(t)
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        let g = self.geometry(input)?;
+        checked_output(|| self.name(), vec![g.n, g.c_out, g.oh, g.ow])
+    }
+
+    fn build(&self, rng: &mut Rng) -> Result<Box<dyn Layer>> {
+        Ok(Box::new(Conv2d::new(self, rng)?))
+    }
 }
 
 /// A 2-D convolution; see the module doc for the formulas.
@@ -190,24 +364,10 @@ impl Conv2d {
     /// Builds the layer, drawing the initial weights from `rng`.
     ///
     /// # Errors
-    /// [`Error::Config`] for a zero channel count, kernel or stride.
+    /// As [`Conv2dConfig::validate`].
     pub fn new(cfg: &Conv2dConfig, rng: &mut Rng) -> Result<Self> {
         let c = cfg;
-        if c.in_channels == 0
-            || c.out_channels == 0
-            || c.kernel.0 == 0
-            || c.kernel.1 == 0
-            || c.stride.0 == 0
-            || c.stride.1 == 0
-        {
-            return Err(Error::Config {
-                layer: "conv2d".into(),
-                message: format!(
-                    "channels, kernel and stride must be positive, got {} → {} channels, kernel {}×{}, stride {}×{}",
-                    c.in_channels, c.out_channels, c.kernel.0, c.kernel.1, c.stride.0, c.stride.1
-                ),
-            });
-        }
+        c.validate()?;
         let w = c.init.tensor(
             &[c.out_channels, c.in_channels, c.kernel.0, c.kernel.1],
             rng,
@@ -228,7 +388,7 @@ impl Conv2d {
     }
 
     /// The configuration.
-    pub fn config(&self) -> &Conv2dConfig {
+    pub fn conv_config(&self) -> &Conv2dConfig {
         &self.cfg
     }
 
@@ -256,47 +416,12 @@ impl Conv2d {
     }
 
     fn label(&self) -> String {
-        let c = &self.cfg;
-        format!(
-            "conv2d({} → {}, {}×{}, stride {}, padding {})",
-            c.in_channels, c.out_channels, c.kernel.0, c.kernel.1, c.stride.0, c.padding.0
-        )
+        self.cfg.name()
     }
 
     /// The sizes of a call with this input shape, or the error naming both shapes.
     fn geometry(&self, input: &[usize]) -> Result<Geometry> {
-        let c = &self.cfg;
-        let bad = |why: &str| -> Error {
-            nn_core::Error::shape(
-                format!("{} forward{why}", self.label()),
-                format!(
-                    "[n, {}, h, w] with h + 2·{} ≥ {} and w + 2·{} ≥ {}",
-                    c.in_channels, c.padding.0, c.kernel.0, c.padding.1, c.kernel.1
-                ),
-                input,
-            )
-            .into()
-        };
-        if input.len() != 4 || input[1] != c.in_channels {
-            return Err(bad(""));
-        }
-        let oh = out_len(input[2], c.kernel.0, c.stride.0, c.padding.0);
-        let ow = out_len(input[3], c.kernel.1, c.stride.1, c.padding.1);
-        match (oh, ow) {
-            (Some(oh), Some(ow)) => Ok(Geometry {
-                n: input[0],
-                c: input[1],
-                h: input[2],
-                w: input[3],
-                c_out: c.out_channels,
-                oh,
-                ow,
-                k: c.kernel,
-                s: c.stride,
-                p: c.padding,
-            }),
-            _ => Err(bad(" (kernel larger than the padded input)")),
-        }
+        self.cfg.geometry(input)
     }
 }
 
@@ -696,21 +821,8 @@ impl Layer for Conv2d {
         Some(self.y.view())
     }
 
-    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
-        let g = self.geometry(input)?;
-        Ok(vec![g.n, g.c_out, g.oh, g.ow])
-    }
-
-    fn spec(&self) -> LayerSpec {
-        let c = &self.cfg;
-        let pair = |p: (usize, usize)| Attr::Ints(vec![p.0 as i64, p.1 as i64]);
-        LayerSpec::new("conv2d")
-            .with("in_channels", Attr::Int(c.in_channels as i64))
-            .with("out_channels", Attr::Int(c.out_channels as i64))
-            .with("kernel", pair(c.kernel))
-            .with("stride", pair(c.stride))
-            .with("padding", pair(c.padding))
-            .with("bias", Attr::Bool(c.bias))
+    fn config(&self) -> Box<dyn LayerConfig> {
+        Box::new(self.cfg.clone())
     }
 
     fn name(&self) -> String {

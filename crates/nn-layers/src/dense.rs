@@ -23,8 +23,10 @@ use ndarray::{ArrayViewD, Ix1, Ix2};
 use nn_core::{Buffer, Init, Param, Rng, matmul_into, ops};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::config::{Context, LayerConfig, TensorSpec, checked_output, ensure, param_elements};
+use crate::error::Result;
 use crate::layer::{Layer, Mode, Parameterized, Slot, kept_input, require_forward, require_shape};
+use crate::registry::parse_init;
 use crate::spec::{Attr, LayerSpec};
 
 /// Configuration of a [`Dense`] layer.
@@ -65,6 +67,93 @@ impl DenseConfig {
         self.init = init;
         self
     }
+
+    /// Checks the widths: both positive, the weight within the parameter limit.
+    ///
+    /// # Errors
+    /// [`Error::Config`](crate::Error::Config) or a limit error naming the layer.
+    pub fn validate(&self) -> Result<()> {
+        ensure(self.n_in > 0 && self.n_out > 0, "dense", || {
+            format!(
+                "widths must be positive, got {} → {}",
+                self.n_in, self.n_out
+            )
+        })?;
+        param_elements(
+            || format!("{} weight", self.name()),
+            &[self.n_out, self.n_in],
+        )?;
+        Ok(())
+    }
+
+    /// Reads `n_in` (inferred from a `[n, features]` input when absent), `n_out`, `bias`
+    /// (default true) and `init` (default `he_uniform`), and validates them.
+    ///
+    /// # Errors
+    /// [`Error::Spec`](crate::Error::Spec) for a missing, unknown or ill-typed attribute; as
+    /// [`DenseConfig::validate`].
+    pub fn from_spec(spec: &LayerSpec, ctx: &Context<'_>) -> Result<Self> {
+        spec.only(&["n_in", "n_out", "bias", "init"])?;
+        let mut cfg = DenseConfig::new(
+            ctx.width(spec, "n_in", &[2], "[n, features]")?,
+            spec.usize("n_out")?,
+        )
+        .with_bias(spec.bool_or("bias", true)?);
+        if let Some(name) = spec.str_opt("init")? {
+            cfg.init = parse_init(name).ok_or_else(|| {
+                spec.invalid(format!(
+                    "unknown init `{}`; expected xavier_uniform, xavier_normal, he_uniform, he_normal or zeros",
+                    nn_core::limits::excerpt(name)
+                ))
+            })?;
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+impl LayerConfig for DenseConfig {
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::new("dense")
+            .with("n_in", Attr::Int(self.n_in as i64))
+            .with("n_out", Attr::Int(self.n_out as i64))
+            .with("bias", Attr::Bool(self.bias))
+    }
+
+    fn name(&self) -> String {
+        format!("dense({} → {})", self.n_in, self.n_out)
+    }
+
+    fn tensors(&self) -> Result<Vec<TensorSpec>> {
+        self.validate()?;
+        let mut t = vec![TensorSpec::param("weight", vec![self.n_out, self.n_in])];
+        if self.bias {
+            t.push(TensorSpec::param("bias", vec![self.n_out]));
+        }
+        Ok(t)
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        check_input(self.n_in, input, || self.name())?;
+        checked_output(|| self.name(), vec![input[0], self.n_out])
+    }
+
+    fn build(&self, rng: &mut Rng) -> Result<Box<dyn Layer>> {
+        Ok(Box::new(Dense::new(self, rng)?))
+    }
+}
+
+/// The input must be `[n, n_in]`; the error names both shapes.
+fn check_input(n_in: usize, input: &[usize], name: impl FnOnce() -> String) -> Result<()> {
+    if input.len() != 2 || input[1] != n_in {
+        return Err(nn_core::Error::shape(
+            format!("{} forward", name()),
+            format!("[n, {n_in}]"),
+            input,
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// A fully connected layer `Y = X·Wᵀ + b`.
@@ -87,14 +176,9 @@ impl Dense {
     /// Builds the layer, drawing the initial weights from `rng`.
     ///
     /// # Errors
-    /// [`Error::Config`] for a zero width.
+    /// As [`DenseConfig::validate`]: a zero width or a weight beyond the parameter limit.
     pub fn new(cfg: &DenseConfig, rng: &mut Rng) -> Result<Self> {
-        if cfg.n_in == 0 || cfg.n_out == 0 {
-            return Err(Error::Config {
-                layer: "dense".into(),
-                message: format!("widths must be positive, got {} → {}", cfg.n_in, cfg.n_out),
-            });
-        }
+        cfg.validate()?;
         let w = cfg.init.tensor(&[cfg.n_out, cfg.n_in], rng)?;
         let b = if cfg.bias {
             Some(cfg.bias_init_tensor(rng)?)
@@ -107,7 +191,7 @@ impl Dense {
     /// Builds the layer from given weights `w: [n_out, n_in]` and optional bias `b: [n_out]`.
     ///
     /// # Errors
-    /// [`Error::Core`] when the shapes do not fit.
+    /// [`Error::Core`](crate::Error::Core) when the shapes do not fit.
     pub fn from_weights(w: nn_core::Tensor, b: Option<nn_core::Tensor>) -> Result<Self> {
         if w.ndim() != 2 || w.shape().contains(&0) {
             return Err(nn_core::Error::shape("dense weight", "[n_out, n_in]", w.shape()).into());
@@ -159,15 +243,11 @@ impl Dense {
 
     /// The input must be `[n, n_in]`; the error names both shapes.
     fn check_input(&self, input: &[usize]) -> Result<()> {
-        if input.len() != 2 || input[1] != self.n_in {
-            return Err(nn_core::Error::shape(
-                format!("{} forward", self.label()),
-                format!("[n, {}]", self.n_in),
-                input,
-            )
-            .into());
-        }
-        Ok(())
+        check_input(self.n_in, input, || self.label())
+    }
+
+    fn dense_config(&self) -> DenseConfig {
+        DenseConfig::new(self.n_in, self.n_out).with_bias(self.bias.is_some())
     }
 }
 
@@ -321,16 +401,8 @@ impl Layer for Dense {
         Some(self.y.view())
     }
 
-    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
-        self.check_input(input)?;
-        Ok(vec![input[0], self.n_out])
-    }
-
-    fn spec(&self) -> LayerSpec {
-        LayerSpec::new("dense")
-            .with("n_in", Attr::Int(self.n_in as i64))
-            .with("n_out", Attr::Int(self.n_out as i64))
-            .with("bias", Attr::Bool(self.bias.is_some()))
+    fn config(&self) -> Box<dyn LayerConfig> {
+        Box::new(self.dense_config())
     }
 
     fn name(&self) -> String {
@@ -341,6 +413,7 @@ impl Layer for Dense {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
     use ndarray::{Array2, array};
     use nn_core::seeded;
 

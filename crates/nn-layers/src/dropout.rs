@@ -13,11 +13,85 @@
 //! draws the same mask every time.
 
 use ndarray::ArrayViewD;
-use nn_core::{Buffer, Tensor, rng};
+use nn_core::{Buffer, Rng, Tensor, rng};
 
-use crate::error::{Error, Result};
+use crate::config::{Context, Domain, LayerConfig, TensorSpec, checked_output, ensure};
+use crate::error::Result;
 use crate::layer::{Layer, Mode, Parameterized, Slot, require_forward, require_shape};
 use crate::spec::{Attr, LayerSpec};
+
+/// Configuration of a [`Dropout`] layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DropoutConfig {
+    /// Probability of dropping a unit, in `[0, 1)`.
+    pub p: f32,
+    /// Seed of the masks.
+    pub seed: u64,
+}
+
+impl DropoutConfig {
+    /// Checks `0 ≤ p < 1`.
+    ///
+    /// # Errors
+    /// [`Error::Config`](crate::Error::Config) otherwise.
+    pub fn validate(&self) -> Result<()> {
+        let p = self.p;
+        ensure(p.is_finite() && (0.0..1.0).contains(&p), "dropout", || {
+            format!("rate p must be in [0, 1), got {p}")
+        })
+    }
+
+    /// Reads `p` and `seed` (default: the layer's position in its container plus one, so
+    /// that two dropout layers of a network draw different masks).
+    ///
+    /// # Errors
+    /// [`Error::Spec`](crate::Error::Spec) for a missing, unknown or ill-typed attribute;
+    /// as [`DropoutConfig::validate`].
+    pub fn from_spec(spec: &LayerSpec, ctx: &Context<'_>) -> Result<Self> {
+        spec.only(&["p", "seed"])?;
+        let seed = match spec.get("seed") {
+            // stored as the two's-complement bits of the u64 (see `spec`)
+            Some(Attr::Int(s)) => *s as u64,
+            Some(_) => return Err(spec.invalid("attribute `seed` must be an integer")),
+            None => ctx.index as u64 + 1,
+        };
+        let cfg = DropoutConfig {
+            p: spec.float("p")? as f32,
+            seed,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+impl LayerConfig for DropoutConfig {
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::new("dropout")
+            .with("p", Attr::Float(self.p as f64))
+            .with("seed", Attr::Int(self.seed as i64)) // the u64's bits, read back by `as u64`
+    }
+
+    fn name(&self) -> String {
+        format!("dropout({})", self.p)
+    }
+
+    fn tensors(&self) -> Result<Vec<TensorSpec>> {
+        self.validate()?;
+        Ok(vec![TensorSpec::buffer(
+            "counter",
+            vec![2],
+            Domain::NonNegative,
+        )])
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        checked_output(|| self.name(), input.to_vec())
+    }
+
+    fn build(&self, _rng: &mut Rng) -> Result<Box<dyn Layer>> {
+        Ok(Box::new(Dropout::new(self.p, self.seed)?))
+    }
+}
 
 /// Inverted dropout with rate `p`; see the module doc.
 #[derive(Clone, Debug)]
@@ -34,7 +108,7 @@ pub struct Dropout {
 }
 
 /// The generator for mask number `t`: the layer's seed, stream `t`.
-fn mask_rng(seed: u64, t: u64) -> nn_core::Rng {
+fn mask_rng(seed: u64, t: u64) -> Rng {
     let mut r = nn_core::seeded(seed);
     r.set_stream(t);
     r
@@ -44,14 +118,9 @@ impl Dropout {
     /// Dropout with rate `p` (probability of dropping a unit), masks drawn from `seed`.
     ///
     /// # Errors
-    /// [`Error::Config`] unless `0 ≤ p < 1`.
+    /// [`Error::Config`](crate::Error::Config) unless `0 ≤ p < 1`.
     pub fn new(p: f32, seed: u64) -> Result<Self> {
-        if !(p.is_finite() && (0.0..1.0).contains(&p)) {
-            return Err(Error::Config {
-                layer: "dropout".into(),
-                message: format!("rate p must be in [0, 1), got {p}"),
-            });
-        }
+        DropoutConfig { p, seed }.validate()?;
         Ok(Dropout {
             p,
             seed,
@@ -147,14 +216,11 @@ impl Layer for Dropout {
         Some(self.y.view())
     }
 
-    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
-        Ok(input.to_vec())
-    }
-
-    fn spec(&self) -> LayerSpec {
-        LayerSpec::new("dropout")
-            .with("p", Attr::Float(self.p as f64))
-            .with("seed", Attr::Int(self.seed as i64))
+    fn config(&self) -> Box<dyn LayerConfig> {
+        Box::new(DropoutConfig {
+            p: self.p,
+            seed: self.seed,
+        })
     }
 
     fn name(&self) -> String {

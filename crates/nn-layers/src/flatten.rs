@@ -9,11 +9,45 @@
 //! buffer because the output must outlive the borrowed input.
 
 use ndarray::ArrayViewD;
-use nn_core::Buffer;
+use nn_core::{Buffer, Rng, limits};
 
+use crate::config::{Context, LayerConfig, TensorSpec, checked_output};
 use crate::error::Result;
 use crate::layer::{Layer, Mode, Parameterized, Slot, require_forward, require_shape};
 use crate::spec::LayerSpec;
+
+/// Configuration of a [`Flatten`] layer (it has no attribute).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlattenConfig;
+
+impl FlattenConfig {
+    /// Reads the (empty) attributes.
+    ///
+    /// # Errors
+    /// [`Error::Spec`](crate::Error::Spec) for any attribute.
+    pub fn from_spec(spec: &LayerSpec, _ctx: &Context<'_>) -> Result<Self> {
+        spec.only(&[])?;
+        Ok(FlattenConfig)
+    }
+}
+
+impl LayerConfig for FlattenConfig {
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::new("flatten")
+    }
+
+    fn tensors(&self) -> Result<Vec<TensorSpec>> {
+        Ok(Vec::new())
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        checked_output(|| "flatten".into(), flat(input)?.to_vec())
+    }
+
+    fn build(&self, _rng: &mut Rng) -> Result<Box<dyn Layer>> {
+        Ok(Box::new(Flatten::new()))
+    }
+}
 
 /// Reshapes `[n, …]` to `[n, features]`.
 #[derive(Clone, Debug, Default)]
@@ -39,7 +73,8 @@ fn flat(shape: &[usize]) -> Result<[usize; 2]> {
     if shape.is_empty() {
         return Err(nn_core::Error::shape("flatten forward", "[n, …]", shape).into());
     }
-    Ok([shape[0], shape[1..].iter().product()])
+    let row = limits::elements(|| "flatten input row".into(), &shape[1..])?;
+    Ok([shape[0], row])
 }
 
 impl Layer for Flatten {
@@ -69,12 +104,8 @@ impl Layer for Flatten {
         Some(self.y.view())
     }
 
-    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
-        Ok(flat(input)?.to_vec())
-    }
-
-    fn spec(&self) -> LayerSpec {
-        LayerSpec::new("flatten")
+    fn config(&self) -> Box<dyn LayerConfig> {
+        Box::new(FlattenConfig)
     }
 }
 

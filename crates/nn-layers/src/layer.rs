@@ -18,8 +18,8 @@ use std::fmt::Debug;
 use ndarray::ArrayViewD;
 use nn_core::{Param, Tensor};
 
+use crate::config::LayerConfig;
 use crate::error::{Error, Result};
-use crate::spec::LayerSpec;
 
 /// Whether a forward pass is part of training or of inference.
 ///
@@ -138,18 +138,23 @@ pub trait Layer: Parameterized + Debug + Send {
         self.backward_params(dy)
     }
 
-    /// The output shape for an input of shape `input` (batch axis included).
+    /// What the layer is: its kind's configuration, which model files store and from which
+    /// a registry builds the layer again.
+    fn config(&self) -> Box<dyn LayerConfig>;
+
+    /// The output shape for an input of shape `input` (batch axis included); the default
+    /// asks [`Layer::config`].
     ///
     /// # Errors
-    /// As `forward` would for that shape.
-    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>>;
+    /// As `forward` would for that shape, or a limit error for an output too large.
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        self.config().output_shape(input)
+    }
 
-    /// What the layer is, for model files and messages.
-    fn spec(&self) -> LayerSpec;
-
-    /// A short human-readable name, e.g. `dense(784 → 128)`.
+    /// A short human-readable name, e.g. `dense(784 → 128)`; the default asks
+    /// [`Layer::config`].
     fn name(&self) -> String {
-        self.spec().kind
+        self.config().name()
     }
 
     /// Sets every parameter gradient to zero.

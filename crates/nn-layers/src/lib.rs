@@ -15,8 +15,11 @@
 //! - [`Sequential`]: forward through every layer, backward in reverse order;
 //! - [`gradcheck`]: the numerical gradient checker, public so that layers written in other
 //!   crates can be checked the same way;
-//! - [`LayerSpec`]: what a layer is, for model files, and [`Registry`], which builds a layer
-//!   back from its spec (user-defined kinds included, once registered).
+//! - [`LayerConfig`]: the one description of each layer kind (`DenseConfig`,
+//!   `Conv2dConfig`, …) that validates itself and knows its tensors and output shapes before
+//!   anything is allocated; [`LayerSpec`], its kind and attributes as files store them; and
+//!   [`Registry`], which reads a spec back into a configuration (user-defined kinds
+//!   included, once registered).
 //!
 //! ```
 //! use nn_layers::{Dense, DenseConfig, Layer, Mode, Relu, Sequential};
@@ -39,6 +42,7 @@
 
 pub mod activation;
 pub mod batchnorm;
+pub mod config;
 pub mod conv;
 pub mod dense;
 pub mod dropout;
@@ -53,18 +57,19 @@ pub mod sequential;
 pub mod softmax;
 pub mod spec;
 
-pub use activation::{Identity, LeakyRelu, Relu, Sigmoid, Tanh};
-pub use batchnorm::BatchNorm;
+pub use activation::{ActivationConfig, Identity, LeakyRelu, Relu, Sigmoid, Tanh};
+pub use batchnorm::{BatchNorm, BatchNormConfig};
+pub use config::{Context, Domain, LayerConfig, TensorSpec};
 pub use conv::{Conv2d, Conv2dConfig};
 pub use dense::{Dense, DenseConfig};
-pub use dropout::Dropout;
+pub use dropout::{Dropout, DropoutConfig};
 pub use error::{Error, Result};
-pub use flatten::Flatten;
+pub use flatten::{Flatten, FlattenConfig};
 pub use gradcheck::{GradCheckConfig, GradCheckReport, check_layer, check_loss};
 pub use layer::{Layer, Mode, Parameterized, Slot};
 pub use loss::{BceWithLogits, Loss, Mse, SoftmaxCrossEntropy, Target};
-pub use pool::{AvgPool2d, MaxPool2d, Pool2d};
-pub use registry::{Constructor, Registry};
-pub use sequential::Sequential;
-pub use softmax::Softmax;
+pub use pool::{AvgPool2d, MaxPool2d, Pool2d, Pool2dConfig, Reduce};
+pub use registry::{Parser, Registry};
+pub use sequential::{Sequential, SequentialConfig};
+pub use softmax::{Softmax, SoftmaxConfig};
 pub use spec::{Attr, LayerSpec};

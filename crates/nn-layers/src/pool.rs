@@ -14,18 +14,120 @@
 //! Overlapping windows (`s < k`) add their gradients.
 
 use ndarray::ArrayViewD;
-use nn_core::Buffer;
 use nn_core::parallel::{split_runs, split_runs2};
+use nn_core::{Buffer, Rng};
 
-use crate::error::{Error, Result};
+use crate::config::{Context, LayerConfig, TensorSpec, checked_output, ensure};
+use crate::error::Result;
 use crate::layer::{Layer, Mode, Parameterized, Slot, require_forward, require_shape};
 use crate::spec::{Attr, LayerSpec};
 
 /// Which reduction a pooling layer applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Reduce {
+pub enum Reduce {
+    /// The largest value of each window (`maxpool2d`).
     Max,
+    /// The mean of each window (`avgpool2d`).
     Avg,
+}
+
+impl Reduce {
+    /// The layer kind: `"maxpool2d"` or `"avgpool2d"`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Reduce::Max => "maxpool2d",
+            Reduce::Avg => "avgpool2d",
+        }
+    }
+}
+
+/// Configuration of a [`Pool2d`] layer: `k×k` windows with stride `s`, no padding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pool2dConfig {
+    /// Max or average.
+    pub reduce: Reduce,
+    /// Window size `k`.
+    pub kernel: usize,
+    /// Stride `s`.
+    pub stride: usize,
+}
+
+impl Pool2dConfig {
+    /// Checks that the window and the stride are positive.
+    ///
+    /// # Errors
+    /// [`Error::Config`](crate::Error::Config) naming the kind.
+    pub fn validate(&self) -> Result<()> {
+        let (k, s) = (self.kernel, self.stride);
+        ensure(k > 0 && s > 0, self.reduce.kind(), || {
+            format!("kernel and stride must be positive, got {k} and {s}")
+        })
+    }
+
+    /// Reads `kernel` and `stride` (default: the kernel) for the kind `reduce`.
+    ///
+    /// # Errors
+    /// [`Error::Spec`](crate::Error::Spec) for a missing, unknown or ill-typed attribute;
+    /// as [`Pool2dConfig::validate`].
+    pub fn from_spec(reduce: Reduce, spec: &LayerSpec, _ctx: &Context<'_>) -> Result<Self> {
+        spec.only(&["kernel", "stride"])?;
+        let kernel = spec.usize("kernel")?;
+        let cfg = Pool2dConfig {
+            reduce,
+            kernel,
+            stride: spec.usize_or("stride", kernel)?,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// `(oh, ow)` for an input `[n, c, h, w]`, or the error naming both shapes.
+    fn geometry(&self, input: &[usize]) -> Result<(usize, usize)> {
+        let k = self.kernel;
+        if input.len() != 4 || input[2] < k || input[3] < k {
+            return Err(nn_core::Error::shape(
+                format!("{} forward", self.name()),
+                format!("[n, c, h, w] with h, w ≥ {k}"),
+                input,
+            )
+            .into());
+        }
+        Ok((
+            (input[2] - k) / self.stride + 1,
+            (input[3] - k) / self.stride + 1,
+        ))
+    }
+}
+
+impl LayerConfig for Pool2dConfig {
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::new(self.reduce.kind())
+            .with("kernel", Attr::Int(self.kernel as i64))
+            .with("stride", Attr::Int(self.stride as i64))
+    }
+
+    fn name(&self) -> String {
+        let k = self.kernel;
+        format!("{}({k}×{k}, stride {})", self.reduce.kind(), self.stride)
+    }
+
+    fn tensors(&self) -> Result<Vec<TensorSpec>> {
+        self.validate()?;
+        Ok(Vec::new())
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        let (oh, ow) = self.geometry(input)?;
+        checked_output(|| self.name(), vec![input[0], input[1], oh, ow])
+    }
+
+    fn build(&self, _rng: &mut Rng) -> Result<Box<dyn Layer>> {
+        Ok(Box::new(Pool2d::build(
+            self.reduce,
+            self.kernel,
+            self.stride,
+        )?))
+    }
 }
 
 /// A pooling layer (see [`MaxPool2d`] and [`AvgPool2d`]).
@@ -49,12 +151,12 @@ pub type AvgPool2d = Pool2d;
 
 impl Pool2d {
     fn build(reduce: Reduce, k: usize, s: usize) -> Result<Self> {
-        if k == 0 || s == 0 {
-            return Err(Error::Config {
-                layer: Self::kind_of(reduce).into(),
-                message: format!("kernel and stride must be positive, got {k} and {s}"),
-            });
+        Pool2dConfig {
+            reduce,
+            kernel: k,
+            stride: s,
         }
+        .validate()?;
         Ok(Pool2d {
             reduce,
             k,
@@ -83,36 +185,20 @@ impl Pool2d {
         Self::build(Reduce::Avg, k, s)
     }
 
-    fn kind_of(r: Reduce) -> &'static str {
-        match r {
-            Reduce::Max => "maxpool2d",
-            Reduce::Avg => "avgpool2d",
+    fn pool_config(&self) -> Pool2dConfig {
+        Pool2dConfig {
+            reduce: self.reduce,
+            kernel: self.k,
+            stride: self.s,
         }
     }
 
     fn label(&self) -> String {
-        format!(
-            "{}({}×{}, stride {})",
-            Self::kind_of(self.reduce),
-            self.k,
-            self.k,
-            self.s
-        )
+        self.pool_config().name()
     }
 
     fn geometry(&self, input: &[usize]) -> Result<(usize, usize)> {
-        if input.len() != 4 || input[2] < self.k || input[3] < self.k {
-            return Err(nn_core::Error::shape(
-                format!("{} forward", self.label()),
-                format!("[n, c, h, w] with h, w ≥ {}", self.k),
-                input,
-            )
-            .into());
-        }
-        Ok((
-            (input[2] - self.k) / self.s + 1,
-            (input[3] - self.k) / self.s + 1,
-        ))
+        self.pool_config().geometry(input)
     }
 }
 
@@ -323,15 +409,8 @@ impl Layer for Pool2d {
         Some(self.y.view())
     }
 
-    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
-        let (oh, ow) = self.geometry(input)?;
-        Ok(vec![input[0], input[1], oh, ow])
-    }
-
-    fn spec(&self) -> LayerSpec {
-        LayerSpec::new(Self::kind_of(self.reduce))
-            .with("kernel", Attr::Int(self.k as i64))
-            .with("stride", Attr::Int(self.s as i64))
+    fn config(&self) -> Box<dyn LayerConfig> {
+        Box::new(self.pool_config())
     }
 
     fn name(&self) -> String {

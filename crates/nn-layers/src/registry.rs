@@ -1,36 +1,41 @@
-//! The layer registry: from a [`LayerSpec`] back to a layer.
+//! The layer registry: from a [`LayerSpec`] to a validated [`LayerConfig`], and from there
+//! to a layer.
 //!
-//! Model files store each layer's spec (`kind` + attributes) next to its named tensors. To
-//! load a file, a [`Registry`] maps every kind to a constructor; the built-in kinds are
-//! registered by [`Registry::new`], and a crate that defines its own layer registers its
-//! kind once before loading. A file holding a kind nobody registered fails with
+//! Model files and spec files hold each layer as a spec (`kind` + attributes). A
+//! [`Registry`] maps every kind to the function that reads its configuration; the built-in
+//! kinds are registered by [`Registry::new`], and a crate that defines its own layer
+//! registers its kind once before loading. A spec of a kind nobody registered fails with
 //! [`Error::UnknownKind`] naming it.
+//!
+//! Reading a spec yields a configuration, not a layer: its tensors and output shapes can be
+//! checked (against a file's contents, against the limits) before anything is allocated.
 
 use std::collections::BTreeMap;
 
 use nn_core::{Init, Rng};
 
-use crate::activation::{Identity, LeakyRelu, Relu, Sigmoid, Tanh};
-use crate::batchnorm::BatchNorm;
-use crate::conv::{Conv2d, Conv2dConfig};
-use crate::dense::{Dense, DenseConfig};
-use crate::dropout::Dropout;
+use crate::activation::{ActivationConfig, IdentityFn, LeakyReluFn, ReluFn, SigmoidFn, TanhFn};
+use crate::batchnorm::BatchNormConfig;
+use crate::config::{Context, LayerConfig};
+use crate::conv::Conv2dConfig;
+use crate::dense::DenseConfig;
+use crate::dropout::DropoutConfig;
 use crate::error::{Error, Result};
-use crate::flatten::Flatten;
+use crate::flatten::FlattenConfig;
 use crate::layer::Layer;
-use crate::pool::Pool2d;
-use crate::sequential::Sequential;
-use crate::softmax::Softmax;
-use crate::spec::{Attr, LayerSpec};
+use crate::pool::{Pool2dConfig, Reduce};
+use crate::sequential::{Sequential, SequentialConfig};
+use crate::softmax::SoftmaxConfig;
+use crate::spec::LayerSpec;
 
-/// Builds a layer from its spec. Weights are drawn from `rng` (a file then overwrites them);
-/// containers build their children through the registry.
-pub type Constructor = fn(&LayerSpec, &Registry, &mut Rng) -> Result<Box<dyn Layer>>;
+/// Reads and validates the configuration a spec describes. `ctx` carries the registry (for
+/// nested layers) and, when known, the shape of the layer's input (to infer widths).
+pub type Parser = fn(&LayerSpec, &Context<'_>) -> Result<Box<dyn LayerConfig>>;
 
-/// Layer kinds and their constructors.
+/// Layer kinds and the functions that read their configurations.
 #[derive(Clone, Debug)]
 pub struct Registry {
-    constructors: BTreeMap<String, Constructor>,
+    parsers: BTreeMap<String, Parser>,
 }
 
 impl Default for Registry {
@@ -39,94 +44,102 @@ impl Default for Registry {
     }
 }
 
+/// Boxes the configuration a typed reader returns.
+macro_rules! boxed {
+    ($read:expr) => {
+        |s, c| Ok(Box::new($read(s, c)?) as Box<dyn LayerConfig>)
+    };
+}
+
 impl Registry {
     /// A registry holding the built-in kinds: `dense`, `identity`, `sigmoid`, `tanh`,
     /// `relu`, `leaky_relu`, `softmax`, `flatten`, `conv2d`, `maxpool2d`, `avgpool2d`,
     /// `batchnorm`, `dropout`, `sequential`.
     pub fn new() -> Self {
         let mut r = Self::empty();
-        r.register("dense", build_dense);
-        r.register("identity", |_, _, _| Ok(Box::new(Identity::new())));
-        r.register("sigmoid", |_, _, _| Ok(Box::new(Sigmoid::new())));
-        r.register("tanh", |_, _, _| Ok(Box::new(Tanh::new())));
-        r.register("relu", |_, _, _| Ok(Box::new(Relu::new())));
-        r.register("leaky_relu", |s, _, _| {
-            Ok(Box::new(LeakyRelu::leaky(s.float("alpha")? as f32)?))
+        r.register("dense", boxed!(DenseConfig::from_spec));
+        r.register(
+            "identity",
+            boxed!(ActivationConfig::<IdentityFn>::from_spec),
+        );
+        r.register("sigmoid", boxed!(ActivationConfig::<SigmoidFn>::from_spec));
+        r.register("tanh", boxed!(ActivationConfig::<TanhFn>::from_spec));
+        r.register("relu", boxed!(ActivationConfig::<ReluFn>::from_spec));
+        r.register(
+            "leaky_relu",
+            boxed!(ActivationConfig::<LeakyReluFn>::from_spec),
+        );
+        r.register("softmax", boxed!(SoftmaxConfig::from_spec));
+        r.register("flatten", boxed!(FlattenConfig::from_spec));
+        r.register("conv2d", boxed!(Conv2dConfig::from_spec));
+        r.register("maxpool2d", |s, c| {
+            Ok(Box::new(Pool2dConfig::from_spec(Reduce::Max, s, c)?))
         });
-        r.register("softmax", |_, _, _| Ok(Box::new(Softmax::new())));
-        r.register("flatten", |_, _, _| Ok(Box::new(Flatten::new())));
-        r.register("conv2d", build_conv);
-        r.register("maxpool2d", |s, _, _| {
-            Ok(Box::new(Pool2d::max(
-                s.usize("kernel")?,
-                s.usize("stride")?,
-            )?))
+        r.register("avgpool2d", |s, c| {
+            Ok(Box::new(Pool2dConfig::from_spec(Reduce::Avg, s, c)?))
         });
-        r.register("avgpool2d", |s, _, _| {
-            Ok(Box::new(Pool2d::avg(
-                s.usize("kernel")?,
-                s.usize("stride")?,
-            )?))
-        });
-        r.register("batchnorm", |s, _, _| {
-            Ok(Box::new(BatchNorm::new(
-                s.usize("features")?,
-                s.float("eps")? as f32,
-                s.float("momentum")? as f32,
-            )?))
-        });
-        r.register("dropout", |s, _, _| {
-            Ok(Box::new(Dropout::new(
-                s.float("p")? as f32,
-                s.usize("seed")? as u64,
-            )?))
-        });
-        r.register("sequential", |s, reg, rng| {
-            Ok(Box::new(reg.build_sequential(s.layers("layers")?, rng)?))
-        });
+        r.register("batchnorm", boxed!(BatchNormConfig::from_spec));
+        r.register("dropout", boxed!(DropoutConfig::from_spec));
+        r.register("sequential", boxed!(SequentialConfig::from_spec));
         r
     }
 
     /// A registry with no kind at all.
     pub fn empty() -> Self {
         Registry {
-            constructors: BTreeMap::new(),
+            parsers: BTreeMap::new(),
         }
     }
 
-    /// Registers (or replaces) the constructor of `kind`; returns the one it replaced.
-    pub fn register(
-        &mut self,
-        kind: impl Into<String>,
-        constructor: Constructor,
-    ) -> Option<Constructor> {
-        self.constructors.insert(kind.into(), constructor)
+    /// Registers (or replaces) the reader of `kind`; returns the one it replaced.
+    pub fn register(&mut self, kind: impl Into<String>, parser: Parser) -> Option<Parser> {
+        self.parsers.insert(kind.into(), parser)
     }
 
     /// Whether `kind` is registered.
     pub fn contains(&self, kind: &str) -> bool {
-        self.constructors.contains_key(kind)
+        self.parsers.contains_key(kind)
     }
 
     /// The registered kinds, sorted.
     pub fn kinds(&self) -> impl Iterator<Item = &str> {
-        self.constructors.keys().map(String::as_str)
+        self.parsers.keys().map(String::as_str)
     }
 
-    /// Builds the layer a spec describes.
+    /// Reads and validates the configuration `spec` describes, in context `ctx`.
     ///
     /// # Errors
-    /// [`Error::UnknownKind`] for an unregistered kind; the constructor's errors (a missing
-    /// attribute, a bad configuration).
-    pub fn build(&self, spec: &LayerSpec, rng: &mut Rng) -> Result<Box<dyn Layer>> {
-        let c = self
-            .constructors
+    /// [`Error::UnknownKind`] for an unregistered kind; the kind's own errors (a missing or
+    /// unknown attribute, a size out of range or beyond a limit).
+    pub fn config(&self, spec: &LayerSpec, ctx: &Context<'_>) -> Result<Box<dyn LayerConfig>> {
+        let parse = self
+            .parsers
             .get(&spec.kind)
             .ok_or_else(|| Error::UnknownKind {
-                kind: spec.kind.clone(),
+                kind: nn_core::limits::excerpt(&spec.kind),
                 known: self.kinds().collect::<Vec<_>>().join(", "),
             })?;
-        c(spec, self, rng)
+        parse(spec, ctx)
+    }
+
+    /// The configuration of a stack of `specs` whose first layer receives inputs of shape
+    /// `input` (batch axis first): widths left out of the specs are inferred and every
+    /// layer's input shape is checked.
+    ///
+    /// # Errors
+    /// The first failing layer's error wrapped in [`Error::AtLayer`].
+    pub fn sequential(&self, specs: &[LayerSpec], input: &[usize]) -> Result<SequentialConfig> {
+        let spec =
+            LayerSpec::new("sequential").with("layers", crate::spec::Attr::Layers(specs.to_vec()));
+        SequentialConfig::from_spec(&spec, &Context::new(self).with_input(input))
+    }
+
+    /// Builds the layer a spec describes (its configuration read with no input shape).
+    ///
+    /// # Errors
+    /// As [`Registry::config`].
+    pub fn build(&self, spec: &LayerSpec, rng: &mut Rng) -> Result<Box<dyn Layer>> {
+        self.config(spec, &Context::new(self))?.build(rng)
     }
 
     /// Builds a [`Sequential`] from the specs of its layers.
@@ -136,57 +149,16 @@ impl Registry {
     pub fn build_sequential(&self, specs: &[LayerSpec], rng: &mut Rng) -> Result<Sequential> {
         let mut s = Sequential::new();
         for (i, spec) in specs.iter().enumerate() {
-            s.push_boxed(self.build(spec, rng).map_err(|e| e.at_layer(i))?);
+            let ctx = Context {
+                index: i,
+                depth: 1,
+                ..Context::new(self)
+            };
+            let cfg = self.config(spec, &ctx).map_err(|e| e.at_layer(i))?;
+            s.push_boxed(cfg.build(rng).map_err(|e| e.at_layer(i))?);
         }
         Ok(s)
     }
-}
-
-/// `dense`: `n_in`, `n_out`, optional `bias` (default true) and `init` (default `he_uniform`).
-fn build_dense(s: &LayerSpec, _: &Registry, rng: &mut Rng) -> Result<Box<dyn Layer>> {
-    let mut cfg = DenseConfig::new(s.usize("n_in")?, s.usize("n_out")?);
-    if s.get("bias").is_some() {
-        cfg.bias = s.bool("bias")?;
-    }
-    if let Some(Attr::Str(name)) = s.get("init") {
-        cfg.init = parse_init(name).ok_or_else(|| Error::Spec {
-            kind: s.kind.clone(),
-            message: format!(
-                "unknown init `{name}`; expected xavier_uniform, xavier_normal, he_uniform or he_normal"
-            ),
-        })?;
-    }
-    Ok(Box::new(Dense::new(&cfg, rng)?))
-}
-
-/// `conv2d`: `in_channels`, `out_channels`, `kernel`, `stride`, `padding` (pairs), `bias`.
-fn build_conv(s: &LayerSpec, _: &Registry, rng: &mut Rng) -> Result<Box<dyn Layer>> {
-    let pair = |key: &str| -> Result<(usize, usize)> {
-        match s.get(key) {
-            Some(Attr::Ints(v)) if v.len() == 2 && v.iter().all(|d| *d >= 0) => {
-                Ok((v[0] as usize, v[1] as usize))
-            }
-            Some(Attr::Int(d)) if *d >= 0 => Ok((*d as usize, *d as usize)),
-            other => Err(Error::Spec {
-                kind: s.kind.clone(),
-                message: format!(
-                    "attribute `{key}` must be a pair of non-negative integers, got {other:?}"
-                ),
-            }),
-        }
-    };
-    let mut cfg = Conv2dConfig::new(s.usize("in_channels")?, s.usize("out_channels")?, 1);
-    cfg.kernel = pair("kernel")?;
-    if s.get("stride").is_some() {
-        cfg.stride = pair("stride")?;
-    }
-    if s.get("padding").is_some() {
-        cfg.padding = pair("padding")?;
-    }
-    if s.get("bias").is_some() {
-        cfg.bias = s.bool("bias")?;
-    }
-    Ok(Box::new(Conv2d::new(&cfg, rng)?))
 }
 
 /// The initialiser called `name` in specs and on the command line.
@@ -204,7 +176,11 @@ pub fn parse_init(name: &str) -> Option<Init> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::activation::{LeakyRelu, Tanh};
+    use crate::dense::Dense;
     use crate::layer::Mode;
+    use crate::softmax::Softmax;
+    use crate::spec::Attr;
     use nn_core::seeded;
 
     #[test]
@@ -216,9 +192,9 @@ mod tests {
             .with(Tanh::new())
             .with(Dense::new(&DenseConfig::new(4, 2), &mut rng).unwrap())
             .with(Softmax::new());
-        let spec = net.spec();
+        let spec = net.config().spec();
         let mut rebuilt = Registry::new().build(&spec, &mut rng).unwrap();
-        assert_eq!(rebuilt.spec(), spec);
+        assert_eq!(rebuilt.config().spec(), spec);
         let x = ndarray::Array2::<f32>::ones((2, 3)).into_dyn();
         assert_eq!(
             rebuilt.forward(x.view(), Mode::Eval).unwrap().shape(),

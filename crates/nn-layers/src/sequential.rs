@@ -11,11 +11,152 @@
 //! time. Parameters are named `"<index>.<name>"`, e.g. `"0.weight"`.
 
 use ndarray::ArrayViewD;
-use nn_core::Buffer;
+use nn_core::{Buffer, Rng, limits};
 
+use crate::config::{Context, LayerConfig, TensorSpec};
 use crate::error::{Error, Result};
 use crate::layer::{Layer, Mode, Parameterized, Slot};
 use crate::spec::{Attr, LayerSpec};
+
+/// How deeply containers may nest: parsing a nested spec recurses once per level, so the
+/// depth is bounded by this constant, never by the input.
+pub const MAX_DEPTH: usize = 64;
+
+/// Configuration of a [`Sequential`]: the configurations of its layers, in order.
+#[derive(Debug, Default)]
+pub struct SequentialConfig {
+    /// The layers, first to last.
+    pub layers: Vec<Box<dyn LayerConfig>>,
+}
+
+impl SequentialConfig {
+    /// A stack of the given layers.
+    pub fn new(layers: Vec<Box<dyn LayerConfig>>) -> Self {
+        SequentialConfig { layers }
+    }
+
+    /// Checks the number of layers against [`limits::MAX_LAYERS`].
+    ///
+    /// # Errors
+    /// A limit error.
+    pub fn validate(&self) -> Result<()> {
+        limits::check(
+            || "network".into(),
+            &[self.layers.len()],
+            limits::MAX_LAYERS,
+            "layers",
+        )?;
+        Ok(())
+    }
+
+    /// Reads the nested `layers` through the context's registry. When the input shape is
+    /// known, each layer is read with the shape its predecessor outputs (so widths such as
+    /// `n_in` can be left out) and that shape is checked.
+    ///
+    /// # Errors
+    /// The first failing layer's error wrapped in [`Error::AtLayer`]; a limit error for
+    /// too many layers or too deep a nesting.
+    pub fn from_spec(spec: &LayerSpec, ctx: &Context<'_>) -> Result<Self> {
+        spec.only(&["layers"])?;
+        if ctx.depth >= MAX_DEPTH {
+            return Err(spec.invalid(format!("containers nest deeper than {MAX_DEPTH} levels")));
+        }
+        let specs = spec.layers("layers")?;
+        limits::check(
+            || "network".into(),
+            &[specs.len()],
+            limits::MAX_LAYERS,
+            "layers",
+        )?;
+        let mut layers = Vec::with_capacity(specs.len());
+        let mut shape = ctx.input.map(<[usize]>::to_vec);
+        for (i, s) in specs.iter().enumerate() {
+            let child = Context {
+                registry: ctx.registry,
+                input: shape.as_deref(),
+                index: i,
+                depth: ctx.depth + 1,
+            };
+            let cfg = ctx.registry.config(s, &child).map_err(|e| e.at_layer(i))?;
+            if let Some(sh) = &shape {
+                shape = Some(cfg.output_shape(sh).map_err(|e| e.at_layer(i))?);
+            }
+            layers.push(cfg);
+        }
+        Ok(SequentialConfig { layers })
+    }
+
+    /// The output shape of every layer for an input of shape `input`, first to last, with
+    /// all of them together within [`limits::MAX_ACTIVATIONS`].
+    ///
+    /// # Errors
+    /// The first layer that does not accept its input, wrapped in [`Error::AtLayer`]; a
+    /// limit error.
+    pub fn output_shapes(&self, input: &[usize]) -> Result<Vec<Vec<usize>>> {
+        let mut shapes: Vec<Vec<usize>> = Vec::with_capacity(self.layers.len());
+        let mut total = 0usize;
+        for (i, l) in self.layers.iter().enumerate() {
+            let s = l
+                .output_shape(shapes.last().map_or(input, Vec::as_slice))
+                .map_err(|e| e.at_layer(i))?;
+            let n = limits::product(&s).unwrap_or(usize::MAX);
+            total = limits::add(
+                || format!("the outputs of layers 0 to {i} together (elements)"),
+                total,
+                n,
+                limits::MAX_ACTIVATIONS,
+            )?;
+            shapes.push(s);
+        }
+        Ok(shapes)
+    }
+}
+
+impl LayerConfig for SequentialConfig {
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::new("sequential").with(
+            "layers",
+            Attr::Layers(self.layers.iter().map(|l| l.spec()).collect()),
+        )
+    }
+
+    fn name(&self) -> String {
+        let names: Vec<String> = self.layers.iter().map(|l| l.name()).collect();
+        format!("sequential[{}]", names.join(", "))
+    }
+
+    /// The layers' tensors named `"<index>.<name>"`, all of them within
+    /// [`limits::MAX_PARAMETERS`].
+    fn tensors(&self) -> Result<Vec<TensorSpec>> {
+        self.validate()?;
+        let mut out = Vec::new();
+        let mut total = 0usize;
+        for (i, l) in self.layers.iter().enumerate() {
+            for mut t in l.tensors().map_err(|e| e.at_layer(i))? {
+                total = limits::add(
+                    || "the model's parameters and buffers (elements)".into(),
+                    total,
+                    t.len(),
+                    limits::MAX_PARAMETERS,
+                )?;
+                t.name = format!("{i}.{}", t.name);
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        Ok(self
+            .output_shapes(input)?
+            .pop()
+            .unwrap_or_else(|| input.to_vec()))
+    }
+
+    fn build(&self, rng: &mut Rng) -> Result<Box<dyn Layer>> {
+        Ok(Box::new(Sequential::from_config(self, rng)?))
+    }
+}
 
 /// A stack of layers applied in order.
 #[derive(Debug, Default)]
@@ -34,6 +175,24 @@ impl Sequential {
     /// An empty stack.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Builds every layer `cfg` lists, drawing their weights from `rng` in order.
+    ///
+    /// # Errors
+    /// The first failing layer's error wrapped in [`Error::AtLayer`].
+    pub fn from_config(cfg: &SequentialConfig, rng: &mut Rng) -> Result<Self> {
+        cfg.validate()?;
+        let mut s = Sequential::new();
+        for (i, l) in cfg.layers.iter().enumerate() {
+            s.push_boxed(l.build(rng).map_err(|e| e.at_layer(i))?);
+        }
+        Ok(s)
+    }
+
+    /// The configuration of the stack: its layers' configurations.
+    pub fn sequential_config(&self) -> SequentialConfig {
+        SequentialConfig::new(self.layers.iter().map(|l| l.config()).collect())
     }
 
     /// Appends a layer (builder style).
@@ -78,13 +237,7 @@ impl Sequential {
     /// The first layer that does not accept its input shape, wrapped in
     /// [`Error::AtLayer`].
     pub fn output_shapes(&self, input: &[usize]) -> Result<Vec<Vec<usize>>> {
-        let mut shapes = Vec::with_capacity(self.layers.len());
-        let mut s = input.to_vec();
-        for (i, l) in self.layers.iter().enumerate() {
-            s = l.output_shape(&s).map_err(|e| e.at_layer(i))?;
-            shapes.push(s.clone());
-        }
-        Ok(shapes)
+        self.sequential_config().output_shapes(input)
     }
 }
 
@@ -179,39 +332,50 @@ impl Sequential {
 
 /// Backward from the top of `layers` (`dy` for the last one's output) down to the first;
 /// returns `∂E/∂x` of the first layer, or `None` with `params_only`. Layer `i` run with a kept
-/// input gets it back: the output of layer `i − 1`, or `x` for the first layer.
-fn backward_from<'s>(
+/// input gets it back: the output of layer `i − 1`, or `x` for the first layer. A loop, not
+/// a recursion: the stack does not grow with the number of layers.
+fn backward_from<'s, 'v>(
     layers: &'s mut [Box<dyn Layer>],
     kept: &[bool],
-    x: Option<ArrayViewD<'_, f32>>,
-    dy: ArrayViewD<'_, f32>,
+    x: Option<ArrayViewD<'v, f32>>,
+    dy: ArrayViewD<'v, f32>,
     params_only: bool,
-) -> Result<Option<ArrayViewD<'s, f32>>> {
-    let i = layers.len() - 1;
-    let (top, rest) = layers.split_last_mut().expect("at least one layer");
-    // the input handed back, if this layer left it with us; a layer that needs it and does
-    // not get it says so itself (`Error::InputNeeded`)
-    let input = match (kept[i], i) {
-        (false, _) => None,
-        (true, 0) => x.clone(),
-        (true, _) => rest[i - 1].output(),
-    };
-    let at = |e: Error| e.at_layer(i);
-    if i == 0 && params_only {
-        match input {
-            Some(x) => top.backward_params_with_input(x, dy).map_err(at)?,
-            None => top.backward_params(dy).map_err(at)?,
+) -> Result<Option<ArrayViewD<'s, f32>>>
+where
+    's: 'v,
+{
+    let mut rest = layers;
+    let mut g = dy; // gᴸ = ∂E/∂y
+    loop {
+        let i = rest.len() - 1;
+        let (top, before) = rest.split_last_mut().expect("at least one layer");
+        // the input handed back, if this layer left it with us; a layer that needs it and
+        // does not get it says so itself (`Error::InputNeeded`)
+        let input = match (kept[i], i) {
+            (false, _) => None,
+            (true, 0) => x.clone(),
+            (true, _) => before[i - 1].output(),
+        };
+        let at = |e: Error| e.at_layer(i);
+        if i == 0 {
+            if params_only {
+                match input {
+                    Some(x) => top.backward_params_with_input(x, g).map_err(at)?,
+                    None => top.backward_params(g).map_err(at)?,
+                }
+                return Ok(None);
+            }
+            return match input {
+                Some(x) => top.backward_with_input(x, g).map_err(at).map(Some),
+                None => top.backward(g).map_err(at).map(Some),
+            };
         }
-        return Ok(None);
+        g = match input {
+            Some(x) => top.backward_with_input(x, g).map_err(at)?,
+            None => top.backward(g).map_err(at)?, // gˡ⁻¹ = layerₗ.backward(gˡ)
+        };
+        rest = before;
     }
-    let g = match input {
-        Some(x) => top.backward_with_input(x, dy).map_err(at)?,
-        None => top.backward(dy).map_err(at)?, // gˡ⁻¹ = layerₗ.backward(gˡ)
-    };
-    if i == 0 {
-        return Ok(Some(g));
-    }
-    backward_from(rest, &kept[..i], x, g, params_only)
 }
 
 impl Layer for Sequential {
@@ -251,18 +415,8 @@ impl Layer for Sequential {
         self.backward_params_with_input_opt(Some(x), dy)
     }
 
-    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
-        Ok(self
-            .output_shapes(input)?
-            .pop()
-            .unwrap_or_else(|| input.to_vec()))
-    }
-
-    fn spec(&self) -> LayerSpec {
-        LayerSpec::new("sequential").with(
-            "layers",
-            Attr::Layers(self.layers.iter().map(|l| l.spec()).collect()),
-        )
+    fn config(&self) -> Box<dyn LayerConfig> {
+        Box::new(self.sequential_config())
     }
 
     fn name(&self) -> String {
@@ -404,5 +558,34 @@ mod tests {
             e.to_string().contains("expected shape [2, 4], got [3, 4]"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn ten_thousand_layers_run_on_a_small_stack() {
+        // backward is a loop: a 10,000-layer stack runs on a 256 KiB thread stack
+        let run = || {
+            let mut s = Sequential::new();
+            for i in 0..limits::MAX_LAYERS {
+                if i % 2 == 0 {
+                    s.push(crate::Identity::new());
+                } else {
+                    s.push(crate::LeakyRelu::leaky(1.0).unwrap());
+                }
+            }
+            let x = Array2::from_shape_fn((2, 3), |(i, j)| i as f32 - j as f32).into_dyn();
+            let y = s.forward(x.view(), Mode::Train).unwrap().to_owned();
+            assert_eq!(y, x); // identity and a slope of 1 on both sides
+            let dx = s.backward(x.view()).unwrap().to_owned();
+            assert_eq!(dx, x);
+            s.zero_grad();
+            s.forward_input_kept(x.view()).unwrap();
+            s.backward_params_with_input(x.view(), x.view()).unwrap();
+        };
+        std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(run)
+            .unwrap()
+            .join()
+            .unwrap();
     }
 }

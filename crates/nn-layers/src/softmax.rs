@@ -11,11 +11,48 @@
 //! the gradient collapses to `(p − y)/N` and stays exact where `p` rounds to 0 or 1.
 
 use ndarray::{ArrayViewD, Ix2, Zip};
-use nn_core::Buffer;
+use nn_core::{Buffer, Rng};
 
+use crate::config::{Context, LayerConfig, TensorSpec, checked_output};
 use crate::error::Result;
 use crate::layer::{Layer, Mode, Parameterized, Slot, require_forward, require_shape};
 use crate::spec::LayerSpec;
+
+/// Configuration of a [`Softmax`] layer (it has no attribute).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SoftmaxConfig;
+
+impl SoftmaxConfig {
+    /// Reads the (empty) attributes.
+    ///
+    /// # Errors
+    /// [`Error::Spec`](crate::Error::Spec) for any attribute.
+    pub fn from_spec(spec: &LayerSpec, _ctx: &Context<'_>) -> Result<Self> {
+        spec.only(&[])?;
+        Ok(SoftmaxConfig)
+    }
+}
+
+impl LayerConfig for SoftmaxConfig {
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::new("softmax")
+    }
+
+    fn tensors(&self) -> Result<Vec<TensorSpec>> {
+        Ok(Vec::new())
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        if input.len() != 2 {
+            return Err(nn_core::Error::shape("softmax forward", "[n, classes]", input).into());
+        }
+        checked_output(|| "softmax".into(), input.to_vec())
+    }
+
+    fn build(&self, _rng: &mut Rng) -> Result<Box<dyn Layer>> {
+        Ok(Box::new(Softmax::new()))
+    }
+}
 
 /// Row-wise softmax of `[n, k]` scores.
 #[derive(Clone, Debug, Default)]
@@ -70,15 +107,8 @@ impl Layer for Softmax {
         Some(self.y.view())
     }
 
-    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
-        if input.len() != 2 {
-            return Err(nn_core::Error::shape("softmax forward", "[n, classes]", input).into());
-        }
-        Ok(input.to_vec())
-    }
-
-    fn spec(&self) -> LayerSpec {
-        LayerSpec::new("softmax")
+    fn config(&self) -> Box<dyn LayerConfig> {
+        Box::new(SoftmaxConfig)
     }
 }
 

@@ -57,7 +57,7 @@ impl LayerSpec {
 
     fn error(&self, message: String) -> Error {
         Error::Spec {
-            kind: self.kind.clone(),
+            kind: nn_core::limits::excerpt(&self.kind),
             message,
         }
     }
@@ -67,28 +67,134 @@ impl LayerSpec {
             .ok_or_else(|| self.error(format!("missing attribute `{key}`")))
     }
 
+    /// Refuses attributes other than `known` (a misspelt `n_ot` is an error, not a default)
+    /// and attributes given twice.
+    ///
+    /// # Errors
+    /// [`Error::Spec`] naming the attribute and the known ones.
+    pub fn only(&self, known: &[&str]) -> Result<()> {
+        for (i, (k, _)) in self.attrs.iter().enumerate() {
+            if !known.contains(&k.as_str()) {
+                let expected = if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                };
+                return Err(self.error(format!(
+                    "unknown attribute `{}` (expected: {expected})",
+                    nn_core::limits::excerpt(k)
+                )));
+            }
+            if self.attrs[..i].iter().any(|(other, _)| other == k) {
+                return Err(self.error(format!("attribute `{k}` is given twice")));
+            }
+        }
+        Ok(())
+    }
+
     /// The non-negative integer attribute `key`.
     ///
     /// # Errors
     /// [`Error::Spec`] when it is missing, negative or not an integer.
     pub fn usize(&self, key: &str) -> Result<usize> {
-        match self.require(key)? {
-            Attr::Int(v) if *v >= 0 => Ok(*v as usize),
+        let v = self.require(key)?;
+        self.as_usize(key, v)
+    }
+
+    fn as_usize(&self, key: &str, v: &Attr) -> Result<usize> {
+        match v {
+            Attr::Int(i) => usize::try_from(*i).map_err(|_| {
+                self.error(format!(
+                    "attribute `{key}` must be a non-negative integer, got {i}"
+                ))
+            }),
             other => Err(self.error(format!(
-                "attribute `{key}` must be a non-negative integer, got {other:?}"
+                "attribute `{key}` must be a non-negative integer, got {}",
+                describe(other)
             ))),
         }
     }
 
-    /// The real attribute `key` (integers are accepted too).
+    /// The non-negative integer attribute `key`, or `default` when it is absent.
     ///
     /// # Errors
-    /// [`Error::Spec`] when it is missing or not a number.
+    /// As [`LayerSpec::usize`] for a present attribute.
+    pub fn usize_or(&self, key: &str, default: usize) -> Result<usize> {
+        match self.get(key) {
+            Some(v) => self.as_usize(key, v),
+            None => Ok(default),
+        }
+    }
+
+    /// The non-negative integer attribute `key`, or the `inferred` value when it is absent;
+    /// an error naming `key` when it is absent and nothing could be inferred.
+    ///
+    /// # Errors
+    /// As [`LayerSpec::usize`].
+    pub fn usize_or_inferred(&self, key: &str, inferred: Option<usize>) -> Result<usize> {
+        match (self.get(key), inferred) {
+            (Some(v), _) => self.as_usize(key, v),
+            (None, Some(i)) => Ok(i),
+            (None, None) => Err(self.error(format!(
+                "missing attribute `{key}` (and no input shape to infer it from)"
+            ))),
+        }
+    }
+
+    /// A pair of non-negative integers `key` (`[a, b]`, or one integer for both), or
+    /// `default` when it is absent.
+    ///
+    /// # Errors
+    /// [`Error::Spec`] for anything else.
+    pub fn pair_or(&self, key: &str, default: (usize, usize)) -> Result<(usize, usize)> {
+        let bad = |got: String| {
+            self.error(format!(
+                "attribute `{key}` must be a non-negative integer or a pair of them, got {got}"
+            ))
+        };
+        match self.get(key) {
+            None => Ok(default),
+            Some(Attr::Int(i)) => {
+                let v = usize::try_from(*i).map_err(|_| bad(i.to_string()))?;
+                Ok((v, v))
+            }
+            Some(Attr::Ints(v)) if v.len() == 2 => {
+                let a = usize::try_from(v[0]).map_err(|_| bad(format!("{v:?}")))?;
+                let b = usize::try_from(v[1]).map_err(|_| bad(format!("{v:?}")))?;
+                Ok((a, b))
+            }
+            Some(other) => Err(bad(describe(other))),
+        }
+    }
+
+    /// The real attribute `key` (integers are accepted too); it must be finite.
+    ///
+    /// # Errors
+    /// [`Error::Spec`] when it is missing, not a number or not finite.
     pub fn float(&self, key: &str) -> Result<f64> {
-        match self.require(key)? {
-            Attr::Float(v) => Ok(*v),
-            Attr::Int(v) => Ok(*v as f64),
-            other => Err(self.error(format!("attribute `{key}` must be a number, got {other:?}"))),
+        let v = self.require(key)?;
+        self.as_float(key, v)
+    }
+
+    fn as_float(&self, key: &str, v: &Attr) -> Result<f64> {
+        match v {
+            Attr::Float(f) if f.is_finite() => Ok(*f),
+            Attr::Int(i) => Ok(*i as f64),
+            other => Err(self.error(format!(
+                "attribute `{key}` must be a finite number, got {}",
+                describe(other)
+            ))),
+        }
+    }
+
+    /// The real attribute `key`, or `default` when it is absent.
+    ///
+    /// # Errors
+    /// As [`LayerSpec::float`] for a present attribute.
+    pub fn float_or(&self, key: &str, default: f64) -> Result<f64> {
+        match self.get(key) {
+            Some(v) => self.as_float(key, v),
+            None => Ok(default),
         }
     }
 
@@ -97,10 +203,42 @@ impl LayerSpec {
     /// # Errors
     /// [`Error::Spec`] when it is missing or not a flag.
     pub fn bool(&self, key: &str) -> Result<bool> {
-        match self.require(key)? {
-            Attr::Bool(v) => Ok(*v),
+        let v = self.require(key)?;
+        self.as_bool(key, v)
+    }
+
+    fn as_bool(&self, key: &str, v: &Attr) -> Result<bool> {
+        match v {
+            Attr::Bool(b) => Ok(*b),
             other => Err(self.error(format!(
-                "attribute `{key}` must be true or false, got {other:?}"
+                "attribute `{key}` must be true or false, got {}",
+                describe(other)
+            ))),
+        }
+    }
+
+    /// The flag `key`, or `default` when it is absent.
+    ///
+    /// # Errors
+    /// As [`LayerSpec::bool`] for a present attribute.
+    pub fn bool_or(&self, key: &str, default: bool) -> Result<bool> {
+        match self.get(key) {
+            Some(v) => self.as_bool(key, v),
+            None => Ok(default),
+        }
+    }
+
+    /// The word `key`, if present.
+    ///
+    /// # Errors
+    /// [`Error::Spec`] when it is present but not a word.
+    pub fn str_opt(&self, key: &str) -> Result<Option<&str>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Attr::Str(s)) => Ok(Some(s)),
+            Some(other) => Err(self.error(format!(
+                "attribute `{key}` must be a word, got {}",
+                describe(other)
             ))),
         }
     }
@@ -113,10 +251,29 @@ impl LayerSpec {
         match self.require(key)? {
             Attr::Layers(v) => Ok(v),
             other => Err(self.error(format!(
-                "attribute `{key}` must be a list of layers, got {other:?}"
+                "attribute `{key}` must be a list of layers, got {}",
+                describe(other)
             ))),
         }
     }
+
+    /// An error about this spec (for constructors that check more than types).
+    pub fn invalid(&self, message: impl Into<String>) -> Error {
+        self.error(message.into())
+    }
+}
+
+/// An attribute value for a message, cut to a readable length.
+fn describe(a: &Attr) -> String {
+    let text = match a {
+        Attr::Int(i) => format!("the integer {i}"),
+        Attr::Float(f) => format!("the number {f}"),
+        Attr::Bool(b) => format!("the flag {b}"),
+        Attr::Str(s) => format!("the word `{s}`"),
+        Attr::Ints(v) => format!("the list {v:?}"),
+        Attr::Layers(v) => format!("a list of {} layers", v.len()),
+    };
+    nn_core::limits::excerpt(&text)
 }
 
 #[cfg(test)]
@@ -138,7 +295,37 @@ mod tests {
         );
         assert_eq!(
             s.usize("bias").unwrap_err().to_string(),
-            "layer spec `dense`: attribute `bias` must be a non-negative integer, got Bool(true)"
+            "layer spec `dense`: attribute `bias` must be a non-negative integer, got the flag true"
+        );
+        assert_eq!(s.usize_or("n_out", 7).unwrap(), 7);
+        assert_eq!(s.usize_or_inferred("n_out", Some(3)).unwrap(), 3);
+        assert!(s.usize_or_inferred("n_out", None).is_err());
+        s.only(&["n_in", "bias", "alpha"]).unwrap();
+        assert_eq!(
+            s.only(&["n_in", "bias"]).unwrap_err().to_string(),
+            "layer spec `dense`: unknown attribute `alpha` (expected: n_in, bias)"
+        );
+        let neg = LayerSpec::new("dense").with("n_in", Attr::Int(-3));
+        assert!(
+            neg.usize("n_in")
+                .unwrap_err()
+                .to_string()
+                .contains("got -3")
+        );
+        let nan = LayerSpec::new("dropout").with("p", Attr::Float(f64::NAN));
+        assert!(nan.float("p").is_err());
+        let pad = LayerSpec::new("conv2d").with("padding", Attr::Ints(vec![1, 2]));
+        assert_eq!(pad.pair_or("padding", (0, 0)).unwrap(), (1, 2));
+        assert_eq!(pad.pair_or("stride", (1, 1)).unwrap(), (1, 1));
+        let twice = LayerSpec::new("relu")
+            .with("a", Attr::Int(1))
+            .with("a", Attr::Int(2));
+        assert!(
+            twice
+                .only(&["a"])
+                .unwrap_err()
+                .to_string()
+                .contains("given twice")
         );
     }
 }

@@ -7,8 +7,9 @@ use nn_layers::gradcheck::{GradCheckConfig, check_layer, check_loss};
 use nn_layers::layer::{require_forward, require_shape};
 use nn_layers::{
     AvgPool2d, BatchNorm, BceWithLogits, Conv2d, Conv2dConfig, Dense, DenseConfig, Dropout,
-    Flatten, Identity, Layer, LayerSpec, LeakyRelu, MaxPool2d, Mode, Mse, Parameterized, Relu,
-    Sequential, Sigmoid, Slot, Softmax, SoftmaxCrossEntropy, Tanh, Target,
+    Flatten, Identity, Layer, LayerConfig, LayerSpec, LeakyRelu, MaxPool2d, Mode, Mse,
+    Parameterized, Relu, Sequential, Sigmoid, Slot, Softmax, SoftmaxCrossEntropy, Tanh, Target,
+    TensorSpec,
 };
 use proptest::prelude::*;
 
@@ -344,12 +345,32 @@ impl Layer for BrokenScale {
         Ok(self.dx.view())
     }
 
+    fn config(&self) -> Box<dyn LayerConfig> {
+        Box::new(BrokenScaleConfig {
+            k: self.scale.len(),
+            break_input: self.break_input,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct BrokenScaleConfig {
+    k: usize,
+    break_input: bool,
+}
+
+impl LayerConfig for BrokenScaleConfig {
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::new("broken_scale")
+    }
+    fn tensors(&self) -> nn_layers::Result<Vec<TensorSpec>> {
+        Ok(vec![TensorSpec::param("scale", vec![self.k])])
+    }
     fn output_shape(&self, input: &[usize]) -> nn_layers::Result<Vec<usize>> {
         Ok(input.to_vec())
     }
-
-    fn spec(&self) -> LayerSpec {
-        LayerSpec::new("broken_scale")
+    fn build(&self, _rng: &mut nn_core::Rng) -> nn_layers::Result<Box<dyn Layer>> {
+        Ok(Box::new(BrokenScale::new(self.k, self.break_input)))
     }
 }
 

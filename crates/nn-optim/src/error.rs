@@ -9,7 +9,9 @@ pub enum Error {
     Layers(#[from] nn_layers::Error),
     /// The loss or the gradients stopped being finite; training stopped before applying
     /// that step, so the weights are those after the last good step.
-    #[error("training diverged at epoch {epoch}, step {step}: {what} is {value}")]
+    #[error(
+        "training diverged at epoch {epoch}, step {step}: {what} is {value}; try a lower learning rate, gradient clipping or normalised inputs"
+    )]
     NonFinite {
         /// Epoch, from 1.
         epoch: usize,

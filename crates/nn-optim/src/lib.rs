@@ -34,6 +34,6 @@ pub use optimizer::{Optimizer, OptimizerState};
 pub use schedule::{LrSchedule, Schedule, Warmup};
 pub use sgd::{Sgd, SgdConfig};
 pub use train::{
-    EarlyStopping, EpochRecord, Evaluation, History, Monitor, Observer, Silent, TrainConfig,
-    Trainer, TrainerState, evaluate,
+    BestSoFar, EarlyStopping, EpochRecord, Evaluation, History, Monitor, Observer, Silent,
+    TrainConfig, Trainer, TrainerState, check_snapshot, evaluate, restore, snapshot,
 };

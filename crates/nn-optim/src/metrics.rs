@@ -9,6 +9,7 @@
 //!
 //! `C[true, predicted]` counts rows: true classes down, predictions across.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use ndarray::ArrayView2;
@@ -30,18 +31,32 @@ pub fn predicted_class(row: ndarray::ArrayView1<'_, f32>) -> usize {
 }
 
 /// Counts of (true class, predicted class) pairs.
+///
+/// Only the pairs that occur are stored (with the per-class totals), so the memory grows
+/// with the rows counted, never with the square of the number of classes: a model with tens
+/// of thousands of outputs evaluates in kilobytes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfusionMatrix {
     classes: usize,
-    counts: Vec<u64>,
+    /// `C[t, p]` for the pairs seen, keyed by `t·classes + p`.
+    counts: BTreeMap<u64, u64>,
+    /// `Σ_p C[t, p]` by true class `t`.
+    truth: BTreeMap<usize, u64>,
+    /// `Σ_t C[t, p]` by predicted class `p`.
+    predicted: BTreeMap<usize, u64>,
 }
 
+/// The largest matrix printed in full; larger ones print their most frequent confusions.
+pub const MAX_PRINTED_CLASSES: usize = 20;
+
 impl ConfusionMatrix {
-    /// An empty matrix over `classes` classes.
+    /// An empty matrix over `classes` classes (nothing is allocated for them).
     pub fn new(classes: usize) -> Self {
         ConfusionMatrix {
             classes,
-            counts: vec![0; classes * classes],
+            counts: BTreeMap::new(),
+            truth: BTreeMap::new(),
+            predicted: BTreeMap::new(),
         }
     }
 
@@ -50,10 +65,16 @@ impl ConfusionMatrix {
         self.classes
     }
 
+    fn key(&self, truth: usize, predicted: usize) -> u64 {
+        truth as u64 * self.classes as u64 + predicted as u64
+    }
+
     /// Counts one row (classes out of range are ignored; callers validate targets first).
     pub fn add(&mut self, truth: usize, predicted: usize) {
         if truth < self.classes && predicted < self.classes {
-            self.counts[truth * self.classes + predicted] += 1;
+            *self.counts.entry(self.key(truth, predicted)).or_default() += 1;
+            *self.truth.entry(truth).or_default() += 1;
+            *self.predicted.entry(predicted).or_default() += 1;
         }
     }
 
@@ -64,42 +85,70 @@ impl ConfusionMatrix {
         }
     }
 
-    /// `C[truth, predicted]`.
+    /// `C[truth, predicted]` (0 outside the matrix).
     pub fn get(&self, truth: usize, predicted: usize) -> u64 {
-        self.counts[truth * self.classes + predicted]
+        if truth >= self.classes || predicted >= self.classes {
+            return 0;
+        }
+        self.counts
+            .get(&self.key(truth, predicted))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Rows counted.
     pub fn total(&self) -> u64 {
-        self.counts.iter().sum()
+        self.truth.values().sum()
     }
 
     /// Fraction of rows predicted right (0 when empty).
     pub fn accuracy(&self) -> f32 {
-        let correct: u64 = (0..self.classes).map(|c| self.get(c, c)).sum();
+        let correct: u64 = self.truth.keys().map(|&c| self.get(c, c)).sum();
         ratio(correct, self.total())
     }
 
     /// Of the rows predicted `c`, the fraction that are `c` (0 when none were predicted `c`).
     pub fn precision(&self, c: usize) -> f32 {
-        let predicted: u64 = (0..self.classes).map(|r| self.get(r, c)).sum();
-        ratio(self.get(c, c), predicted)
+        ratio(self.get(c, c), self.predicted.get(&c).copied().unwrap_or(0))
     }
 
     /// Of the rows that are `c`, the fraction predicted `c` (0 when there are none).
     pub fn recall(&self, c: usize) -> f32 {
-        let actual: u64 = (0..self.classes).map(|p| self.get(c, p)).sum();
-        ratio(self.get(c, c), actual)
+        ratio(self.get(c, c), self.truth.get(&c).copied().unwrap_or(0))
     }
 
     /// Merges the counts of another matrix of the same size.
     pub fn merge(&mut self, other: &ConfusionMatrix) {
-        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
-            *a += b;
+        for (&k, &n) in &other.counts {
+            let (t, p) = (
+                (k / other.classes as u64) as usize,
+                (k % other.classes as u64) as usize,
+            );
+            if t < self.classes && p < self.classes {
+                *self.counts.entry(self.key(t, p)).or_default() += n;
+                *self.truth.entry(t).or_default() += n;
+                *self.predicted.entry(p).or_default() += n;
+            }
         }
     }
 
-    /// A table with class names (or indices), counts, and precision/recall per class.
+    /// The off-diagonal pairs `(truth, predicted, count)`, most frequent first (ties by
+    /// class), at most `n` of them.
+    pub fn top_confusions(&self, n: usize) -> Vec<(usize, usize, u64)> {
+        let k = self.classes as u64;
+        let mut v: Vec<(usize, usize, u64)> = self
+            .counts
+            .iter()
+            .map(|(&key, &c)| ((key / k) as usize, (key % k) as usize, c))
+            .filter(|(t, p, _)| t != p)
+            .collect();
+        v.sort_by(|a, b| b.2.cmp(&a.2).then((a.0, a.1).cmp(&(b.0, b.1))));
+        v.truncate(n);
+        v
+    }
+
+    /// A table with class names (or indices), counts, and precision/recall per class; for
+    /// more than [`MAX_PRINTED_CLASSES`] classes, the ten most frequent confusions instead.
     pub fn display_with<'a>(&'a self, names: Option<&'a [String]>) -> impl fmt::Display + 'a {
         ConfusionDisplay { m: self, names }
     }
@@ -114,31 +163,65 @@ struct ConfusionDisplay<'a> {
     names: Option<&'a [String]>,
 }
 
+impl ConfusionDisplay<'_> {
+    /// The name of class `c`, cut to a readable length.
+    fn name(&self, c: usize) -> String {
+        let n = self
+            .names
+            .and_then(|n| n.get(c).cloned())
+            .unwrap_or_else(|| c.to_string());
+        truncate(&n, 24)
+    }
+
+    /// For many classes: the most frequent confusions, one per line.
+    fn summary(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} classes (more than {MAX_PRINTED_CLASSES}): the matrix is not printed; most frequent confusions:",
+            self.m.classes
+        )?;
+        let top = self.m.top_confusions(10);
+        if top.is_empty() {
+            writeln!(f, "  none")?;
+        }
+        for (t, p, n) in top {
+            writeln!(
+                f,
+                "  true {} predicted as {}: {n} rows",
+                self.name(t),
+                self.name(p)
+            )?;
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for ConfusionDisplay<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let k = self.m.classes;
-        let name = |c: usize| -> String {
-            self.names
-                .and_then(|n| n.get(c).cloned())
-                .unwrap_or_else(|| c.to_string())
-        };
-        let longest = (0..k).map(|c| name(c).chars().count()).max().unwrap_or(1);
+        if k > MAX_PRINTED_CLASSES {
+            return self.summary(f);
+        }
+        let longest = (0..k)
+            .map(|c| self.name(c).chars().count())
+            .max()
+            .unwrap_or(1);
         let w = longest.max("true\\pred".len()); // label column
         let cw = self
             .m
             .counts
-            .iter()
+            .values()
             .map(|c| c.to_string().len())
             .max()
             .unwrap_or(1)
             .max(longest.min(8)); // count columns: names cut to 8 characters
         write!(f, "{:>w$}  ", "true\\pred")?;
         for c in 0..k {
-            write!(f, " {:>cw$}", truncate(&name(c), cw))?;
+            write!(f, " {:>cw$}", truncate(&self.name(c), cw))?;
         }
         writeln!(f, "   precision  recall")?;
         for t in 0..k {
-            write!(f, "{:>w$}  ", name(t))?;
+            write!(f, "{:>w$}  ", self.name(t))?;
             for p in 0..k {
                 write!(f, " {:>cw$}", self.m.get(t, p))?;
             }
@@ -196,5 +279,30 @@ mod tests {
         assert_eq!(predicted_class(array![-0.3f32].view()), 0);
         // ties go to the first index
         assert_eq!(predicted_class(array![1.0f32, 1.0].view()), 0);
+    }
+
+    #[test]
+    fn many_classes_stay_small_and_print_a_summary() {
+        // 40,000 classes: nothing is allocated per class, and the table is a summary
+        let mut m = ConfusionMatrix::new(40_000);
+        for i in 0..100 {
+            m.add(i, i);
+        }
+        for _ in 0..3 {
+            m.add(7, 39_999);
+        }
+        m.add(5, 6);
+        assert_eq!((m.total(), m.get(7, 39_999), m.get(7, 7)), (104, 3, 1));
+        assert_eq!(m.recall(7), 0.25); // 1 of the 4 rows of class 7
+        assert_eq!(m.precision(39_999), 0.0);
+        assert_eq!(m.top_confusions(5), vec![(7, 39_999, 3), (5, 6, 1)]);
+        let text = m.display_with(None).to_string();
+        assert_eq!(
+            text,
+            "40000 classes (more than 20): the matrix is not printed; most frequent confusions:\n  true 7 predicted as 39999: 3 rows\n  true 5 predicted as 6: 1 rows\n"
+        );
+        // its debug form lists what it stores: the four pairs and the per-class totals
+        let stored = format!("{m:?}").len();
+        assert!(stored < 20_000, "{stored} bytes");
     }
 }

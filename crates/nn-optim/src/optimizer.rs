@@ -52,6 +52,47 @@ pub struct OptimizerState {
     pub slots: BTreeMap<String, Vec<TensorData>>,
 }
 
+impl OptimizerState {
+    /// Checks a state read from a checkpoint against the model it goes with: every slot
+    /// belongs to a parameter of `model`, has its shape and as many values, all finite; the
+    /// learning rate is finite and `≥ 0`.
+    ///
+    /// # Errors
+    /// [`Error::State`] naming the first slot that does not fit.
+    pub fn validate(&self, model: &mut dyn Parameterized) -> Result<()> {
+        check_lr(self.lr).map_err(|e| Error::State(e.to_string()))?;
+        let mut shapes = BTreeMap::new();
+        model.visit(&mut |name, slot| {
+            if let nn_layers::Slot::Param(p) = slot {
+                shapes.insert(name.to_string(), p.value.shape().to_vec());
+            }
+        });
+        for (name, tensors) in &self.slots {
+            let Some(shape) = shapes.get(name) else {
+                return Err(Error::State(format!(
+                    "state for `{}`, which the model does not have",
+                    nn_core::limits::excerpt(name)
+                )));
+            };
+            for t in tensors {
+                let n = nn_core::limits::product(&t.shape);
+                if &t.shape != shape || n != Some(t.data.len()) {
+                    return Err(Error::State(format!(
+                        "state of `{name}` has shape {} ({} values), the parameter {}",
+                        nn_core::Shape(t.shape.clone()),
+                        t.data.len(),
+                        nn_core::Shape(shape.clone())
+                    )));
+                }
+                if let Some(v) = t.data.iter().find(|v| !v.is_finite()) {
+                    return Err(Error::State(format!("state of `{name}` holds {v}")));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Per-parameter state tensors keyed by parameter name.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct SlotMap {

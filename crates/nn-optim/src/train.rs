@@ -210,6 +210,29 @@ pub struct TrainerState {
     pub history: History,
 }
 
+impl TrainerState {
+    /// Checks a state read from a checkpoint against the model it goes with: the best
+    /// weights (if any) are a finite snapshot of `model`, and the history is no longer than
+    /// the epochs completed.
+    ///
+    /// # Errors
+    /// [`Error::State`] naming what does not fit.
+    pub fn validate(&self, model: &mut dyn Layer) -> Result<()> {
+        if self.history.epochs.len() > self.epoch {
+            return Err(Error::State(format!(
+                "{} epochs of history after {} epochs",
+                self.history.epochs.len(),
+                self.epoch
+            )));
+        }
+        match &self.best {
+            Some(b) => check_snapshot(model, &b.weights)
+                .map_err(|e| Error::State(format!("best weights: {e}"))),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The best epoch so far and its weights.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BestSoFar {
@@ -343,8 +366,13 @@ impl Trainer {
             let (train_loss, train_accuracy) =
                 self.train_epoch(model, loss, opt, train, observer)?;
             let seconds = started.elapsed().as_secs_f64();
+            // the history keeps the validation loss and accuracy, not the confusion matrix
+            // (which would grow the checkpoints with every epoch)
             let val_eval = match val {
-                Some(v) => Some(evaluate(model, loss, v, self.cfg.eval_batch_size)?),
+                Some(v) => Some(Evaluation {
+                    confusion: None,
+                    ..evaluate(model, loss, v, self.cfg.eval_batch_size)?
+                }),
                 None => None,
             };
             self.epoch = epoch;
@@ -484,40 +512,70 @@ pub fn snapshot(model: &mut dyn Layer) -> Vec<(String, TensorData)> {
 /// Writes a [`snapshot`] back into `model`.
 ///
 /// # Errors
-/// [`Error::State`] when a name or shape does not match.
+/// [`Error::State`] when a name, a shape or a length does not match, or a value is not
+/// finite; the model is then left unchanged.
 pub fn restore(model: &mut dyn Layer, weights: &[(String, TensorData)]) -> Result<()> {
+    check_snapshot(model, weights)?;
     let mut i = 0;
-    let mut err = None;
-    model.visit(&mut |name, slot| {
+    model.visit(&mut |_, slot| {
         let t: &mut Tensor = match slot {
             Slot::Param(p) => &mut p.value,
             Slot::Buffer(b) => b,
         };
-        match weights.get(i) {
-            Some((n, d)) if n == name && d.shape == t.shape() => {
-                t.as_slice_mut()
-                    .expect("parameters are contiguous")
-                    .copy_from_slice(&d.data);
-            }
-            other => {
-                err.get_or_insert_with(|| {
-                    Error::State(format!(
-                        "saved weights do not match the model at `{name}` (saved: {:?})",
-                        other.map(|(n, d)| (n, &d.shape))
-                    ))
-                });
-            }
+        t.as_slice_mut()
+            .expect("parameters are contiguous")
+            .copy_from_slice(&weights[i].1.data);
+        i += 1;
+    });
+    Ok(())
+}
+
+/// Checks that `weights` is a snapshot of `model`: the same names and shapes in visiting
+/// order, as many values as each shape holds, all finite.
+///
+/// # Errors
+/// [`Error::State`] naming the first tensor that differs.
+pub fn check_snapshot(model: &mut dyn Layer, weights: &[(String, TensorData)]) -> Result<()> {
+    let mut i = 0;
+    let mut err = None;
+    model.visit(&mut |name, slot| {
+        let shape = match &slot {
+            Slot::Param(p) => p.value.shape(),
+            Slot::Buffer(b) => b.shape(),
+        };
+        if err.is_none() {
+            err = check_entry(name, shape, weights.get(i)).err();
         }
         i += 1;
     });
     match err {
         Some(e) => Err(e),
         None if i != weights.len() => Err(Error::State(format!(
-            "model has {i} tensors, saved weights {}",
+            "saved weights hold {} tensors, the model {i}",
             weights.len()
         ))),
         None => Ok(()),
     }
+}
+
+/// One entry of a snapshot against the model's tensor `name` of shape `shape`.
+fn check_entry(name: &str, shape: &[usize], entry: Option<&(String, TensorData)>) -> Result<()> {
+    let Some((n, d)) = entry else {
+        return Err(Error::State(format!("saved weights lack `{name}`")));
+    };
+    if n != name || d.shape != shape || nn_core::limits::product(&d.shape) != Some(d.data.len()) {
+        return Err(Error::State(format!(
+            "saved weights do not match the model at `{name}` {}: found `{}` {} with {} values",
+            nn_core::Shape(shape.to_vec()),
+            nn_core::limits::excerpt(n),
+            nn_core::Shape(d.shape.clone()),
+            d.data.len()
+        )));
+    }
+    if let Some(v) = d.data.iter().find(|v| !v.is_finite()) {
+        return Err(Error::State(format!("saved weights `{name}` hold {v}")));
+    }
+    Ok(())
 }
 
 /// Loss, accuracy and confusion matrix of `model` on `data` (Eval mode, in batches).

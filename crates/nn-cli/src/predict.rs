@@ -1,0 +1,179 @@
+//! `nn predict`: the class and its probability (or the values) for each input row.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use ndarray::{ArrayView1, Axis, IxDyn};
+use nn_core::Tensor;
+use nn_io::{Limits, Metadata};
+use nn_layers::{Mode, Registry};
+
+use crate::data;
+use crate::eval::check_batch;
+use crate::output::say;
+
+/// Rows per forward pass.
+const BATCH: usize = 1024;
+
+/// Output formats of `nn predict`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// `row,class,probability` lines.
+    Csv,
+    /// A JSON array of objects.
+    Json,
+}
+
+/// Options of `nn predict`.
+#[derive(clap::Args, Debug)]
+pub struct PredictArgs {
+    /// A model file saved by `nn train`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Rows to predict: a CSV file (the model's feature columns, matched by name), an IDX
+    /// images file or folder, or `-` for CSV on standard input.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Csv)]
+    pub format: Format,
+}
+
+/// Reads the inputs of `nn predict`, bounded by the input limits.
+fn read_inputs(input: &Path, meta: &Metadata) -> Result<Tensor> {
+    let columns = (!meta.feature_names.is_empty()).then_some(meta.feature_names.as_slice());
+    let limits = Limits::from_env().map_err(anyhow::Error::msg)?;
+    let (x, ignored) = if input == Path::new("-") {
+        let stdin = std::io::stdin().lock();
+        let (x, _, ignored) =
+            nn_io::parse_csv_features(stdin, Path::new("<stdin>"), columns, &limits)?;
+        (x, ignored)
+    } else if input.is_dir() {
+        let (images, _) = nn_io::idx::find_idx_pair(input, "t10k")?;
+        return idx_images(&images);
+    } else if is_idx(input) {
+        return idx_images(input);
+    } else {
+        let (x, _, ignored) = nn_io::read_csv_features(input, columns, &limits)?;
+        (x, ignored)
+    };
+    data::note_ignored(input, &ignored);
+    Ok(x)
+}
+
+/// Whether a file starts like an IDX file, raw (`00 00`) or gzipped.
+fn is_idx(input: &Path) -> bool {
+    let mut magic = [0u8; 4];
+    std::fs::File::open(input)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok_and(|()| magic[..2] == [0, 0] || magic[..2] == [0x1f, 0x8b])
+}
+
+fn idx_images(path: &Path) -> Result<Tensor> {
+    let a = nn_io::read_idx(path)?;
+    let n = a.dims.first().copied().unwrap_or(0);
+    let mut shape = vec![n, 1];
+    shape.extend_from_slice(&a.dims[1..]);
+    let x: Vec<f32> = a.data.iter().map(|&b| b as f32).collect();
+    Tensor::from_shape_vec(IxDyn(&shape), x).context("IDX images")
+}
+
+/// Runs `nn predict`.
+pub fn run(a: &PredictArgs) -> Result<()> {
+    let mut loaded = nn_io::load_model(&a.model, &Registry::new())?;
+    let meta = loaded.metadata.clone();
+    let x = data::prepare(read_inputs(&a.input, &meta)?, &meta, &a.input)?;
+    let batch = BATCH.min(x.shape()[0]).max(1);
+    check_batch(loaded.model.as_ref(), &meta.input_shape, batch)?;
+    let mut rows = Vec::with_capacity(x.shape()[0]);
+    for (start, chunk) in x.axis_chunks_iter(Axis(0), batch).enumerate() {
+        let y = loaded.model.forward(chunk, Mode::Eval)?;
+        let y = y
+            .into_dimensionality::<ndarray::Ix2>()
+            .context("the model's output is not one row per input")?;
+        for (i, z) in y.rows().into_iter().enumerate() {
+            rows.push(prediction(start * batch + i + 1, z, &meta));
+        }
+    }
+    match a.format {
+        Format::Json => say!("{}", serde_json::to_string_pretty(&rows)?),
+        Format::Csv => print_csv(&rows)?,
+    }
+    Ok(())
+}
+
+/// The prediction for one row of outputs `z`.
+fn prediction(row: usize, z: ArrayView1<'_, f32>, meta: &Metadata) -> Prediction {
+    let (class, probability) = match meta.loss.as_str() {
+        "mse" => {
+            return Prediction::Value {
+                row,
+                values: z.to_vec(),
+            };
+        }
+        "bce_with_logits" => {
+            let p1 = nn_layers::activation::sigmoid(z[0]); // P(class 1) = σ(z)
+            if z[0] > 0.0 { (1, p1) } else { (0, 1.0 - p1) }
+        }
+        _ => {
+            let class = nn_optim::predicted_class(z);
+            let mut p = ndarray::Array1::zeros(z.len());
+            nn_core::softmax::softmax_row(z, p.view_mut());
+            (class, p[class])
+        }
+    };
+    let class = meta
+        .class_names
+        .as_ref()
+        .and_then(|n| n.get(class).cloned())
+        .unwrap_or_else(|| class.to_string());
+    Prediction::Class {
+        row,
+        class,
+        probability,
+    }
+}
+
+fn print_csv(rows: &[Prediction]) -> Result<()> {
+    match rows.first() {
+        Some(Prediction::Value { .. }) => say!("row,value"),
+        _ => say!("row,class,probability"),
+    }
+    for r in rows {
+        match r {
+            Prediction::Class {
+                row,
+                class,
+                probability,
+            } => say!("{row},{},{probability:.6}", csv_field(class)),
+            Prediction::Value { row, values } => {
+                let v: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+                say!("{row},{}", v.join(";"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Prediction {
+    Class {
+        row: usize,
+        class: String,
+        probability: f32,
+    },
+    Value {
+        row: usize,
+        values: Vec<f32>,
+    },
+}
