@@ -210,7 +210,7 @@ impl LeakyRelu {
     /// LeakyReLU with slope `alpha` left of zero.
     ///
     /// # Errors
-    /// [`Error::Config`] unless `alpha` is finite and `≥ 0` (the derivative is read from the
+    /// [`Error::Config`](crate::Error::Config) unless `alpha` is finite and `≥ 0` (the derivative is read from the
     /// output's sign, which needs `α ≥ 0`).
     pub fn leaky(alpha: f32) -> Result<Self> {
         Ok(Self::with_fn(LeakyReluFn::new(alpha)?))

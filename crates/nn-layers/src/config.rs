@@ -9,12 +9,12 @@
 //!   it back through the kind's `from_spec`;
 //! - the `--layers` grammar and spec files produce a [`LayerSpec`] that the same `from_spec`
 //!   completes (input widths inferred from the running shape) and validates;
-//! - a layer reports its configuration through [`Layer::config`](crate::Layer::config).
+//! - a layer reports its configuration through [`Layer::config`].
 //!
 //! A configuration knows, *before anything is allocated*, the tensors its layer will own
 //! ([`LayerConfig::tensors`]) and the output shape for an input shape
 //! ([`LayerConfig::output_shape`]), both computed with checked arithmetic against the
-//! [`limits`](nn_core::limits). A loader compares the declared tensors with what a file
+//! [`limits`]. A loader compares the declared tensors with what a file
 //! holds and only then builds the layer; a trainer checks every activation of a batch
 //! against the limits before the first step.
 

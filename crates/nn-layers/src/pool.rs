@@ -172,7 +172,7 @@ impl Pool2d {
     /// Max pooling over `k×k` windows with stride `s`.
     ///
     /// # Errors
-    /// [`Error::Config`] for a zero kernel or stride.
+    /// [`Error::Config`](crate::Error::Config) for a zero kernel or stride.
     pub fn max(k: usize, s: usize) -> Result<Self> {
         Self::build(Reduce::Max, k, s)
     }
@@ -180,7 +180,7 @@ impl Pool2d {
     /// Average pooling over `k×k` windows with stride `s`.
     ///
     /// # Errors
-    /// [`Error::Config`] for a zero kernel or stride.
+    /// [`Error::Config`](crate::Error::Config) for a zero kernel or stride.
     pub fn avg(k: usize, s: usize) -> Result<Self> {
         Self::build(Reduce::Avg, k, s)
     }
