@@ -16,7 +16,7 @@
 //! - sequences and maps are filled element by element as elements really decode; serde
 //!   reserves at most 1 MiB ahead of them (its "cautious" size hint), whatever the prefix.
 //!
-//! The first two points are made true for every type by [`Frugal`], a wrapper around the
+//! The first two points are made true for every type by `Frugal`, a wrapper around the
 //! bincode deserializer that turns requests for owned strings into requests for borrowed
 //! ones; bincode's own byte limit is not used, because it counts decoded in-memory sizes
 //! and so refuses payloads the encoder wrote. Decoding a payload of `n` bytes therefore

@@ -10,7 +10,7 @@
 //! Loading checks everything before it builds anything. The architecture is read through a
 //! [`Registry`] into validated [`LayerConfig`]s, which declare the tensors the model will
 //! own and the output shapes it will produce, computed with checked arithmetic against the
-//! [`limits`](nn_core::limits). The stored tensors must be exactly the declared ones (names
+//! [`limits`]. The stored tensors must be exactly the declared ones (names
 //! and shapes), finite, and within each tensor's domain (a running variance is never
 //! negative); the metadata must fit the architecture (input shape, class count,
 //! normalisation statistics, finite and positive where they divide). Only then is the model
