@@ -9,16 +9,7 @@ use nn_io::{
     CsvOptions, Dataset, FASHION_MNIST_CLASSES, LabelKind, Limits, Metadata, Normalization, Targets,
 };
 
-/// Whether targets are classes or real values.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-pub enum Task {
-    /// Class labels; softmax + cross-entropy (or one logit and binary cross-entropy).
-    Classify,
-    /// Real-valued targets; mean squared error.
-    Regress,
-}
+pub use nn_cli::settings::Task;
 
 /// A data source as given on the command line.
 pub struct Source {

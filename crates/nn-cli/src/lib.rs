@@ -1,5 +1,7 @@
-//! The parts of the `nn` command that read text a user or a stranger wrote, as a library so
+//! The parts of the `nn` command that read what a user or a stranger wrote, as a library so
 //! that fuzz targets and tests can drive them directly: the `--layers` mini-language and
-//! model spec files ([`spec`]).
+//! model spec files ([`spec`]), and the training settings and checkpoint state
+//! ([`settings`]).
 
+pub mod settings;
 pub mod spec;

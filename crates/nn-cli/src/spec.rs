@@ -336,7 +336,7 @@ mod tests {
         .to_string();
         assert_eq!(
             e,
-            "layer 0: conv2d needs [n, c, h, w] input: expected shape [n, c, h, w], got [4, 8]"
+            "layer 0: conv2d: expected shape [n, c, h, w], got [4, 8]"
         );
         let e = resolve(
             &parse_layers("conv:4:9").unwrap(),

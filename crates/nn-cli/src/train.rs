@@ -9,7 +9,6 @@ use nn_layers::{BceWithLogits, Layer, LayerConfig, Loss, Mse, Registry, SoftmaxC
 use nn_optim::{
     Data, Evaluation, History, Optimizer, OptimizerState, Trainer, TrainerState, evaluate,
 };
-use serde::{Deserialize, Serialize};
 
 use crate::data::{self, Request, Task};
 use crate::eval::{check_batch, report};
@@ -17,23 +16,10 @@ use crate::output::say;
 use crate::progress::Progress;
 use crate::spec;
 
-mod settings;
-
-pub use settings::{Settings, TrainArgs};
+pub use nn_cli::settings::{self, CheckpointState, Settings, TrainArgs};
 
 /// Rows per forward pass when evaluating.
 const EVAL_BATCH: usize = 1024;
-
-/// What a checkpoint holds besides the model.
-#[derive(Serialize, Deserialize)]
-pub struct CheckpointState {
-    /// The run's settings.
-    pub settings: Settings,
-    /// Epoch, step, RNG, early stopping, history.
-    pub trainer: TrainerState,
-    /// The optimizer's moments or velocities.
-    pub optimizer: OptimizerState,
-}
 
 /// The parts of the data a run uses.
 struct Parts {

@@ -62,7 +62,7 @@ pub enum Error {
         b: Shape,
     },
     /// A size beyond one of the explicit [`limits`](crate::limits).
-    #[error("{what}: {amount} is more than the limit of {limit}")]
+    #[error("{what}: {amount}, more than the limit of {limit}")]
     Limit {
         /// What is too large, with its shape, e.g. `"dense(64 → 99999999999) weight [99999999999, 64]"`.
         what: String,

@@ -77,29 +77,48 @@ pub fn check(
             what: format!("{} {}", what(), Shape(shape.to_vec())),
             amount: match n {
                 Some(n) => format!("{n} elements"),
-                None => "more elements than this machine can count".into(),
+                None => "too many elements to count".into(),
             },
             limit: format!("{limit} {per}"),
         }),
     }
 }
 
-/// Checked `a + b` for a running total that must stay within `limit`; `what` names the total.
+/// Checked `a + b` for a running total of `unit` that must stay within `limit`; `what`
+/// names the total.
 ///
 /// # Errors
 /// [`Error::Limit`] when the sum overflows or exceeds `limit`.
-pub fn add(what: impl FnOnce() -> String, a: usize, b: usize, limit: usize) -> Result<usize> {
+pub fn add(
+    what: impl FnOnce() -> String,
+    a: usize,
+    b: usize,
+    limit: usize,
+    unit: &str,
+) -> Result<usize> {
     match a.checked_add(b) {
-        Some(n) if n <= limit => Ok(n),
-        n => Err(Error::Limit {
+        Some(n) => count(what, n, limit, unit),
+        None => Err(Error::Limit {
             what: what(),
-            amount: n.map_or_else(
-                || "more than this machine can count".into(),
-                |n| n.to_string(),
-            ),
+            amount: format!("too many {unit} to count"),
             limit: limit.to_string(),
         }),
     }
+}
+
+/// `n` things of `unit` (layers, classes), at most `limit` of them; `what` names them.
+///
+/// # Errors
+/// [`Error::Limit`] when `n` exceeds `limit`.
+pub fn count(what: impl FnOnce() -> String, n: usize, limit: usize, unit: &str) -> Result<usize> {
+    if n <= limit {
+        return Ok(n);
+    }
+    Err(Error::Limit {
+        what: what(),
+        amount: format!("{n} {unit}"),
+        limit: limit.to_string(),
+    })
 }
 
 /// A value as it may be echoed in an error message: at most about 80 characters, cut at a
@@ -129,23 +148,25 @@ mod tests {
         let e = elements(|| "dense weight".into(), &[(1 << 14) + 1, 1 << 14]).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "dense weight [16385, 16384]: 268451840 elements is more than the limit of 268435456 elements per tensor"
+            "dense weight [16385, 16384]: 268451840 elements, more than the limit of 268435456 elements per tensor"
         );
         let e = elements(|| "x".into(), &[usize::MAX, 3]).unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("more elements than this machine can count"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("too many elements to count"), "{e}");
         let e = elements(|| "x".into(), &[1; 9]).unwrap_err();
         assert!(e.to_string().contains("9 axes"), "{e}");
     }
 
     #[test]
     fn sums_are_checked() {
-        assert_eq!(add(|| "total".into(), 2, 3, 5).unwrap(), 5);
-        assert!(add(|| "total".into(), 2, 4, 5).is_err());
-        assert!(add(|| "total".into(), usize::MAX, 1, usize::MAX).is_err());
+        assert_eq!(add(|| "total".into(), 2, 3, 5, "things").unwrap(), 5);
+        assert_eq!(
+            add(|| "total".into(), 2, 4, 5, "things")
+                .unwrap_err()
+                .to_string(),
+            "total: 6 things, more than the limit of 5"
+        );
+        assert!(add(|| "total".into(), usize::MAX, 1, usize::MAX, "things").is_err());
+        assert_eq!(count(|| "net".into(), 3, 3, "layers").unwrap(), 3);
     }
 
     #[test]

@@ -186,7 +186,7 @@ impl Conv2dConfig {
             p.ok_or_else(|| -> Error {
                 nn_core::Error::Limit {
                     what: format!("{} padded input", self.name()),
-                    amount: "more elements than this machine can count".into(),
+                    amount: "too many elements to count".into(),
                     limit: format!(
                         "{} elements per tensor",
                         nn_core::limits::MAX_TENSOR_ELEMENTS

@@ -40,9 +40,9 @@ impl SequentialConfig {
     /// # Errors
     /// A limit error.
     pub fn validate(&self) -> Result<()> {
-        limits::check(
+        limits::count(
             || "network".into(),
-            &[self.layers.len()],
+            self.layers.len(),
             limits::MAX_LAYERS,
             "layers",
         )?;
@@ -62,9 +62,9 @@ impl SequentialConfig {
             return Err(spec.invalid(format!("containers nest deeper than {MAX_DEPTH} levels")));
         }
         let specs = spec.layers("layers")?;
-        limits::check(
+        limits::count(
             || "network".into(),
-            &[specs.len()],
+            specs.len(),
             limits::MAX_LAYERS,
             "layers",
         )?;
@@ -101,10 +101,16 @@ impl SequentialConfig {
                 .map_err(|e| e.at_layer(i))?;
             let n = limits::product(&s).unwrap_or(usize::MAX);
             total = limits::add(
-                || format!("the outputs of layers 0 to {i} together (elements)"),
+                || {
+                    format!(
+                        "the outputs of layers 0 to {i} together for a batch of {}",
+                        input[0]
+                    )
+                },
                 total,
                 n,
                 limits::MAX_ACTIVATIONS,
+                "elements",
             )?;
             shapes.push(s);
         }
@@ -134,10 +140,11 @@ impl LayerConfig for SequentialConfig {
         for (i, l) in self.layers.iter().enumerate() {
             for mut t in l.tensors().map_err(|e| e.at_layer(i))? {
                 total = limits::add(
-                    || "the model's parameters and buffers (elements)".into(),
+                    || "the model's parameters and buffers".into(),
                     total,
                     t.len(),
                     limits::MAX_PARAMETERS,
+                    "elements",
                 )?;
                 t.name = format!("{i}.{}", t.name);
                 out.push(t);

@@ -1,4 +1,5 @@
-//! The options of `nn train` and the settings a run keeps in its checkpoints.
+//! The options of `nn train`, the settings a run keeps in its checkpoints, and the
+//! checkpoint's state.
 //!
 //! Every training setting is optional on the command line, with its default applied here,
 //! so that `--resume` can tell what was given: a setting given with `--resume` must equal
@@ -15,8 +16,29 @@ use nn_optim::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::data::Task;
 use crate::spec;
+
+/// Whether targets are classes or real values.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+pub enum Task {
+    /// Class labels; softmax + cross-entropy (or one logit and binary cross-entropy).
+    Classify,
+    /// Real-valued targets; mean squared error.
+    Regress,
+}
+
+/// What a checkpoint holds besides the model.
+#[derive(Serialize, Deserialize)]
+pub struct CheckpointState {
+    /// The run's settings.
+    pub settings: Settings,
+    /// Epoch, step, RNG, early stopping, history.
+    pub trainer: nn_optim::TrainerState,
+    /// The optimizer's moments or velocities.
+    pub optimizer: nn_optim::OptimizerState,
+}
 
 /// The most epochs a run may have (each adds a record to the history its checkpoints keep).
 pub const MAX_EPOCHS: usize = 1_000_000;
@@ -126,20 +148,34 @@ impl TrainArgs {
 /// The settings of a run, saved in checkpoints so that a resumed run continues the same way.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
-    pub(crate) task: Task,
-    pub(crate) label: Option<String>,
-    pub(crate) epochs: usize,
-    pub(crate) batch_size: usize,
-    optimizer: OptimizerKind,
-    lr: f32,
-    momentum: f32,
-    weight_decay: f32,
-    schedule: Option<LrSchedule>,
-    clip_grad_norm: Option<f32>,
-    early_stopping: Option<usize>,
-    pub(crate) seed: u64,
-    pub(crate) val_split: f32,
-    pub(crate) test_split: f32,
+    /// Classes or values.
+    pub task: Task,
+    /// The label column of a CSV file.
+    pub label: Option<String>,
+    /// Epochs in all.
+    pub epochs: usize,
+    /// Rows per mini-batch.
+    pub batch_size: usize,
+    /// The optimizer.
+    pub optimizer: OptimizerKind,
+    /// Its learning rate.
+    pub lr: f32,
+    /// Momentum (momentum and Nesterov SGD).
+    pub momentum: f32,
+    /// Weight decay.
+    pub weight_decay: f32,
+    /// Learning-rate schedule.
+    pub schedule: Option<LrSchedule>,
+    /// Gradient clipping.
+    pub clip_grad_norm: Option<f32>,
+    /// Early-stopping patience.
+    pub early_stopping: Option<usize>,
+    /// Seed of the split, the weights and the batch order.
+    pub seed: u64,
+    /// Validation fraction.
+    pub val_split: f32,
+    /// Test fraction.
+    pub test_split: f32,
 }
 
 /// `--epochs`, within [`MAX_EPOCHS`].
