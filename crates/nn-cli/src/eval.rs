@@ -68,6 +68,33 @@ pub fn check_batch(model: &dyn Layer, input: &[usize], batch: usize) -> Result<(
     Ok(())
 }
 
+/// The most elements the layer outputs of one evaluation batch may hold together: 2²⁴
+/// (64 MiB of f32), so that a model with very wide layers evaluates in smaller batches
+/// instead of taking gigabytes.
+const EVAL_ACTIVATIONS: usize = 1 << 24;
+
+/// Rows per forward pass for inference: at most `requested` and the rows there are, and
+/// few enough that the batch's layer outputs stay within [`EVAL_ACTIVATIONS`].
+pub fn eval_batch(
+    model: &dyn Layer,
+    input: &[usize],
+    requested: usize,
+    rows: usize,
+) -> Result<usize> {
+    if requested == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let mut one = vec![1];
+    one.extend_from_slice(input);
+    let per_row = model.config().output_elements(&one)?;
+    let batch = requested
+        .min(rows)
+        .min(EVAL_ACTIVATIONS / per_row.max(1))
+        .max(1);
+    check_batch(model, input, batch)?;
+    Ok(batch)
+}
+
 /// Runs `nn eval`.
 pub fn run(a: &EvalArgs) -> Result<()> {
     let mut loaded = nn_io::load_model(&a.model, &Registry::new())?;
@@ -76,8 +103,12 @@ pub fn run(a: &EvalArgs) -> Result<()> {
     // an IDX folder is evaluated on its test part, a CSV file as a whole
     let mut d = source.test.unwrap_or(source.main);
     d.x = data::prepare(std::mem::take(&mut d.x), meta, &a.data)?;
-    let batch = a.batch_size.min(d.len()).max(1);
-    check_batch(loaded.model.as_ref(), &meta.input_shape, batch)?;
+    let batch = eval_batch(
+        loaded.model.as_ref(),
+        &meta.input_shape,
+        a.batch_size,
+        d.len(),
+    )?;
     let mut loss = loss_for(meta)?;
     let e = evaluate(
         loaded.model.as_mut(),

@@ -10,7 +10,7 @@ use nn_io::{Limits, Metadata};
 use nn_layers::{Mode, Registry};
 
 use crate::data;
-use crate::eval::check_batch;
+use crate::eval::eval_batch;
 use crate::output::say;
 
 /// Rows per forward pass.
@@ -84,8 +84,12 @@ pub fn run(a: &PredictArgs) -> Result<()> {
     let mut loaded = nn_io::load_model(&a.model, &Registry::new())?;
     let meta = loaded.metadata.clone();
     let x = data::prepare(read_inputs(&a.input, &meta)?, &meta, &a.input)?;
-    let batch = BATCH.min(x.shape()[0]).max(1);
-    check_batch(loaded.model.as_ref(), &meta.input_shape, batch)?;
+    let batch = eval_batch(
+        loaded.model.as_ref(),
+        &meta.input_shape,
+        BATCH,
+        x.shape()[0],
+    )?;
     let mut rows = Vec::with_capacity(x.shape()[0]);
     for (start, chunk) in x.axis_chunks_iter(Axis(0), batch).enumerate() {
         let y = loaded.model.forward(chunk, Mode::Eval)?;

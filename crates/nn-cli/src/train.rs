@@ -11,7 +11,7 @@ use nn_optim::{
 };
 
 use crate::data::{self, Request, Task};
-use crate::eval::{check_batch, report};
+use crate::eval::{check_batch, eval_batch, report};
 use crate::output::say;
 use crate::progress::Progress;
 use crate::spec;
@@ -66,16 +66,13 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         &s.meta.input_shape,
         s.settings.batch_size.min(s.parts.train.len()),
     )?;
-    check_batch(
-        s.model.as_ref(),
-        &s.meta.input_shape,
-        EVAL_BATCH.min(s.parts.train.len()),
-    )?;
+    let eval_rows = s.parts.val.as_ref().map_or(1, Dataset::len);
+    let eval_size = eval_batch(s.model.as_ref(), &s.meta.input_shape, EVAL_BATCH, eval_rows)?;
     let mut opt = s.settings.optimizer()?;
     if let Some(st) = s.optimizer.take() {
         opt.load_state(st)?;
     }
-    let cfg = s.settings.train_config(EVAL_BATCH);
+    let cfg = s.settings.train_config(eval_size);
     let mut trainer = match s.trainer.take() {
         Some(st) => Trainer::resume(cfg, st)?,
         None => Trainer::new(cfg)?,
@@ -380,8 +377,7 @@ fn test_evaluation(s: &mut Start, loss: &mut dyn Loss) -> Result<Option<Evaluati
     let Some(t) = &s.parts.test else {
         return Ok(None);
     };
-    let batch = EVAL_BATCH.min(t.len()).max(1);
-    check_batch(s.model.as_ref(), &s.meta.input_shape, batch)?;
+    let batch = eval_batch(s.model.as_ref(), &s.meta.input_shape, EVAL_BATCH, t.len())?;
     let data = Data::new(t.x(), t.target())?;
     Ok(Some(evaluate(s.model.as_mut(), loss, &data, batch)?))
 }

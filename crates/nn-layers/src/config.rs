@@ -116,6 +116,16 @@ pub trait LayerConfig: Debug + Send + Sync {
     /// # Errors
     /// As the kind's validation.
     fn build(&self, rng: &mut Rng) -> Result<Box<dyn Layer>>;
+
+    /// The elements of every output the layer produces for an input of shape `input`: its
+    /// own output, or, for a container, all its layers' outputs together (what a forward
+    /// pass keeps in memory). The default counts [`LayerConfig::output_shape`].
+    ///
+    /// # Errors
+    /// As [`LayerConfig::output_shape`].
+    fn output_elements(&self, input: &[usize]) -> Result<usize> {
+        Ok(limits::product(&self.output_shape(input)?).unwrap_or(usize::MAX))
+    }
 }
 
 /// What a configuration is read in: the registry (for nested layers), the shape of the

@@ -96,16 +96,13 @@ impl SequentialConfig {
         let mut shapes: Vec<Vec<usize>> = Vec::with_capacity(self.layers.len());
         let mut total = 0usize;
         for (i, l) in self.layers.iter().enumerate() {
-            let s = l
-                .output_shape(shapes.last().map_or(input, Vec::as_slice))
-                .map_err(|e| e.at_layer(i))?;
-            let n = limits::product(&s).unwrap_or(usize::MAX);
+            let x = shapes.last().map_or(input, Vec::as_slice);
+            let s = l.output_shape(x).map_err(|e| e.at_layer(i))?;
+            let n = l.output_elements(x).map_err(|e| e.at_layer(i))?;
             total = limits::add(
                 || {
-                    format!(
-                        "the outputs of layers 0 to {i} together for a batch of {}",
-                        input[0]
-                    )
+                    let batch = input.first().copied().unwrap_or(0);
+                    format!("the outputs of layers 0 to {i} for a batch of {batch}")
                 },
                 total,
                 n,
@@ -162,6 +159,17 @@ impl LayerConfig for SequentialConfig {
 
     fn build(&self, rng: &mut Rng) -> Result<Box<dyn Layer>> {
         Ok(Box::new(Sequential::from_config(self, rng)?))
+    }
+
+    /// All the layers' outputs together.
+    fn output_elements(&self, input: &[usize]) -> Result<usize> {
+        let mut shape = input.to_vec();
+        let mut total = 0usize;
+        for l in &self.layers {
+            total = total.saturating_add(l.output_elements(&shape)?);
+            shape = l.output_shape(&shape)?;
+        }
+        Ok(total)
     }
 }
 
