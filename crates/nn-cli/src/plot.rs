@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 use nn_optim::EpochRecord;
 use plotters::prelude::*;
 
@@ -36,7 +36,18 @@ pub fn plot(path: &Path, epochs: &[EpochRecord]) -> Result<()> {
     if !labels {
         eprintln!("note: no TrueType font found; the plot has no labels");
     }
-    let err = |e: String| anyhow!("{}: could not draw the plot: {e}", path.display());
+    // the file is created here first, so that a folder that does not exist or a file that
+    // cannot be written is reported as such, not through the drawing library's error chain
+    std::fs::File::create(path).with_context(|| path.display().to_string())?;
+    let err = |e: String| {
+        let first = e
+            .split(['(', '\n'])
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        anyhow!("{}: could not draw the plot: {first}", path.display())
+    };
     let root = BitMapBackend::new(path, (1000, 450)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
     let (left, right) = root.split_horizontally(500);

@@ -379,8 +379,13 @@ pub fn refuse_changes(
     }
     if !differ.is_empty() {
         bail!(
-            "--resume continues the checkpoint's run with its own settings; {} differ(s) from the checkpoint (drop them, or start a new run without --resume)",
-            differ.join(", ")
+            "--resume continues the checkpoint's run with its own settings; {} {} from the checkpoint (drop them, or start a new run without --resume)",
+            differ.join(", "),
+            if differ.len() == 1 {
+                "differs"
+            } else {
+                "differ"
+            }
         );
     }
     Ok(())

@@ -158,9 +158,14 @@ impl Buffer {
 /// serialisation format needs to know about `ndarray`.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TensorData {
-    /// The shape.
+    /// The shape (at most [`MAX_RANK`](crate::limits::MAX_RANK) axes in a file).
+    #[serde(deserialize_with = "crate::bounded::vec::<_, _, { crate::limits::MAX_RANK }>")]
     pub shape: Vec<usize>,
-    /// The entries, row-major; `data.len()` is the product of `shape`.
+    /// The entries, row-major; `data.len()` is the product of `shape` (at most
+    /// [`MAX_TENSOR_ELEMENTS`](crate::limits::MAX_TENSOR_ELEMENTS) in a file).
+    #[serde(
+        deserialize_with = "crate::bounded::vec::<_, _, { crate::limits::MAX_TENSOR_ELEMENTS }>"
+    )]
     pub data: Vec<f32>,
 }
 

@@ -19,11 +19,13 @@
 //! The first two points are made true for every type by `Frugal`, a wrapper around the
 //! bincode deserializer that turns requests for owned strings into requests for borrowed
 //! ones; bincode's own byte limit is not used, because it counts decoded in-memory sizes
-//! and so refuses payloads the encoder wrote. Decoding a payload of `n` bytes therefore
-//! allocates at most a small multiple of `n` (each element takes at least one byte in the
-//! payload and at most [`MAX_EXPANSION`] bytes in memory) plus 1 MiB per open sequence;
-//! `tests/hostile_files.rs` checks that bound with a counting allocator on crafted and
-//! mutated files, and what the encoder writes always decodes, whatever its size.
+//! and so refuses payloads the encoder wrote. Each decoded element takes at least one byte
+//! of the payload and at most 24 bytes of memory (a `String` or a `Vec`), and a `Vec` grows
+//! by doubling; the payload's lists of small entries are also bounded in length
+//! (`nn_core::bounded`). Decoding a payload of `n` bytes therefore allocates at most
+//! [`MAX_EXPANSION`]` · n` plus [`MAX_DECODE_OVERHEAD`]; `tests/hostile_files.rs` checks that
+//! bound with a counting allocator on crafted and mutated files, and what the encoder writes
+//! always decodes, whatever its size.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -36,14 +38,13 @@ use frugal::Frugal;
 /// parameter limit (weights, best weights and two optimizer moments).
 pub const LIMIT: usize = 1 << 31;
 
-/// The most memory a decoded element takes per byte it occupies in a payload (a
-/// `(String, TensorData)` pair: 72 bytes of vectors for as little as three bytes of
-/// length prefixes).
-pub const MAX_EXPANSION: usize = 24;
+/// The most memory a decode allocates per byte of payload: an element of 24 bytes in memory
+/// for each byte of payload, twice over while its `Vec` doubles.
+pub const MAX_EXPANSION: usize = 48;
 
-/// The most a decode may allocate beyond [`MAX_EXPANSION`] times the payload's size: four
-/// nested sequences' read-ahead of 1 MiB each.
-pub const MAX_DECODE_OVERHEAD: usize = 4 << 20;
+/// The most a decode may allocate beyond [`MAX_EXPANSION`] times the payload's size: the
+/// read-ahead of nested sequences (1 MiB each) and the bounded lists' slack.
+pub const MAX_DECODE_OVERHEAD: usize = 16 << 20;
 
 /// Encodes `value` into bytes.
 ///

@@ -12,7 +12,8 @@
 //! Reading checks each field before trusting the next: magic, then version, then that the
 //! length matches the file's size exactly, then the checksum; only then is the payload
 //! decoded. Writing goes to a temporary file in the same folder, which is synced and then
-//! renamed over the target, so a crash or a full disk mid-save leaves the old file whole.
+//! renamed over the target, so a crash or a full disk mid-save leaves the old file whole; the
+//! next save to the same target removes temporary files a killed process left behind.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -197,6 +198,7 @@ pub fn write_atomic(
     let name = path
         .file_name()
         .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned());
+    remove_stale_temporaries(&dir, &name);
     let tmp = dir.join(format!(
         ".{name}.tmp-{}-{}",
         std::process::id(),
@@ -227,6 +229,39 @@ pub fn write_atomic(
         return Err(save_err(e));
     }
     Ok(())
+}
+
+/// Removes the temporary files of saves to `dir/name` that a killed process left behind:
+/// `.{name}.tmp-{pid}-{n}` whose process no longer runs (on Linux, `/proc/{pid}` is gone;
+/// elsewhere, files older than a day). Failures are ignored: this is tidying, not saving.
+fn remove_stale_temporaries(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.tmp-");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(rest) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|pid| pid != std::process::id() && !running(pid, &entry)) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Whether the process that wrote a temporary file may still be writing it.
+fn running(pid: u32, entry: &std::fs::DirEntry) -> bool {
+    if cfg!(target_os = "linux") {
+        return Path::new(&format!("/proc/{pid}")).exists();
+    }
+    let age = entry
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok());
+    age.is_none_or(|a| a.as_secs() < 24 * 3600)
 }
 
 #[cfg(test)]

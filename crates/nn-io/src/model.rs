@@ -38,10 +38,13 @@ use crate::limits::MAX_NAME_BYTES;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
 pub struct Metadata {
     /// Shape of one input row, without the batch axis (`[64]`, `[1, 28, 28]`).
+    #[serde(deserialize_with = "nn_core::bounded::vec::<_, _, { limits::MAX_RANK }>")]
     pub input_shape: Vec<usize>,
     /// Class names by index, for classifiers.
+    #[serde(deserialize_with = "nn_core::bounded::option_vec::<_, _, { limits::MAX_CLASSES }>")]
     pub class_names: Option<Vec<String>>,
     /// Names of the input features (CSV columns), in order.
+    #[serde(deserialize_with = "nn_core::bounded::vec::<_, _, MAX_FEATURE_NAMES>")]
     pub feature_names: Vec<String>,
     /// The mapping from raw inputs to what the model was trained on.
     pub normalization: Option<Normalization>,
@@ -175,6 +178,7 @@ fn check_names(what: &str, names: &[String], max: usize) -> Result<(), String> {
 #[derive(Serialize, Deserialize)]
 struct StoredLayer {
     kind: String,
+    #[serde(deserialize_with = "nn_core::bounded::vec::<_, _, MAX_ATTRS>")]
     attrs: Vec<(String, StoredAttr)>,
 }
 
@@ -185,9 +189,21 @@ enum StoredAttr {
     Float(f64),
     Bool(bool),
     Str(String),
-    Ints(Vec<i64>),
-    Layers(Vec<u32>),
+    Ints(#[serde(deserialize_with = "nn_core::bounded::vec::<_, _, MAX_ATTRS>")] Vec<i64>),
+    Layers(
+        #[serde(deserialize_with = "nn_core::bounded::vec::<_, _, { limits::MAX_LAYERS }>")]
+        Vec<u32>,
+    ),
 }
+
+/// The most attributes a stored layer may have, and integers a list attribute may hold.
+const MAX_ATTRS: usize = 64;
+
+/// The most tensors a model file may hold (every built-in layer has at most four).
+pub const MAX_TENSORS: usize = 1 << 16;
+
+/// The most feature names a model may keep.
+pub const MAX_FEATURE_NAMES: usize = 1 << 20;
 
 /// How deep containers may nest in a file.
 const MAX_DEPTH: usize = nn_layers::sequential::MAX_DEPTH;
@@ -282,10 +298,13 @@ fn unflatten(
     Ok(spec)
 }
 
-/// The payload of a model file.
+/// The payload of a model file. Every list in it has a bound (`nn_core::bounded`), so a
+/// crafted file of many tiny entries cannot decode to many times its size.
 #[derive(Serialize, Deserialize)]
 struct ModelPayload {
+    #[serde(deserialize_with = "nn_core::bounded::vec::<_, _, { limits::MAX_LAYERS + 1 }>")]
     layers: Vec<StoredLayer>,
+    #[serde(deserialize_with = "nn_core::bounded::vec::<_, _, MAX_TENSORS>")]
     tensors: Vec<(String, TensorData)>,
     metadata: Metadata,
 }

@@ -1,12 +1,13 @@
-//! 10,000 random mutations of a valid model file — bit flips, truncations, extensions,
-//! overwritten header fields, huge length fields, and payload edits with the checksum
-//! recomputed so that they reach the decoder — are fed to the loader. It must return an
-//! error (or, for harmless edits, a model) without panicking, and no load may allocate more
-//! than `codec::MAX_DECODE_OVERHEAD` (4 MiB) plus 16 times the file's size, whatever its
-//! length prefixes claim.
+//! Hostile model files fed to the loader: payloads crafted for the worst ratio of decoded
+//! memory to file size, length prefixes claiming terabytes, and 10,000 random mutations of a
+//! valid file — bit flips, truncations, extensions, overwritten header fields, huge length
+//! fields, and payload edits with the checksum recomputed so that they reach the decoder.
+//! The loader must return an error (or, for harmless edits, a model) without panicking, and
+//! no load may allocate more than `codec::MAX_EXPANSION` (48) times the file's size plus
+//! `codec::MAX_DECODE_OVERHEAD` (16 MiB), whatever its length prefixes claim.
 //!
-//! The test counts live heap bytes with a wrapping global allocator; it is alone in its
-//! test binary so that no other test's allocations are counted.
+//! The test counts live heap bytes with a wrapping global allocator; it is the only test in
+//! its binary so that no other test's allocations are counted.
 
 // The counting allocator below forwards to the system allocator; it is the only unsafe code
 // in the workspace and exists for this measurement.
@@ -150,15 +151,113 @@ fn valid_file() -> Vec<u8> {
     model_bytes(&mut m, &meta).unwrap()
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 10_000, failure_persistence: None, ..ProptestConfig::default() })]
+/// Loads `bytes`; returns whether it panicked and the peak heap growth during the load.
+fn load_peak(bytes: &[u8]) -> (bool, usize) {
+    let registry = Registry::new();
+    let base = LIVE.load(Ordering::Relaxed);
+    PEAK.store(base, Ordering::Relaxed);
+    let result = std::panic::catch_unwind(|| {
+        model_from_bytes(bytes, Path::new("fuzz.nnm"), &registry).map(|_| ())
+    });
+    (result.is_err(), PEAK.load(Ordering::Relaxed) - base)
+}
 
-    #[test]
-    fn mutated_files_never_panic_or_overallocate(
-        muts in proptest::collection::vec(mutation(), 1..4),
-        reach_decoder in any::<bool>(),
-    ) {
-        let registry = Registry::new();
+/// The allocation bound of `nn_io::codec`: nothing is reserved from a length prefix before
+/// its bytes are seen, serde reserves at most 1 MiB ahead per open sequence, and a decoded
+/// element takes at most `MAX_EXPANSION` bytes of memory per byte of payload.
+fn bound(len: usize) -> usize {
+    nn_io::codec::MAX_DECODE_OVERHEAD + nn_io::codec::MAX_EXPANSION * len
+}
+
+/// A payload of the model file's layout (see `tests/support/craft.rs` at the workspace
+/// root for the same mirror, used through the binary).
+#[derive(serde::Serialize)]
+struct Payload {
+    layers: Vec<(String, Vec<(String, u8)>)>,
+    tensors: Vec<(String, nn_core::TensorData)>,
+    metadata: Metadata,
+}
+
+fn framed(p: &Payload) -> Vec<u8> {
+    let bytes = bincode::serde::encode_to_vec(p, bincode::config::standard()).unwrap();
+    nn_io::container::frame(nn_io::FileKind::Model, &bytes)
+}
+
+/// Payloads built for the worst decoded size per byte: a million empty tensors (three
+/// bytes each in the file, 72 in memory), a million empty layers, ten thousand layers of 64
+/// attributes, a million empty feature names.
+fn crafted_worst_cases() {
+    let empty = nn_core::TensorData {
+        shape: Vec::new(),
+        data: Vec::new(),
+    };
+    let many_tensors = Payload {
+        layers: vec![("relu".into(), Vec::new())],
+        tensors: vec![(String::new(), empty); 1_000_000],
+        metadata: Metadata::default(),
+    };
+    let many_layers = Payload {
+        layers: vec![(String::new(), Vec::new()); 1_000_000],
+        tensors: Vec::new(),
+        metadata: Metadata::default(),
+    };
+    let many_attrs = Payload {
+        layers: vec![(String::new(), vec![(String::new(), 0u8); 64]); 10_001],
+        tensors: Vec::new(),
+        metadata: Metadata::default(),
+    };
+    let many_names = Payload {
+        layers: vec![("relu".into(), Vec::new())],
+        tensors: Vec::new(),
+        metadata: Metadata {
+            feature_names: vec![String::new(); 1 << 20],
+            class_names: Some(vec![String::new(); 1 << 16]),
+            ..Default::default()
+        },
+    };
+    for p in [many_tensors, many_layers, many_attrs, many_names] {
+        let bytes = framed(&p);
+        drop(p);
+        let (panicked, peak) = load_peak(&bytes);
+        assert!(!panicked);
+        assert!(
+            peak <= bound(bytes.len()),
+            "{} bytes allocated {peak} at peak",
+            bytes.len()
+        );
+        eprintln!(
+            "crafted payload of {} bytes: {peak} bytes at peak",
+            bytes.len()
+        );
+    }
+    // length prefixes claiming 2^40 elements or bytes, with nothing behind them
+    let mut base = framed(&Payload {
+        layers: vec![("relu".into(), Vec::new())],
+        tensors: Vec::new(),
+        metadata: Metadata::default(),
+    })[24..]
+        .to_vec();
+    base.truncate(3); // the layer list's count and the first layer's kind length
+    for tail in [vec![0xfdu8], vec![0x01, 0xfd]] {
+        let mut payload = base.clone();
+        payload.extend_from_slice(&tail);
+        payload.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        let bytes = nn_io::container::frame(nn_io::FileKind::Model, &payload);
+        let (panicked, peak) = load_peak(&bytes);
+        assert!(!panicked);
+        assert!(peak <= bound(bytes.len()), "{peak} bytes at peak");
+    }
+}
+
+#[test]
+fn hostile_files_never_panic_or_overallocate() {
+    crafted_worst_cases();
+    let config = ProptestConfig {
+        cases: 10_000,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    proptest!(config, |(muts in proptest::collection::vec(mutation(), 1..4), reach_decoder in any::<bool>())| {
         let mut bytes = valid_file();
         for m in &muts {
             apply(&mut bytes, m);
@@ -166,15 +265,8 @@ proptest! {
         if reach_decoder {
             fix_header(&mut bytes);
         }
-        let base = LIVE.load(Ordering::Relaxed);
-        PEAK.store(base, Ordering::Relaxed);
-        let result = std::panic::catch_unwind(|| model_from_bytes(&bytes, Path::new("fuzz.nnm"), &registry).map(|_| ()));
-        let peak = PEAK.load(Ordering::Relaxed) - base;
-        prop_assert!(result.is_ok(), "loader panicked on mutations {muts:?}");
-        // The allocation bound of `nn_io::codec`: claims beyond the file are refused by the
-        // byte limit, serde reserves at most 1 MiB ahead per sequence, and the payload types
-        // nest sequences at most 4 deep.
-        let bound = nn_io::codec::MAX_DECODE_OVERHEAD + 16 * bytes.len();
-        prop_assert!(peak <= bound, "a load of {} bytes allocated {peak} bytes at peak ({muts:?})", bytes.len());
-    }
+        let (panicked, peak) = load_peak(&bytes);
+        prop_assert!(!panicked, "loader panicked on mutations {muts:?}");
+        prop_assert!(peak <= bound(bytes.len()), "a load of {} bytes allocated {peak} bytes at peak ({muts:?})", bytes.len());
+    });
 }

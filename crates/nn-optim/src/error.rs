@@ -36,6 +36,10 @@ pub enum Error {
     /// Saved optimizer state that does not fit this optimizer or model.
     #[error("optimizer state: {0}")]
     State(String),
+    /// Saved weights or training state (a snapshot, a checkpoint's best weights or
+    /// history) that do not fit the model.
+    #[error("{0}")]
+    Snapshot(String),
 }
 
 impl From<nn_core::Error> for Error {

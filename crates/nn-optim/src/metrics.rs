@@ -39,12 +39,18 @@ pub fn predicted_class(row: ndarray::ArrayView1<'_, f32>) -> usize {
 pub struct ConfusionMatrix {
     classes: usize,
     /// `C[t, p]` for the pairs seen, keyed by `t·classes + p`.
+    #[serde(deserialize_with = "nn_core::bounded::map::<_, _, _, MAX_SAVED_PAIRS>")]
     counts: BTreeMap<u64, u64>,
     /// `Σ_p C[t, p]` by true class `t`.
+    #[serde(deserialize_with = "nn_core::bounded::map::<_, _, _, MAX_SAVED_PAIRS>")]
     truth: BTreeMap<usize, u64>,
     /// `Σ_t C[t, p]` by predicted class `p`.
+    #[serde(deserialize_with = "nn_core::bounded::map::<_, _, _, MAX_SAVED_PAIRS>")]
     predicted: BTreeMap<usize, u64>,
 }
+
+/// The most (true, predicted) pairs a saved matrix may hold.
+const MAX_SAVED_PAIRS: usize = 1 << 20;
 
 /// The largest matrix printed in full; larger ones print their most frequent confusions.
 pub const MAX_PRINTED_CLASSES: usize = 20;

@@ -49,6 +49,9 @@ pub struct OptimizerState {
     /// The learning rate at the time of the snapshot.
     pub lr: f32,
     /// Per-parameter state tensors, keyed by parameter name.
+    #[serde(
+        deserialize_with = "nn_core::bounded::map::<_, _, _, { crate::train::MAX_SAVED_TENSORS }>"
+    )]
     pub slots: BTreeMap<String, Vec<TensorData>>,
 }
 

@@ -163,10 +163,17 @@ pub struct EpochRecord {
     pub seconds: f64,
 }
 
+/// The most epoch records a saved history may hold.
+pub const MAX_SAVED_EPOCHS: usize = 1 << 21;
+
+/// The most named tensors a saved snapshot or optimizer state may hold.
+pub const MAX_SAVED_TENSORS: usize = 1 << 16;
+
 /// The record of a run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct History {
     /// One record per epoch run.
+    #[serde(deserialize_with = "nn_core::bounded::vec::<_, _, MAX_SAVED_EPOCHS>")]
     pub epochs: Vec<EpochRecord>,
     /// The epoch whose weights the model holds after early stopping restored them.
     pub best_epoch: Option<usize>,
@@ -219,15 +226,15 @@ impl TrainerState {
     /// [`Error::State`] naming what does not fit.
     pub fn validate(&self, model: &mut dyn Layer) -> Result<()> {
         if self.history.epochs.len() > self.epoch {
-            return Err(Error::State(format!(
+            return Err(Error::Snapshot(format!(
                 "{} epochs of history after {} epochs",
                 self.history.epochs.len(),
                 self.epoch
             )));
         }
         match &self.best {
-            Some(b) => check_snapshot(model, &b.weights)
-                .map_err(|e| Error::State(format!("best weights: {e}"))),
+            Some(b) => snapshot_fits(model, &b.weights)
+                .map_err(|e| Error::Snapshot(format!("best weights: {e}"))),
             None => Ok(()),
         }
     }
@@ -243,6 +250,7 @@ pub struct BestSoFar {
     /// Epochs since.
     pub wait: usize,
     /// Its parameters and buffers, in visit order.
+    #[serde(deserialize_with = "nn_core::bounded::vec::<_, _, MAX_SAVED_TENSORS>")]
     pub weights: Vec<(String, TensorData)>,
 }
 
@@ -512,7 +520,7 @@ pub fn snapshot(model: &mut dyn Layer) -> Vec<(String, TensorData)> {
 /// Writes a [`snapshot`] back into `model`.
 ///
 /// # Errors
-/// [`Error::State`] when a name, a shape or a length does not match, or a value is not
+/// [`Error::Snapshot`] when a name, a shape or a length does not match, or a value is not
 /// finite; the model is then left unchanged.
 pub fn restore(model: &mut dyn Layer, weights: &[(String, TensorData)]) -> Result<()> {
     check_snapshot(model, weights)?;
@@ -534,8 +542,16 @@ pub fn restore(model: &mut dyn Layer, weights: &[(String, TensorData)]) -> Resul
 /// order, as many values as each shape holds, all finite.
 ///
 /// # Errors
-/// [`Error::State`] naming the first tensor that differs.
+/// [`Error::Snapshot`] naming the first tensor that differs.
 pub fn check_snapshot(model: &mut dyn Layer, weights: &[(String, TensorData)]) -> Result<()> {
+    snapshot_fits(model, weights).map_err(Error::Snapshot)
+}
+
+/// [`check_snapshot`] with the reason as a sentence.
+fn snapshot_fits(
+    model: &mut dyn Layer,
+    weights: &[(String, TensorData)],
+) -> std::result::Result<(), String> {
     let mut i = 0;
     let mut err = None;
     model.visit(&mut |name, slot| {
@@ -550,30 +566,34 @@ pub fn check_snapshot(model: &mut dyn Layer, weights: &[(String, TensorData)]) -
     });
     match err {
         Some(e) => Err(e),
-        None if i != weights.len() => Err(Error::State(format!(
+        None if i != weights.len() => Err(format!(
             "saved weights hold {} tensors, the model {i}",
             weights.len()
-        ))),
+        )),
         None => Ok(()),
     }
 }
 
 /// One entry of a snapshot against the model's tensor `name` of shape `shape`.
-fn check_entry(name: &str, shape: &[usize], entry: Option<&(String, TensorData)>) -> Result<()> {
+fn check_entry(
+    name: &str,
+    shape: &[usize],
+    entry: Option<&(String, TensorData)>,
+) -> std::result::Result<(), String> {
     let Some((n, d)) = entry else {
-        return Err(Error::State(format!("saved weights lack `{name}`")));
+        return Err(format!("saved weights lack `{name}`"));
     };
     if n != name || d.shape != shape || nn_core::limits::product(&d.shape) != Some(d.data.len()) {
-        return Err(Error::State(format!(
+        return Err(format!(
             "saved weights do not match the model at `{name}` {}: found `{}` {} with {} values",
             nn_core::Shape(shape.to_vec()),
             nn_core::limits::excerpt(n),
             nn_core::Shape(d.shape.clone()),
             d.data.len()
-        )));
+        ));
     }
     if let Some(v) = d.data.iter().find(|v| !v.is_finite()) {
-        return Err(Error::State(format!("saved weights `{name}` hold {v}")));
+        return Err(format!("saved weights `{name}` hold {v}"));
     }
     Ok(())
 }

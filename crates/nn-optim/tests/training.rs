@@ -257,7 +257,7 @@ fn saved_state_that_does_not_fit_the_model_is_refused_not_a_panic() {
     short[0].1.data.pop();
     let e = restore(&mut m, &short).unwrap_err().to_string();
     assert!(
-        e.starts_with("optimizer state: saved weights do not match the model at `0.weight` [16, 2]: found `0.weight` [16, 2] with 31 values"),
+        e.starts_with("saved weights do not match the model at `0.weight` [16, 2]: found `0.weight` [16, 2] with 31 values"),
         "{e}"
     );
     // NaN best weights are refused before they reach the model
