@@ -4,9 +4,11 @@
 //!   trains the default model with the `nn` command (release build) and saves it;
 //! - `cargo xtask bench [w1|w2|w3|w4|all] [--peer torch]`: the standard workloads, with
 //!   ratios against the PyTorch peer measured in the same invocation;
+//! - `cargo xtask fuzz [TARGET] [--seconds N]`: the fuzz targets (nightly, cargo-fuzz);
 //! - `cargo xtask ci`: the checks CI runs (`.ci/run` runs the same steps).
 
 mod bench;
+mod fuzz;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,6 +25,10 @@ commands:
   bench [w1|w2|w3|w4|all] [--reps N] [--peer torch] [--peer-script PATH] [--out FILE]
         run the standard workloads (release build), optionally alternating with the
         PyTorch peer (../shared/bench/torch_peer.py), and print nn/torch ratios
+  fuzz [TARGET] [--seconds N]
+        fuzz the parsers (model_file, checkpoint_file, csv, idx, layers, spec_file; all
+        by default) for N seconds each (default 60) with cargo-fuzz on the nightly
+        toolchain; crashes are kept in fuzz/regressions/ for the stable tests to replay
   ci    run the CI checks (fmt, clippy, docs, tests)";
 
 fn main() {
@@ -38,6 +44,7 @@ fn run() -> Result<()> {
         Some("ci") => ci(),
         Some("train") => train(&args[1..]),
         Some("bench") => bench::bench(&args[1..]),
+        Some("fuzz") => fuzz::fuzz(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             println!("{USAGE}");
             Ok(())

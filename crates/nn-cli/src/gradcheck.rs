@@ -69,6 +69,9 @@ pub fn run(a: &GradcheckArgs) -> Result<()> {
     }
     let registry = Registry::new();
     let specs = crate::spec::parse_layers(&a.layers)?;
+    if let Some(note) = crate::spec::flatten_note(&specs, &shape) {
+        eprintln!("{note}");
+    }
     let cfg = crate::spec::resolve(&specs, &shape, a.batch, &registry)?;
     let mut net = Sequential::from_config(&cfg, &mut nn_core::seeded(a.seed))?;
     let mut full = vec![a.batch];

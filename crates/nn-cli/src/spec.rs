@@ -250,11 +250,22 @@ fn table_spec(l: &serde_json::Value) -> Result<LayerSpec, String> {
     Ok(spec)
 }
 
+/// Whether [`resolve`] puts a `flatten` in front: the rows have more than one axis and
+/// the first layer is dense. The note the command prints then.
+pub fn flatten_note(specs: &[LayerSpec], input: &[usize]) -> Option<String> {
+    (input.len() > 1 && specs.first().is_some_and(|s| s.kind == "dense")).then(|| {
+        format!(
+            "note: input rows have shape {}; putting `flatten` before the first dense layer",
+            nn_core::Shape(input.to_vec())
+        )
+    })
+}
+
 /// The network the specs describe for input rows of shape `input` (no batch axis), with
 /// every width inferred and every layer checked on a batch of `batch` rows: each output
 /// within the tensor limit, all of them together within the activation limit. When the
 /// rows have more than one axis and the first layer is dense, a `flatten` is put in front
-/// (and said so).
+/// (see [`flatten_note`]).
 ///
 /// # Errors
 /// One line naming the layer (from 0, as `nn inspect` numbers them) and the problem.
@@ -268,11 +279,7 @@ pub fn resolve(
         bail!("the network has no layers");
     }
     let mut specs = specs.to_vec();
-    if input.len() > 1 && specs[0].kind == "dense" {
-        eprintln!(
-            "note: input rows have shape {}; putting `flatten` before the first dense layer",
-            nn_core::Shape(input.to_vec())
-        );
+    if flatten_note(&specs, input).is_some() {
         specs.insert(0, LayerSpec::new("flatten"));
     }
     let mut shape = vec![batch];

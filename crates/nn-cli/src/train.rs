@@ -148,6 +148,9 @@ fn fresh(a: &TrainArgs, registry: &Registry) -> Result<Start> {
         }
     };
     let batch = settings.batch_size.clamp(1, parts.train.len().max(1));
+    if let Some(note) = spec::flatten_note(&specs, &input_shape) {
+        eprintln!("{note}");
+    }
     let cfg = spec::resolve(&specs, &input_shape, batch, registry)?;
     if cfg
         .layers

@@ -1,0 +1,149 @@
+//! The bodies of the fuzz targets (`fuzz/fuzz_targets/*.rs`, run with `cargo xtask fuzz`),
+//! kept here so that the stable test suite replays the same code on the saved corpus and on
+//! every crash the fuzzer found (`tests/fuzz_corpus.rs`).
+//!
+//! Each function takes arbitrary bytes, feeds them to one parser the way the `nn` command
+//! does, and checks what must hold whatever the input: no panic (the fuzzer reports one),
+//! and where the input is accepted, the properties the toolkit promises — a model that
+//! loads saves and loads again to the same model, a resolved network's shapes fit its
+//! limits.
+
+use std::path::Path;
+
+use nn_core::limits;
+use nn_io::{CsvOptions, LabelKind, Limits};
+use nn_layers::{LayerConfig, Mode, Registry};
+
+use crate::settings::CheckpointState;
+use crate::spec;
+
+/// Reading limits small enough for a fuzzer's inputs.
+fn small_limits() -> Limits {
+    Limits {
+        input_bytes: 1 << 20,
+        line_bytes: 1 << 16,
+    }
+}
+
+/// A model file: loads or is refused; one that loads saves to the same bytes' worth of
+/// model, and runs forward on one row when that row is small.
+pub fn model_file(data: &[u8]) {
+    let registry = Registry::new();
+    let Ok(mut loaded) = nn_io::model_from_bytes(data, Path::new("fuzz.nnm"), &registry) else {
+        return;
+    };
+    let bytes = nn_io::model_bytes(loaded.model.as_mut(), &loaded.metadata)
+        .expect("a loaded model saves");
+    let again = nn_io::model_from_bytes(&bytes, Path::new("again.nnm"), &registry)
+        .expect("a saved model loads");
+    assert_eq!(again.metadata, loaded.metadata);
+    assert_eq!(again.model.config().spec(), loaded.model.config().spec());
+    let mut input = vec![1];
+    input.extend_from_slice(&loaded.metadata.input_shape);
+    let small = loaded
+        .model
+        .config()
+        .output_elements(&input)
+        .is_ok_and(|n| n <= 1 << 16);
+    if small && limits::product(&input).is_some_and(|n| n <= 1 << 16) {
+        let x = nn_core::Tensor::zeros(input);
+        loaded
+            .model
+            .forward(x.view(), Mode::Eval)
+            .expect("a loaded model runs on its input shape");
+    }
+}
+
+/// A checkpoint of `nn train`: loads or is refused; the training state of one that loads
+/// is checked against its model without panicking.
+pub fn checkpoint_file(data: &[u8]) {
+    let registry = Registry::new();
+    let Ok((mut loaded, state)) = nn_io::checkpoint_from_bytes::<CheckpointState>(
+        data,
+        Path::new("fuzz.nnck"),
+        &registry,
+    ) else {
+        return;
+    };
+    let _ = state.settings.validate();
+    let _ = state.trainer.validate(loaded.model.as_mut());
+    let _ = state.optimizer.validate(loaded.model.as_mut());
+}
+
+/// A CSV source read as training data (classes and values) and as rows to predict.
+pub fn csv(data: &[u8]) {
+    let path = Path::new("fuzz.csv");
+    let label = std::str::from_utf8(data)
+        .ok()
+        .and_then(|t| t.lines().next())
+        .and_then(|h| h.split(',').next_back())
+        .unwrap_or("y")
+        .trim()
+        .to_string();
+    for kind in [LabelKind::Classes, LabelKind::Values] {
+        let opts = CsvOptions {
+            label: label.clone(),
+            kind,
+            limits: small_limits(),
+            ..Default::default()
+        };
+        if let Ok(d) = nn_io::csv::parse_csv(data, path, &opts) {
+            assert_eq!(d.x.shape()[0], d.len());
+            assert!(d.x.iter().all(|v| v.is_finite()));
+            if let Some(c) = d.classes() {
+                let k = d.num_classes().unwrap_or(0);
+                assert!(c.iter().all(|&c| c < k) && k <= limits::MAX_CLASSES);
+            }
+        }
+    }
+    let _ = nn_io::parse_csv_features(data, path, None, &small_limits());
+}
+
+/// An IDX file, raw and as the payload of a gzip stream.
+pub fn idx(data: &[u8]) {
+    let path = Path::new("fuzz.idx");
+    if let Ok(a) = nn_io::idx::parse_idx(data, path) {
+        assert_eq!(limits::product(&a.dims), Some(a.data.len()));
+    }
+    let _ = nn_io::idx::parse_idx(flate2::read::GzDecoder::new(data), path);
+}
+
+/// A `--layers` string, resolved for rows and for images.
+pub fn layers(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(specs) = spec::parse_layers(text) else {
+        return;
+    };
+    resolve_both(&specs);
+}
+
+/// A spec file, as TOML and as JSON.
+pub fn spec_file(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    for ext in ["toml", "json"] {
+        if let Ok(specs) = spec::parse_spec_text(text, Some(ext), Path::new("fuzz")) {
+            resolve_both(&specs);
+        }
+    }
+}
+
+/// Resolves a network for 8 features and for 1×8×8 images, batch 4: when it resolves, its
+/// parameters and every output are within the limits.
+fn resolve_both(specs: &[nn_layers::LayerSpec]) {
+    let registry = Registry::new();
+    for input in [&[8usize][..], &[1, 8, 8]] {
+        if let Ok(cfg) = spec::resolve(specs, input, 4, &registry) {
+            let mut shape = vec![4];
+            shape.extend_from_slice(input);
+            let shapes = cfg.output_shapes(&shape).expect("a resolved network has shapes");
+            for s in &shapes {
+                assert!(limits::product(s).is_some_and(|n| n <= limits::MAX_TENSOR_ELEMENTS));
+            }
+            let _ = cfg.tensors();
+        }
+    }
+}
