@@ -26,11 +26,18 @@ pub const TARGETS: [&str; 6] = [
 
 /// Runs `cargo xtask fuzz`.
 pub fn fuzz(args: &[String]) -> Result<()> {
-    let seconds: u64 = flag(args, "--seconds")?
-        .map_or(Ok(60), |s| s.parse().context("--seconds needs a whole number"))?;
-    let which: Vec<&str> = match args.iter().find(|a| !a.starts_with("--") && !is_value(args, a)) {
+    let seconds: u64 = flag(args, "--seconds")?.map_or(Ok(60), |s| {
+        s.parse().context("--seconds needs a whole number")
+    })?;
+    let which: Vec<&str> = match args
+        .iter()
+        .find(|a| !a.starts_with("--") && !is_value(args, a))
+    {
         Some(t) if TARGETS.contains(&t.as_str()) => vec![t.as_str()],
-        Some(t) => bail!("unknown fuzz target `{t}`; the targets are {}", TARGETS.join(", ")),
+        Some(t) => bail!(
+            "unknown fuzz target `{t}`; the targets are {}",
+            TARGETS.join(", ")
+        ),
         None => TARGETS.to_vec(),
     };
     ensure_tools()?;
@@ -98,7 +105,11 @@ fn run_target(target: &str, seconds: u64) -> Result<bool> {
         .arg("--")
         .arg(format!("-max_total_time={seconds}"))
         .arg(format!("-artifact_prefix={}/", artifacts.display()))
-        .args(["-rss_limit_mb=2048", "-max_len=65536", "-print_final_stats=1"])
+        .args([
+            "-rss_limit_mb=2048",
+            "-max_len=65536",
+            "-print_final_stats=1",
+        ])
         .output()
         .context("could not run cargo fuzz")?;
     let log = String::from_utf8_lossy(&out.stderr);
@@ -113,7 +124,10 @@ fn run_target(target: &str, seconds: u64) -> Result<bool> {
 
 /// The last `DONE` line's executions and coverage, and the final stats.
 fn report(target: &str, log: &str) {
-    let done = log.lines().rev().find(|l| l.contains(" DONE ") || l.contains("cov:"));
+    let done = log
+        .lines()
+        .rev()
+        .find(|l| l.contains(" DONE ") || l.contains("cov:"));
     let execs = log
         .lines()
         .find_map(|l| l.strip_prefix("stat::number_of_executed_units:"))

@@ -32,8 +32,8 @@ pub fn model_file(data: &[u8]) {
     let Ok(mut loaded) = nn_io::model_from_bytes(data, Path::new("fuzz.nnm"), &registry) else {
         return;
     };
-    let bytes = nn_io::model_bytes(loaded.model.as_mut(), &loaded.metadata)
-        .expect("a loaded model saves");
+    let bytes =
+        nn_io::model_bytes(loaded.model.as_mut(), &loaded.metadata).expect("a loaded model saves");
     let again = nn_io::model_from_bytes(&bytes, Path::new("again.nnm"), &registry)
         .expect("a saved model loads");
     assert_eq!(again.metadata, loaded.metadata);
@@ -58,11 +58,9 @@ pub fn model_file(data: &[u8]) {
 /// is checked against its model without panicking.
 pub fn checkpoint_file(data: &[u8]) {
     let registry = Registry::new();
-    let Ok((mut loaded, state)) = nn_io::checkpoint_from_bytes::<CheckpointState>(
-        data,
-        Path::new("fuzz.nnck"),
-        &registry,
-    ) else {
+    let Ok((mut loaded, state)) =
+        nn_io::checkpoint_from_bytes::<CheckpointState>(data, Path::new("fuzz.nnck"), &registry)
+    else {
         return;
     };
     let _ = state.settings.validate();
@@ -139,7 +137,9 @@ fn resolve_both(specs: &[nn_layers::LayerSpec]) {
         if let Ok(cfg) = spec::resolve(specs, input, 4, &registry) {
             let mut shape = vec![4];
             shape.extend_from_slice(input);
-            let shapes = cfg.output_shapes(&shape).expect("a resolved network has shapes");
+            let shapes = cfg
+                .output_shapes(&shape)
+                .expect("a resolved network has shapes");
             for s in &shapes {
                 assert!(limits::product(s).is_some_and(|n| n <= limits::MAX_TENSOR_ELEMENTS));
             }

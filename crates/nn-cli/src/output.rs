@@ -61,8 +61,17 @@ pub fn message(e: &anyhow::Error) -> String {
         }
         text.push_str(&c);
     }
-    text.replace('\n', " ")
+    let line = text.replace('\n', " ");
+    // a safety net for messages that quote their input at length
+    if line.chars().count() > MAX_MESSAGE {
+        let cut: String = line.chars().take(MAX_MESSAGE).collect();
+        return format!("{cut}… (message cut)");
+    }
+    line
 }
+
+/// The longest error line printed, in characters.
+const MAX_MESSAGE: usize = 1000;
 
 #[cfg(test)]
 mod tests {

@@ -188,8 +188,8 @@ pub fn parse_spec_text(text: &str, extension: Option<&str>, path: &Path) -> Resu
     let value: serde_json::Value = match extension {
         Some("json") => serde_json::from_str(text).with_context(|| path.display().to_string())?,
         Some("toml") => {
-            let t: toml::Table =
-                toml::from_str(text).with_context(|| path.display().to_string())?;
+            let t: toml::Table = toml::from_str(text)
+                .map_err(|e| anyhow!("{}: {}", path.display(), toml_message(&e)))?;
             serde_json::to_value(t)?
         }
         _ => bail!(
@@ -216,6 +216,20 @@ pub fn parse_spec_text(text: &str, extension: Option<&str>, path: &Path) -> Resu
             table_spec(l).map_err(|why| anyhow!("{}: layer {}: {why}", path.display(), i + 1))
         })
         .collect()
+}
+
+/// A TOML error on one line: its position and what is wrong, without the excerpt of the
+/// offending line (which can be as long as the file).
+fn toml_message(e: &toml::de::Error) -> String {
+    let text = e.to_string();
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let first = lines.next().unwrap_or("TOML parse error");
+    let last = lines.next_back().unwrap_or_default();
+    if last.is_empty() || last.trim_start().starts_with('|') {
+        excerpt(first)
+    } else {
+        format!("{first}: {}", excerpt(last.trim()))
+    }
 }
 
 /// One table of a spec file as a layer spec.
@@ -442,5 +456,21 @@ mod tests {
             e.to_string(),
             "m.json: 10001 layers, more than the limit of 10000"
         );
+        // nesting far deeper than the parsers recurse: one short line, no stack overflow
+        let deep = format!("a = {}{}\n", "[".repeat(50_000), "]".repeat(50_000));
+        let e = parse_spec_text(&deep, Some("toml"), Path::new("d.toml")).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("d.toml: TOML parse error at line 1"),
+            "{e}"
+        );
+        assert!(e.to_string().len() < 200, "{e}");
+        let deep = format!(
+            "{{\"layers\": {}{}}}",
+            "[".repeat(50_000),
+            "]".repeat(50_000)
+        );
+        let e = parse_spec_text(&deep, Some("json"), Path::new("d.json")).unwrap_err();
+        assert!(e.to_string().contains("recursion limit exceeded"), "{e}");
     }
 }
