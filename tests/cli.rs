@@ -126,7 +126,7 @@ fn train_save_inspect_predict_eval() {
     assert!(o.status.success());
     let text = stdout(&o);
     for want in [
-        "format:      version 1",
+        "format:      version 2",
         "(ok)",
         "dense(4 → 16)",
         "total parameters: 131",
@@ -301,11 +301,11 @@ fn bad_inputs_fail_cleanly_naming_the_problem() {
     fails_with(&predict("magic.nnm"), "magic.nnm: not a model file");
 
     let mut future = good.clone();
-    future[8..12].copy_from_slice(&2u32.to_le_bytes());
+    future[8..12].copy_from_slice(&3u32.to_le_bytes());
     std::fs::write(d.join("future.nnm"), &future).unwrap();
     fails_with(
         &predict("future.nnm"),
-        "future.nnm: format version 2 is not supported; this build reads versions 1 to 1",
+        "future.nnm: format version 3 is not supported; this build reads versions 1 to 2",
     );
 
     let mut bad = std::fs::read_to_string(&iris).unwrap();

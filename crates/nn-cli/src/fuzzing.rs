@@ -11,10 +11,9 @@
 use std::path::Path;
 
 use nn_core::limits;
-use nn_io::{CsvOptions, LabelKind, Limits};
+use nn_io::{CsvOptions, FileKind, LabelKind, Limits, container};
 use nn_layers::{LayerConfig, Mode, Registry};
 
-use crate::settings::CheckpointState;
 use crate::spec;
 
 /// Reading limits small enough for a fuzzer's inputs.
@@ -25,9 +24,25 @@ fn small_limits() -> Limits {
     }
 }
 
-/// A model file: loads or is refused; one that loads saves to the same bytes' worth of
+/// The input as a file, then its payload (the input after a file header, or the whole
+/// input) in a correct frame: most mutations of a file fail its checksum, so the second
+/// form is what reaches the decoder and the checks behind it.
+fn as_file_and_payload(data: &[u8], kind: FileKind, check: fn(&[u8])) {
+    check(data);
+    let payload = match data.get(container::HEADER_LEN..) {
+        Some(p) if data.starts_with(kind.magic()) => p,
+        _ => data,
+    };
+    check(&container::frame(kind, payload));
+}
+
+/// A model file: loads or is refused; one that loads saves and loads again to the same
 /// model, and runs forward on one row when that row is small.
 pub fn model_file(data: &[u8]) {
+    as_file_and_payload(data, FileKind::Model, model_bytes_check);
+}
+
+fn model_bytes_check(data: &[u8]) {
     let registry = Registry::new();
     let Ok(mut loaded) = nn_io::model_from_bytes(data, Path::new("fuzz.nnm"), &registry) else {
         return;
@@ -57,9 +72,13 @@ pub fn model_file(data: &[u8]) {
 /// A checkpoint of `nn train`: loads or is refused; the training state of one that loads
 /// is checked against its model without panicking.
 pub fn checkpoint_file(data: &[u8]) {
+    as_file_and_payload(data, FileKind::Checkpoint, checkpoint_bytes_check);
+}
+
+fn checkpoint_bytes_check(data: &[u8]) {
     let registry = Registry::new();
     let Ok((mut loaded, state)) =
-        nn_io::checkpoint_from_bytes::<CheckpointState>(data, Path::new("fuzz.nnck"), &registry)
+        crate::settings::checkpoint_from_bytes(data, Path::new("fuzz.nnck"), &registry)
     else {
         return;
     };

@@ -7,7 +7,6 @@ use nn_io::{FileKind, LoadedModel, Metadata, container};
 use nn_layers::{Context, LayerConfig, Registry};
 
 use crate::output::say;
-use crate::train::CheckpointState;
 
 /// Runs `nn inspect`.
 pub fn run(path: &Path) -> Result<()> {
@@ -22,8 +21,7 @@ pub fn run(path: &Path) -> Result<()> {
     let (loaded, state) = match kind {
         FileKind::Model => (nn_io::model_from_bytes(&bytes, path, &registry)?, None),
         FileKind::Checkpoint => {
-            let (l, s): (_, CheckpointState) =
-                nn_io::checkpoint_from_bytes(&bytes, path, &registry)?;
+            let (l, s) = nn_cli::settings::checkpoint_from_bytes(&bytes, path, &registry)?;
             (l, Some(s))
         }
     };

@@ -40,6 +40,49 @@ pub struct CheckpointState {
     pub optimizer: nn_optim::OptimizerState,
 }
 
+/// [`CheckpointState`] as format version 1 stored it.
+#[derive(Deserialize)]
+struct CheckpointStateV1 {
+    settings: Settings,
+    trainer: nn_optim::legacy::TrainerStateV1,
+    optimizer: nn_optim::OptimizerState,
+}
+
+/// Reads a checkpoint of `nn train` from `bytes` (named `path` in messages), of this
+/// format version or version 1.
+///
+/// # Errors
+/// As [`nn_io::load_checkpoint`].
+pub fn checkpoint_from_bytes(
+    bytes: &[u8],
+    path: &std::path::Path,
+    registry: &Registry,
+) -> Result<(nn_io::LoadedModel, CheckpointState), nn_io::Error> {
+    let header = nn_io::container::parse_header(bytes, nn_io::FileKind::Checkpoint, path)?;
+    if header.version == 1 {
+        let (loaded, v1): (_, CheckpointStateV1) =
+            nn_io::checkpoint_from_bytes(bytes, path, registry)?;
+        let state = CheckpointState {
+            settings: v1.settings,
+            trainer: v1.trainer.into(),
+            optimizer: v1.optimizer,
+        };
+        return Ok((loaded, state));
+    }
+    nn_io::checkpoint_from_bytes(bytes, path, registry)
+}
+
+/// Reads a checkpoint file of `nn train`, of this format version or version 1.
+///
+/// # Errors
+/// As [`nn_io::load_checkpoint`].
+pub fn load_checkpoint(
+    path: &std::path::Path,
+    registry: &Registry,
+) -> Result<(nn_io::LoadedModel, CheckpointState), nn_io::Error> {
+    checkpoint_from_bytes(&nn_io::container::read_file(path)?, path, registry)
+}
+
 /// The most epochs a run may have (each adds a record to the history its checkpoints keep).
 pub const MAX_EPOCHS: usize = 1_000_000;
 

@@ -471,6 +471,9 @@ mod tests {
             "]".repeat(50_000)
         );
         let e = parse_spec_text(&deep, Some("json"), Path::new("d.json")).unwrap_err();
-        assert!(format!("{e:#}").contains("recursion limit exceeded"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("recursion limit exceeded"),
+            "{e:#}"
+        );
     }
 }

@@ -206,7 +206,7 @@ fn require_two_classes(d: &Dataset, task: Task, path: &Path, label: Option<&str>
 /// A run continued from a checkpoint: its settings, model and state, checked against one
 /// another, and the same data read as the checkpoint's model reads it.
 fn resume(a: &TrainArgs, path: &Path, registry: &Registry) -> Result<Start> {
-    let (mut loaded, state): (_, CheckpointState) = nn_io::load_checkpoint(path, registry)?;
+    let (mut loaded, state) = settings::load_checkpoint(path, registry)?;
     let mut settings = state.settings;
     settings
         .validate()

@@ -27,7 +27,11 @@ use crate::error::{Error, Result, io};
 pub const HEADER_LEN: usize = 24;
 
 /// The format version this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+///
+/// Version 2 (this build) stores model files as version 1 did; a checkpoint's training
+/// history no longer holds confusion matrices. Version-1 files still load: models as they
+/// are, checkpoints through the reader of their older training state.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// What a file holds, told by its magic bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -304,10 +308,10 @@ mod tests {
                 .starts_with("m.nnm: not a model file: found magic bytes")
         );
         let mut newer = good.clone();
-        newer[8] = 2;
+        newer[8] = 3;
         assert_eq!(
             unframe(&newer, FileKind::Model, p).unwrap_err().to_string(),
-            "m.nnm: format version 2 is not supported; this build reads versions 1 to 1"
+            "m.nnm: format version 3 is not supported; this build reads versions 1 to 2"
         );
         let e = unframe(&good[..good.len() - 1], FileKind::Model, p).unwrap_err();
         assert_eq!(

@@ -105,7 +105,7 @@ fn every_corruption_is_its_own_error_naming_the_file() {
     write(&future);
     assert_eq!(
         load_err(&p),
-        format!("{name}: format version 7 is not supported; this build reads versions 1 to 1")
+        format!("{name}: format version 7 is not supported; this build reads versions 1 to 2")
     );
 
     write(b"");

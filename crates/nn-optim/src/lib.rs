@@ -19,6 +19,7 @@ pub mod adam;
 pub mod batch;
 pub mod clip;
 pub mod error;
+pub mod legacy;
 pub mod metrics;
 pub mod optimizer;
 pub mod schedule;
