@@ -118,7 +118,9 @@ fn run_target(target: &str, seconds: u64) -> Result<bool> {
         return Ok(true);
     }
     keep_crashes(target, &artifacts)?;
-    eprintln!("{}", tail(&log, 40));
+    // the panic message and the first frames, not libFuzzer's signal-handler trace
+    let at = log.find("panicked at").unwrap_or(0);
+    eprintln!("{}", head(&log[at..], 12));
     Ok(false)
 }
 
@@ -151,7 +153,6 @@ fn keep_crashes(target: &str, artifacts: &Path) -> Result<()> {
     Ok(())
 }
 
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+fn head(text: &str, n: usize) -> String {
+    text.lines().take(n).collect::<Vec<_>>().join("\n")
 }
