@@ -41,7 +41,7 @@ where
 /// At most `N` entries, as an `Option<Vec>`.
 ///
 /// # Errors
-/// As [`vec`].
+/// As [`vec()`].
 pub fn option_vec<'de, D, T, const N: usize>(d: D) -> Result<Option<Vec<T>>, D::Error>
 where
     D: Deserializer<'de>,
@@ -75,7 +75,7 @@ impl<'de, T: Deserialize<'de>, const N: usize> Visitor<'de> for OptionVisitor<T,
 /// At most `N` entries, as a `BTreeMap`.
 ///
 /// # Errors
-/// As [`vec`].
+/// As [`vec()`].
 pub fn map<'de, D, K, V, const N: usize>(d: D) -> Result<BTreeMap<K, V>, D::Error>
 where
     D: Deserializer<'de>,
