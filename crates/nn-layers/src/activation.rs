@@ -396,4 +396,28 @@ mod tests {
             "relu backward: expected shape [2], got [1]"
         );
     }
+
+    #[test]
+    fn strided_inputs_take_the_general_path_with_the_same_values() {
+        // transposed views are not contiguous: forward and backward run through `Zip`
+        let x = array![[-1.0f32, 0.5, 2.0], [0.0, -0.25, 3.0]];
+        let dy_rows = array![[1.0f32, 0.5, 3.0], [-2.0, 4.0, -1.0]];
+        let (xt, dyt) = (x.t(), dy_rows.t()); // both [3, 2]
+        assert!(xt.as_slice().is_none() && dyt.as_slice().is_none());
+        let mut strided = Tanh::new();
+        let y = strided.forward(xt.into_dyn(), Mode::Train).unwrap().to_owned();
+        let dx = strided.backward(dyt.into_dyn()).unwrap().to_owned();
+        // tanh(x) and (1 − tanh²(x))·dy entry by entry, from the definitions
+        for ((i, j), &v) in xt.indexed_iter() {
+            let t = v.tanh();
+            assert!((y[[i, j]] - t).abs() < 1e-6);
+            assert!((dx[[i, j]] - (1.0 - t * t) * dyt[[i, j]]).abs() < 1e-6);
+        }
+        // the contiguous path gives the same values
+        let mut contiguous = Tanh::new();
+        let x_owned = xt.to_owned().into_dyn();
+        contiguous.forward(x_owned.view(), Mode::Train).unwrap();
+        let dy_owned = dyt.to_owned().into_dyn();
+        assert_eq!(contiguous.backward(dy_owned.view()).unwrap(), dx);
+    }
 }

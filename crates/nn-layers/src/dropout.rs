@@ -264,4 +264,33 @@ mod tests {
         let m1 = f.forward(x.view(), Mode::Train).unwrap().to_owned();
         assert_eq!(m1, f.forward(x.view(), Mode::Train).unwrap());
     }
+
+    #[test]
+    fn the_counter_is_saved_as_two_exact_halves() {
+        let x = Tensor::ones(vec![2, 50]);
+        let mut d = Dropout::new(0.5, 4).unwrap();
+        d.set_count(70_000); // 70,000 = 1·65,536 + 4,464
+        assert_eq!(d.counter.as_slice().unwrap(), &[1.0, 4464.0]);
+        let y = d.forward(x.view(), Mode::Train).unwrap().to_owned();
+        // the mask of forward number 70,000 is drawn from stream 70,000 of the seed
+        let mut r = mask_rng(4, 70_000);
+        let want: Vec<f32> = (0..100)
+            .map(|_| if rng::uniform01(&mut r) >= 0.5 { 2.0 } else { 0.0 })
+            .collect();
+        assert_eq!(y.as_slice().unwrap(), &want[..]);
+        assert_eq!(d.counter.as_slice().unwrap(), &[1.0, 4465.0]);
+        // a layer whose counter is restored (as a model file restores it) draws the same
+        // next mask
+        let mut e = Dropout::new(0.5, 4).unwrap();
+        let saved = d.counter.clone();
+        e.visit(&mut |_, slot| {
+            if let Slot::Buffer(b) = slot {
+                b.assign(&saved);
+            }
+        });
+        assert_eq!(
+            e.forward(x.view(), Mode::Train).unwrap().to_owned(),
+            d.forward(x.view(), Mode::Train).unwrap().to_owned()
+        );
+    }
 }
