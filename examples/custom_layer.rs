@@ -19,159 +19,115 @@ use std::path::Path;
 
 use anyhow::{Result, ensure};
 use ndarray::{ArrayViewD, Axis, Ix2, Zip};
+use nn::core::tensor::as_matrix;
 use nn::core::{Buffer, Param, Rng, Tensor};
 use nn::io::{
     CsvOptions, Metadata, Normalization, load_model, read_csv, save_model, split_indices,
 };
 use nn::layers::activation::sigmoid;
-use nn::layers::layer::{require_forward, require_shape};
 use nn::layers::{
     Attr, Context, Dense, DenseConfig, GradCheckConfig, Layer, LayerConfig, LayerSpec, Mode,
     Parameterized, Registry, Sequential, Slot, SoftmaxCrossEntropy, TensorSpec, check_layer,
 };
 use nn::optim::{Adam, AdamConfig, Data, Silent, TrainConfig, Trainer, evaluate};
 
+type LResult<T> = nn::layers::Result<T>;
+
+// ---- the layer: its parameter, forward, backward and configuration ------------------------
+
 /// `y = x · σ(β·x)` on `[n, features]`, with a learnable `β` per feature.
 #[derive(Debug)]
 struct Swish {
     beta: Param,
-    x: Buffer,
-    y: Buffer,
-    dx: Buffer,
-    ready: bool,
 }
+
+impl Parameterized for Swish {
+    fn visit<'a>(&'a mut self, f: &mut dyn FnMut(&str, Slot<'a>)) {
+        f("beta", Slot::Param(&mut self.beta)); // optimizers and files find it by name
+    }
+}
+
+impl Layer for Swish {
+    fn forward(&mut self, x: ArrayViewD<f32>, y: &mut Buffer, _: Mode) -> LResult<()> {
+        let x = as_matrix(x, "swish", Some(self.beta.len()))?;
+        y.resize(&[x.nrows(), x.ncols()]);
+        Zip::from(&mut y.view2_mut())
+            .and(&x)
+            .and_broadcast(&self.beta.vector())
+            .for_each(|y, &x, &b| *y = x * sigmoid(b * x)); // y = x·σ(βx)
+        Ok(())
+    }
+
+    fn backward(
+        &mut self,
+        x: ArrayViewD<f32>,
+        _y: ArrayViewD<f32>,
+        dy: ArrayViewD<f32>,
+        dx: Option<&mut Buffer>,
+    ) -> LResult<()> {
+        let k = self.beta.len();
+        let (x, dy) = (
+            as_matrix(x, "swish", Some(k))?,
+            as_matrix(dy, "swish", Some(k))?,
+        );
+        let mut dx = dx.map(|d| d.resized(&[x.nrows(), k]));
+        let (b, g) = (
+            self.beta.value.as_slice().unwrap(),
+            self.beta.grad.as_slice_mut().unwrap(),
+        );
+        for (r, (x, dy)) in x.rows().into_iter().zip(dy.rows()).enumerate() {
+            for j in 0..k {
+                let s = sigmoid(b[j] * x[j]);
+                let ds = s * (1.0 - s); // σ′(βx)
+                g[j] += dy[j] * x[j] * x[j] * ds; // ∂E/∂β += ∂E/∂y·x²·σ′
+                if let Some(dx) = dx.as_deref_mut() {
+                    dx[r * k + j] = dy[j] * (s + b[j] * x[j] * ds); // ∂E/∂x = ∂E/∂y·(σ + βx·σ′)
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn config(&self) -> Box<dyn LayerConfig> {
+        Box::new(SwishConfig(self.beta.len()))
+    }
+}
+
+/// What a Swish layer is: its width. Model files store it; the registry reads it back.
+#[derive(Debug)]
+struct SwishConfig(usize);
+
+impl LayerConfig for SwishConfig {
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::new("swish").with("features", Attr::Int(self.0 as i64))
+    }
+    fn tensors(&self) -> LResult<Vec<TensorSpec>> {
+        Ok(vec![TensorSpec::param("beta", vec![self.0])])
+    }
+    fn build(&self, _: &mut Rng) -> LResult<Box<dyn Layer>> {
+        Ok(Box::new(Swish::new(self.0, 1.0)))
+    }
+}
+
+// ---- what the example needs besides the layer ----------------------------------------------
 
 impl Swish {
     fn new(features: usize, beta: f32) -> Self {
         Swish {
             beta: Param::new(Tensor::from_elem(vec![features], beta)),
-            x: Buffer::new(),
-            y: Buffer::new(),
-            dx: Buffer::new(),
-            ready: false,
         }
-    }
-
-    fn features(&self) -> usize {
-        self.beta.len()
     }
 }
 
-/// What a Swish layer is: its width. Model files store it, and the registry reads it back.
-#[derive(Debug)]
-struct SwishConfig {
-    features: usize,
-}
-
-impl SwishConfig {
-    /// The reader the registry calls for kind `swish`; it checks the width before anything
-    /// is allocated for it.
-    fn from_spec(spec: &LayerSpec, _: &Context<'_>) -> nn::layers::Result<Box<dyn LayerConfig>> {
-        spec.only(&["features"])?;
-        let features = spec.usize("features")?;
-        if features == 0 || features > nn::core::limits::MAX_PARAMETERS {
-            return Err(spec.invalid(format!("features must be in 1..=2^26, got {features}")));
-        }
-        Ok(Box::new(SwishConfig { features }))
+/// The reader the registry calls for kind `swish`: it checks the width before anything is
+/// allocated for it (a model file may come from a stranger).
+fn read_swish(spec: &LayerSpec, _: &Context<'_>) -> LResult<Box<dyn LayerConfig>> {
+    spec.only(&["features"])?;
+    let n = spec.usize("features")?;
+    if n == 0 || n > nn::core::limits::MAX_PARAMETERS {
+        return Err(spec.invalid(format!("features must be in 1..=2^26, got {n}")));
     }
-}
-
-impl LayerConfig for SwishConfig {
-    fn spec(&self) -> LayerSpec {
-        LayerSpec::new("swish").with("features", Attr::Int(self.features as i64))
-    }
-    fn name(&self) -> String {
-        format!("swish({})", self.features)
-    }
-    fn tensors(&self) -> nn::layers::Result<Vec<TensorSpec>> {
-        Ok(vec![TensorSpec::param("beta", vec![self.features])])
-    }
-    fn output_shape(&self, input: &[usize]) -> nn::layers::Result<Vec<usize>> {
-        Ok(input.to_vec())
-    }
-    fn build(&self, _: &mut Rng) -> nn::layers::Result<Box<dyn Layer>> {
-        Ok(Box::new(Swish::new(self.features, 1.0)))
-    }
-}
-
-impl Parameterized for Swish {
-    fn visit<'a>(&'a mut self, f: &mut dyn FnMut(&str, Slot<'a>)) {
-        f("beta", Slot::Param(&mut self.beta));
-    }
-}
-
-impl Layer for Swish {
-    fn forward<'s>(
-        &'s mut self,
-        x: ArrayViewD<'_, f32>,
-        mode: Mode,
-    ) -> nn::layers::Result<ArrayViewD<'s, f32>> {
-        let expected = [x.shape().first().copied().unwrap_or(0), self.features()];
-        require_shape(|| "swish forward".into(), &expected, x.shape())?;
-        self.y.resize(x.shape());
-        let beta = self
-            .beta
-            .value
-            .view()
-            .into_dimensionality::<ndarray::Ix1>()
-            .expect("1-D");
-        let mut y = self.y.view2_mut();
-        for (mut y, x) in y.rows_mut().into_iter().zip(x.rows()) {
-            Zip::from(&mut y)
-                .and(&x)
-                .and(&beta)
-                .for_each(|y, &x, &b| *y = x * sigmoid(b * x)); // y = x·σ(βx)
-        }
-        self.ready = mode == Mode::Train;
-        if self.ready {
-            self.x.assign(x);
-        }
-        Ok(self.y.view())
-    }
-
-    fn backward<'s>(
-        &'s mut self,
-        dy: ArrayViewD<'_, f32>,
-    ) -> nn::layers::Result<ArrayViewD<'s, f32>> {
-        require_forward(self.ready, || "swish".into())?;
-        require_shape(|| "swish backward".into(), self.y.shape(), dy.shape())?;
-        let dy = dy.into_dimensionality::<Ix2>().expect("checked shape");
-        self.dx.resize(dy.shape());
-        let beta = self
-            .beta
-            .value
-            .view()
-            .into_dimensionality::<ndarray::Ix1>()
-            .expect("1-D");
-        let mut dbeta = self
-            .beta
-            .grad
-            .view_mut()
-            .into_dimensionality::<ndarray::Ix1>()
-            .expect("1-D");
-        let x = self.x.view2();
-        let mut dx = self.dx.view2_mut();
-        for ((mut dx, dy), x) in dx.rows_mut().into_iter().zip(dy.rows()).zip(x.rows()) {
-            Zip::from(&mut dx)
-                .and(&dy)
-                .and(&x)
-                .and(&beta)
-                .and(&mut dbeta)
-                .for_each(|dx, &dy, &x, &b, db| {
-                    let s = sigmoid(b * x);
-                    let ds = s * (1.0 - s); // σ′(βx)
-                    *dx = dy * (s + b * x * ds); // ∂E/∂x = ∂E/∂y·(σ + βx·σ′)
-                    *db += dy * x * x * ds; // ∂E/∂β += ∂E/∂y·x²·σ′
-                });
-        }
-        Ok(self.dx.view())
-    }
-
-    fn config(&self) -> Box<dyn LayerConfig> {
-        Box::new(SwishConfig {
-            features: self.features(),
-        })
-    }
+    Ok(Box::new(SwishConfig(n)))
 }
 
 fn main() -> Result<()> {
@@ -231,14 +187,14 @@ fn main() -> Result<()> {
         Ok(_) => anyhow::bail!("an unregistered kind should not load"),
     }
     let mut registry = Registry::new();
-    registry.register("swish", SwishConfig::from_spec);
+    registry.register("swish", read_swish);
     let mut loaded = load_model(&path, &registry)?;
     std::fs::remove_file(&path)?;
 
     // 4. Predict with the loaded model: the same answers as the trained one.
     let first = test.x.slice_axis(Axis(0), (0..5).into()).to_owned();
-    let before = model.forward(first.view(), Mode::Eval)?.to_owned();
-    let after = loaded.model.forward(first.view(), Mode::Eval)?.to_owned();
+    let before = model.run(first.view(), Mode::Eval)?.to_owned();
+    let after = nn::layers::layer::apply(loaded.model.as_mut(), first.view(), Mode::Eval)?;
     ensure!(before == after, "the loaded model predicts differently");
     let names = meta.class_names.unwrap_or_default();
     let after = after.into_dimensionality::<Ix2>()?;

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use nn::io::{CsvOptions, Dataset, Normalization, read_csv, split_indices};
-use nn::layers::{BceWithLogits, Dense, DenseConfig, Layer, Mode};
+use nn::layers::{BceWithLogits, Dense, DenseConfig, Mode};
 use nn::optim::{Data, Sgd, SgdConfig, Silent, TrainConfig, Trainer, evaluate};
 
 /// Rows with a feature more than `limit` standard deviations from its mean.
@@ -106,7 +106,7 @@ fn main() -> Result<()> {
         for &i in &bad {
             let mut x = all.subset(&[i]).x;
             norm.apply(&mut x)?;
-            let z = neuron.forward(x.view(), Mode::Eval)?[[0, 0]];
+            let z = nn::layers::layer::apply(&mut neuron, x.view(), Mode::Eval)?[[0, 0]];
             let p_male = 1.0 / (1.0 + (-z).exp()); // σ(z)
             println!(
                 "    the suspicious row reads as {} (P(M) = {p_male:.3})",

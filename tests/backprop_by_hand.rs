@@ -29,7 +29,7 @@
 //! ```
 
 use ndarray::{ArrayD, array};
-use nn::layers::{Dense, Layer, Loss, Mode, Mse, Parameterized, Sequential, Sigmoid, Slot, Target};
+use nn::layers::{Dense, Loss, Mode, Mse, Parameterized, Sequential, Sigmoid, Slot, Target};
 
 fn assert_close(got: &ArrayD<f32>, want: &[f32], what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: length");
@@ -83,11 +83,11 @@ fn forward_delta_terms_and_weight_gradients_match_the_hand_derivation() {
                 .unwrap(),
             )
             .with(Sigmoid::new());
-        first.forward(x.view(), Mode::Eval).unwrap().to_owned()
+        first.run(x.view(), Mode::Eval).unwrap().to_owned()
     };
     assert_close(&h, &[0.593_270, 0.596_884], "h");
 
-    let y = net.forward(x.view(), Mode::Train).unwrap().to_owned();
+    let y = net.run(x.view(), Mode::Train).unwrap().to_owned();
     assert_close(&y, &[0.751_365], "y");
 
     let mut mse = Mse::new();
@@ -97,7 +97,7 @@ fn forward_delta_terms_and_weight_gradients_match_the_hand_derivation() {
     let dy = mse.backward().unwrap().to_owned();
     assert_close(&dy, &[1.482_73], "∂E/∂y");
 
-    let dx = net.backward(dy.view()).unwrap().to_owned();
+    let dx = net.run_backward(x.view(), dy.view()).unwrap().to_owned();
     assert_close(&dx, &[0.011_508, 0.014_345], "∂E/∂x");
 
     let g = grads(&mut net);
@@ -120,15 +120,15 @@ fn one_gradient_descent_step_lowers_the_error() {
     let x = array![[0.05f32, 0.10]].into_dyn();
     let t = array![[0.01f32]].into_dyn();
     let mut mse = Mse::new();
-    let y = net.forward(x.view(), Mode::Train).unwrap();
-    let e0 = mse.forward(y, Target::Values(t.view())).unwrap();
-    net.backward(mse.backward().unwrap()).unwrap();
+    let y = net.run(x.view(), Mode::Train).unwrap().to_owned();
+    let e0 = mse.forward(y.view(), Target::Values(t.view())).unwrap();
+    net.run_backward(x.view(), mse.backward().unwrap()).unwrap();
     net.visit(&mut |_, slot| {
         if let Slot::Param(p) = slot {
             p.value.zip_mut_with(&p.grad, |w, &g| *w -= 0.5 * g);
         }
     });
-    let y = net.forward(x.view(), Mode::Eval).unwrap();
+    let y = net.run(x.view(), Mode::Eval).unwrap();
     let e1 = mse.forward(y, Target::Values(t.view())).unwrap();
     // b² alone moves by −0.5·0.276997: y drops, and so does E
     assert!(e1 < e0, "E went from {e0} to {e1}");

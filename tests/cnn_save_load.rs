@@ -5,6 +5,7 @@
 use ndarray::{Axis, IxDyn};
 use nn::core::{Tensor, rng, seeded};
 use nn::io::{Metadata, load_model, save_model};
+use nn::layers::layer::apply;
 use nn::layers::{
     BatchNorm, Conv2d, Conv2dConfig, Dense, DenseConfig, Dropout, Flatten, Layer, MaxPool2d, Mode,
     Registry, Relu, Sequential, SoftmaxCrossEntropy,
@@ -69,11 +70,11 @@ fn trained_cnn_round_trips_through_a_file() {
     assert!(acc > 0.9, "bars are easy; accuracy {acc}");
 
     // Eval is deterministic (no dropout) and per-row (running statistics, not the batch's)
-    let full = model.forward(tx.view(), Mode::Eval).unwrap().to_owned();
-    let again = model.forward(tx.view(), Mode::Eval).unwrap().to_owned();
+    let full = model.run(tx.view(), Mode::Eval).unwrap().to_owned();
+    let again = model.run(tx.view(), Mode::Eval).unwrap().to_owned();
     assert_eq!(full, again);
     let one = model
-        .forward(tx.slice_axis(Axis(0), (3..4).into()), Mode::Eval)
+        .run(tx.slice_axis(Axis(0), (3..4).into()), Mode::Eval)
         .unwrap()
         .to_owned();
     for (a, b) in one.iter().zip(full.index_axis(Axis(0), 3).iter()) {
@@ -96,19 +97,11 @@ fn trained_cnn_round_trips_through_a_file() {
     )
     .unwrap();
     let mut loaded = load_model(&path, &Registry::new()).unwrap();
-    let after = loaded
-        .model
-        .forward(tx.view(), Mode::Eval)
-        .unwrap()
-        .to_owned();
+    let after = apply(loaded.model.as_mut(), tx.view(), Mode::Eval).unwrap();
     assert_eq!(after, full, "the loaded model must predict bit-identically");
     assert_eq!(loaded.model.config().spec(), model.config().spec());
 
     // Train mode is not deterministic in that way: dropout and batch statistics change it
-    let train_out = loaded
-        .model
-        .forward(tx.view(), Mode::Train)
-        .unwrap()
-        .to_owned();
+    let train_out = apply(loaded.model.as_mut(), tx.view(), Mode::Train).unwrap();
     assert_ne!(train_out, full);
 }

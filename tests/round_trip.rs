@@ -67,8 +67,8 @@ proptest! {
         prop_assert_eq!(&loaded.metadata, &meta);
         prop_assert_eq!(loaded.model.config().spec(), net.config().spec());
         let x = ndarray::Array2::from_shape_fn((3, w), |(i, j)| (i as f32 - j as f32) * 0.3).into_dyn();
-        let want = net.forward(x.view(), Mode::Eval).unwrap().to_owned();
-        let got = loaded.model.forward(x.view(), Mode::Eval).unwrap().to_owned();
+        let want = net.run(x.view(), Mode::Eval).unwrap().to_owned();
+        let got = nn::layers::layer::apply(loaded.model.as_mut(), x.view(), Mode::Eval).unwrap();
         prop_assert_eq!(want, got);
     }
 }

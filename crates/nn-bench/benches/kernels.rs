@@ -10,7 +10,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use ndarray::Array2;
-use nn_core::{Tensor, matmul_into, seeded};
+use nn_core::{Buffer, Tensor, matmul_into, seeded};
 use nn_layers::{
     Conv2d, Conv2dConfig, Dense, DenseConfig, Layer, Loss, Mode, Sequential, SoftmaxCrossEntropy,
     Target,
@@ -54,18 +54,23 @@ fn dense(c: &mut Criterion) {
     let mut layer = Dense::new(&DenseConfig::new(784, 128), &mut seeded(0)).unwrap();
     let x = ramp(&[64, 784]);
     let dy = ramp(&[64, 128]);
+    let (mut y, mut dx) = (Buffer::new(), Buffer::new());
     c.bench_function("dense_784x128_b64_forward_train", |b| {
-        b.iter(|| black_box(layer.forward(x.view(), Mode::Train).unwrap().len()))
+        b.iter(|| layer.forward(x.view(), &mut y, Mode::Train).unwrap())
     });
     c.bench_function("dense_784x128_b64_backward", |b| {
-        b.iter(|| black_box(layer.backward(dy.view()).unwrap().len()))
+        b.iter(|| {
+            layer
+                .backward(x.view(), y.view(), dy.view(), Some(&mut dx))
+                .unwrap()
+        })
     });
     c.bench_function("dense_784x128_b64_backward_params", |b| {
-        b.iter(|| layer.backward_params(dy.view()).unwrap())
+        b.iter(|| layer.backward(x.view(), y.view(), dy.view(), None).unwrap())
     });
     let x1 = ramp(&[1, 784]);
     c.bench_function("dense_784x128_b1_forward_eval", |b| {
-        b.iter(|| black_box(layer.forward(x1.view(), Mode::Eval).unwrap().len()))
+        b.iter(|| layer.forward(x1.view(), &mut y, Mode::Eval).unwrap())
     });
 }
 
@@ -86,16 +91,21 @@ fn conv(c: &mut Criterion) {
     let mut layer = Conv2d::new(&Conv2dConfig::new(8, 16, 5), &mut seeded(0)).unwrap();
     let x = ramp(&[64, 8, 12, 12]);
     let dy = ramp(&[64, 16, 8, 8]);
+    let (mut y, mut dx) = (Buffer::new(), Buffer::new());
     c.bench_function("conv_8to16_5x5_b64_forward_train", |b| {
-        b.iter(|| black_box(layer.forward(x.view(), Mode::Train).unwrap().len()))
+        b.iter(|| layer.forward(x.view(), &mut y, Mode::Train).unwrap())
     });
     c.bench_function("conv_8to16_5x5_b64_backward", |b| {
-        b.iter(|| black_box(layer.backward(dy.view()).unwrap().len()))
+        b.iter(|| {
+            layer
+                .backward(x.view(), y.view(), dy.view(), Some(&mut dx))
+                .unwrap()
+        })
     });
     let mut first = Conv2d::new(&Conv2dConfig::new(1, 8, 5), &mut seeded(0)).unwrap();
     let x = ramp(&[64, 1, 28, 28]);
     c.bench_function("conv_1to8_5x5_b64_forward_train", |b| {
-        b.iter(|| black_box(first.forward(x.view(), Mode::Train).unwrap().len()))
+        b.iter(|| first.forward(x.view(), &mut y, Mode::Train).unwrap())
     });
 }
 

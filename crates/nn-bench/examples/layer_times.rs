@@ -11,46 +11,60 @@
 //! the pixel values.
 use std::time::Instant;
 
-use ndarray::{Array4, ArrayD, ArrayViewD};
-use nn_core::seeded;
+use ndarray::{Array4, ArrayViewD};
+use nn_core::{Buffer, seeded};
 use nn_layers::{Conv2d, Conv2dConfig, Dense, DenseConfig, Flatten, Layer, MaxPool2d, Mode, Relu};
 
-/// Forward through `layers`, adding each layer's time to `times` when `on`.
+/// Forward through `layers` into `acts` (one output per layer), adding each layer's time to
+/// `times` when `on`.
 fn forward(
     layers: &mut [Box<dyn Layer>],
     x: ArrayViewD<f32>,
+    acts: &mut [Buffer],
     times: &mut [f64],
     on: bool,
-) -> ArrayD<f32> {
-    let (first, rest) = layers.split_first_mut().expect("a layer");
-    let t = Instant::now();
-    let y = first.forward(x, Mode::Train).expect("forward");
-    if on {
-        times[0] += t.elapsed().as_secs_f64();
+) {
+    for (i, layer) in layers.iter_mut().enumerate() {
+        let (before, after) = acts.split_at_mut(i);
+        let input = if i == 0 {
+            x.view()
+        } else {
+            before[i - 1].view()
+        };
+        let t = Instant::now();
+        layer
+            .forward(input, &mut after[0], Mode::Train)
+            .expect("forward");
+        if on {
+            times[i] += t.elapsed().as_secs_f64();
+        }
     }
-    if rest.is_empty() {
-        return y.to_owned();
-    }
-    forward(rest, y, &mut times[1..], on)
 }
 
-/// Backward through `layers` (the first one computes only its parameter gradients).
-fn backward(layers: &mut [Box<dyn Layer>], d: ArrayViewD<f32>, times: &mut [f64], on: bool) {
-    let n = layers.len();
-    let (last, rest) = layers.split_last_mut().expect("a layer");
-    let t = Instant::now();
-    if rest.is_empty() {
-        last.backward_params(d).expect("backward");
+/// Backward through `layers` from `d` (the first layer computes only its parameter
+/// gradients), with two gradient buffers used in turn.
+fn backward(
+    layers: &mut [Box<dyn Layer>],
+    x: ArrayViewD<f32>,
+    acts: &[Buffer],
+    grads: &mut [Buffer; 2],
+    times: &mut [f64],
+    on: bool,
+) {
+    let [a, b] = grads;
+    let (mut g, mut g_prev) = (a, b);
+    for i in (0..layers.len()).rev() {
+        let input = if i == 0 { x.view() } else { acts[i - 1].view() };
+        let t = Instant::now();
+        let dx = (i > 0).then_some(&mut *g_prev);
+        layers[i]
+            .backward(input, acts[i].view(), g.view(), dx)
+            .expect("backward");
         if on {
-            times[n - 1] += t.elapsed().as_secs_f64();
+            times[i] += t.elapsed().as_secs_f64();
         }
-        return;
+        std::mem::swap(&mut g, &mut g_prev);
     }
-    let g = last.backward(d).expect("backward");
-    if on {
-        times[n - 1] += t.elapsed().as_secs_f64();
-    }
-    backward(rest, g, &mut times[..n - 1], on)
 }
 
 fn main() {
@@ -70,6 +84,8 @@ fn main() {
     })
     .into_dyn();
     let n = layers.len();
+    let mut acts: Vec<Buffer> = (0..n).map(|_| Buffer::new()).collect();
+    let mut grads = [Buffer::new(), Buffer::new()];
     let (steps, blocks, warm) = (40, 12, 20);
     let mut best_f = vec![f64::MAX; n];
     let mut best_b = vec![f64::MAX; n];
@@ -78,9 +94,10 @@ fn main() {
         let mut bwd = vec![0.0f64; n];
         for step in 0..steps + warm {
             let on = step >= warm;
-            let out = forward(&mut layers, x.view(), &mut fwd, on);
-            let d = out.mapv(|v| v * 0.01);
-            backward(&mut layers, d.view(), &mut bwd, on);
+            forward(&mut layers, x.view(), &mut acts, &mut fwd, on);
+            grads[0].assign(acts[n - 1].view());
+            grads[0].as_mut_slice().iter_mut().for_each(|v| *v *= 0.01);
+            backward(&mut layers, x.view(), &acts, &mut grads, &mut bwd, on);
             layers.iter_mut().for_each(|l| l.zero_grad());
         }
         for l in 0..n {

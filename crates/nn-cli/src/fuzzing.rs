@@ -64,9 +64,7 @@ fn model_bytes_check(data: &[u8]) {
         .is_ok_and(|n| n <= 1 << 16);
     if small && limits::product(&input).is_some_and(|n| n <= 1 << 16) {
         let x = nn_core::Tensor::zeros(input);
-        loaded
-            .model
-            .forward(x.view(), Mode::Eval)
+        nn_layers::layer::apply(loaded.model.as_mut(), x.view(), Mode::Eval)
             .expect("a loaded model runs on its input shape");
     }
 }

@@ -138,7 +138,7 @@ fn check_each_layer(
             );
         }
         failed += usize::from(!report.passed());
-        input = layer.forward(input.view(), Mode::Eval)?.to_owned();
+        input = nn_layers::layer::apply(layer.as_mut(), input.view(), Mode::Eval)?;
     }
     Ok(failed)
 }

@@ -91,9 +91,11 @@ pub fn run(a: &PredictArgs) -> Result<()> {
         x.shape()[0],
     )?;
     let mut rows = Vec::with_capacity(x.shape()[0]);
+    let mut out = nn_core::Buffer::new();
     for (start, chunk) in x.axis_chunks_iter(Axis(0), batch).enumerate() {
-        let y = loaded.model.forward(chunk, Mode::Eval)?;
-        let y = y
+        loaded.model.forward(chunk, &mut out, Mode::Eval)?;
+        let y = out
+            .view()
             .into_dimensionality::<ndarray::Ix2>()
             .context("the model's output is not one row per input")?;
         for (i, z) in y.rows().into_iter().enumerate() {

@@ -9,11 +9,13 @@
 //! - [`Init`]: Xavier/Glorot and He/Kaiming initialisers with dense and conv fan-in;
 //! - [`rng`]: the seeded generator and the draws built on it;
 //! - [`Param`]: a value and its accumulated gradient;
+//! - [`conv`]: the convolution kernels (im2col, col2im, the threaded passes);
 //! - [`bounded`]: serde helpers that stop over-long lists while a file is decoded;
 //! - [`limits`]: the explicit size limits and the checked arithmetic that enforces them;
 //! - [`Error`]: one error type whose messages name the operation and the shapes.
 
 pub mod bounded;
+pub mod conv;
 pub mod error;
 pub mod gemm_kernel;
 pub mod init;

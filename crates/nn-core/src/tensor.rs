@@ -56,6 +56,12 @@ impl Buffer {
         self.len() == 0
     }
 
+    /// Sets the shape (as [`Buffer::resize`]) and returns the entries to overwrite, row-major.
+    pub fn resized(&mut self, shape: &[usize]) -> &mut [f32] {
+        self.resize(shape);
+        self.as_mut_slice()
+    }
+
     /// Sets the shape, keeping the allocation. Element values are unspecified afterwards
     /// (whatever the previous use left) — callers overwrite them.
     pub fn resize(&mut self, shape: &[usize]) {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use ndarray::{ArrayViewD, array};
 use nn_core::{Buffer, Param, seeded};
 use nn_io::{Error, Metadata, Normalization, load_model, save_model, write_atomic};
+use nn_layers::layer::apply;
 use nn_layers::{
     Attr, Context, Dense, DenseConfig, Layer, LayerConfig, LayerSpec, Mode, Parameterized,
     Registry, Relu, Sequential, Slot, TensorSpec,
@@ -53,12 +54,8 @@ fn round_trip_keeps_weights_metadata_and_predictions() {
     assert_eq!(loaded.header.version, nn_io::FORMAT_VERSION);
     let x = array![[1.0f32, -2.0, 0.5, 3.0], [0.0, 1.0, 1.0, -1.0]].into_dyn();
     let mut original = model();
-    let want = original.forward(x.view(), Mode::Eval).unwrap().to_owned();
-    let got = loaded
-        .model
-        .forward(x.view(), Mode::Eval)
-        .unwrap()
-        .to_owned();
+    let want = apply(&mut original, x.view(), Mode::Eval).unwrap();
+    let got = apply(loaded.model.as_mut(), x.view(), Mode::Eval).unwrap();
     assert_eq!(want, got, "bit-identical predictions after save → load");
     assert_eq!(loaded.model.config().spec(), original.config().spec());
 }
@@ -123,7 +120,6 @@ fn every_corruption_is_its_own_error_naming_the_file() {
 #[derive(Debug)]
 struct Scale {
     s: Param,
-    y: Buffer,
     /// Declared width in the spec (may differ from the real one, to corrupt files).
     declared: usize,
 }
@@ -132,7 +128,6 @@ impl Scale {
     fn new(n: usize) -> Self {
         Scale {
             s: Param::new(ndarray::Array1::from_elem(n, 2.0f32).into_dyn()),
-            y: Buffer::new(),
             declared: n,
         }
     }
@@ -145,22 +140,26 @@ impl Parameterized for Scale {
 }
 
 impl Layer for Scale {
-    fn forward<'s>(
-        &'s mut self,
+    fn forward(
+        &mut self,
         x: ArrayViewD<'_, f32>,
+        y: &mut Buffer,
         _mode: Mode,
-    ) -> nn_layers::Result<ArrayViewD<'s, f32>> {
-        self.y.assign(x);
-        let mut y = self.y.view_mut();
+    ) -> nn_layers::Result<()> {
+        y.assign(x);
+        let mut y = y.view_mut();
         for mut row in y.rows_mut() {
             row *= &self.s.value;
         }
-        Ok(self.y.view())
+        Ok(())
     }
-    fn backward<'s>(
-        &'s mut self,
+    fn backward(
+        &mut self,
+        _x: ArrayViewD<'_, f32>,
+        _y: ArrayViewD<'_, f32>,
         _dy: ArrayViewD<'_, f32>,
-    ) -> nn_layers::Result<ArrayViewD<'s, f32>> {
+        _dx: Option<&mut Buffer>,
+    ) -> nn_layers::Result<()> {
         Err(nn_layers::Error::Custom {
             layer: "scale".into(),
             message: "inference only".into(),
@@ -229,7 +228,7 @@ fn user_kinds_load_once_registered() {
     let mut loaded = load_model(&p, &reg).unwrap();
     let x = array![[1.0f32, -1.0, 2.0, 0.5]].into_dyn();
     assert_eq!(
-        loaded.model.forward(x.view(), Mode::Eval).unwrap(),
+        apply(loaded.model.as_mut(), x.view(), Mode::Eval).unwrap(),
         array![[2.0f32, 0.0, 4.0, 1.0]].into_dyn()
     );
 }

@@ -23,7 +23,7 @@ use nn_core::{Buffer, Rng};
 
 use crate::config::{Context, LayerConfig, TensorSpec, checked_output, ensure};
 use crate::error::Result;
-use crate::layer::{Layer, Mode, Parameterized, Slot, require_forward, require_shape};
+use crate::layer::{Layer, Mode, Parameterized, Slot, check_backward};
 use crate::spec::{Attr, LayerSpec};
 
 /// A scalar function and its derivative, written in terms of the output.
@@ -165,9 +165,6 @@ pub fn sigmoid(x: f32) -> f32 {
 #[derive(Clone, Debug)]
 pub struct Elementwise<A: Activation> {
     act: A,
-    y: Buffer,
-    dx: Buffer,
-    ready: bool,
 }
 
 /// `y = x`.
@@ -184,12 +181,7 @@ pub type LeakyRelu = Elementwise<LeakyReluFn>;
 impl<A: Activation> Elementwise<A> {
     /// The layer for activation function `act`.
     pub fn with_fn(act: A) -> Self {
-        Elementwise {
-            act,
-            y: Buffer::new(),
-            dx: Buffer::new(),
-            ready: false,
-        }
+        Elementwise { act }
     }
 }
 
@@ -257,61 +249,50 @@ impl<A: Activation> Parameterized for Elementwise<A> {
 }
 
 impl<A: Activation> Layer for Elementwise<A> {
-    fn forward<'s>(
-        &'s mut self,
-        x: ArrayViewD<'_, f32>,
-        mode: Mode,
-    ) -> Result<ArrayViewD<'s, f32>> {
-        self.y.resize(x.shape());
+    fn forward(&mut self, x: ArrayViewD<'_, f32>, y: &mut Buffer, _mode: Mode) -> Result<()> {
+        y.resize(x.shape());
         let act = &self.act;
         match x.as_slice() {
             // a large batch is spread over the threads
-            Some(xs) => split_runs(xs.len(), (self.y.as_mut_slice(), 1), xs.len(), &|r, y| {
+            Some(xs) => split_runs(xs.len(), (y.as_mut_slice(), 1), xs.len(), &|r, y| {
                 for (y, &x) in y.iter_mut().zip(&xs[r]) {
                     *y = act.f(x); // y = f(x)
                 }
             }),
-            None => Zip::from(self.y.view_mut())
+            None => Zip::from(y.view_mut())
                 .and(&x)
                 .for_each(|y, &x| *y = act.f(x)), // y = f(x)
         }
-        self.ready = mode == Mode::Train;
-        Ok(self.y.view())
+        Ok(())
     }
 
-    fn backward<'s>(&'s mut self, dy: ArrayViewD<'_, f32>) -> Result<ArrayViewD<'s, f32>> {
-        require_forward(self.ready, || A::KIND.into())?;
-        require_shape(
-            || format!("{} backward", A::KIND),
-            self.y.shape(),
-            dy.shape(),
-        )?;
-        self.dx.resize(dy.shape());
+    fn backward(
+        &mut self,
+        x: ArrayViewD<'_, f32>,
+        y: ArrayViewD<'_, f32>,
+        dy: ArrayViewD<'_, f32>,
+        dx: Option<&mut Buffer>,
+    ) -> Result<()> {
+        check_backward(|| A::KIND.into(), x.shape(), &y, &dy)?;
+        let Some(dx) = dx else {
+            return Ok(()); // no parameters: nothing else to do
+        };
+        dx.resize(dy.shape());
         let act = &self.act;
-        match dy.as_slice() {
-            Some(dys) => {
-                let ys = self.y.as_slice();
-                split_runs(
-                    dys.len(),
-                    (self.dx.as_mut_slice(), 1),
-                    dys.len(),
-                    &|r, dx| {
-                        for ((dx, &dy), &y) in dx.iter_mut().zip(&dys[r.clone()]).zip(&ys[r]) {
-                            *dx = dy * act.df(y); // ∂E/∂x = ∂E/∂y ⊙ f′
-                        }
-                    },
-                );
+        match (dy.as_slice(), y.as_slice()) {
+            (Some(dys), Some(ys)) => {
+                split_runs(dys.len(), (dx.as_mut_slice(), 1), dys.len(), &|r, dx| {
+                    for ((dx, &dy), &y) in dx.iter_mut().zip(&dys[r.clone()]).zip(&ys[r]) {
+                        *dx = dy * act.df(y); // ∂E/∂x = ∂E/∂y ⊙ f′
+                    }
+                })
             }
-            None => Zip::from(self.dx.view_mut())
+            _ => Zip::from(dx.view_mut())
                 .and(&dy)
-                .and(self.y.view())
+                .and(&y)
                 .for_each(|dx, &dy, &y| *dx = dy * act.df(y)), // ∂E/∂x = ∂E/∂y ⊙ f′
         }
-        Ok(self.dx.view())
-    }
-
-    fn output(&self) -> Option<ArrayViewD<'_, f32>> {
-        Some(self.y.view())
+        Ok(())
     }
 
     fn config(&self) -> Box<dyn LayerConfig> {
@@ -322,14 +303,13 @@ impl<A: Activation> Layer for Elementwise<A> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Error;
+    use crate::layer::apply_backward;
     use ndarray::array;
 
     fn run<A: Activation>(mut l: Elementwise<A>, x: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
         let x = ndarray::Array1::from(x.to_vec()).into_dyn();
         let dy = ndarray::Array1::from(dy.to_vec()).into_dyn();
-        let y = l.forward(x.view(), Mode::Train).unwrap().to_owned();
-        let dx = l.backward(dy.view()).unwrap().to_owned();
+        let (y, dx) = apply_backward(&mut l, x.view(), dy.view()).unwrap();
         (
             y.into_raw_vec_and_offset().0,
             dx.into_raw_vec_and_offset().0,
@@ -379,8 +359,10 @@ mod tests {
     fn identity_passes_through_any_shape() {
         let mut l = Identity::new();
         let x = array![[[1.0f32, 2.0]], [[3.0, 4.0]]].into_dyn();
-        assert_eq!(l.forward(x.view(), Mode::Train).unwrap(), x);
-        assert_eq!(l.backward(x.view()).unwrap(), x);
+        assert_eq!(
+            apply_backward(&mut l, x.view(), x.view()).unwrap(),
+            (x.clone(), x)
+        );
         assert_eq!(l.output_shape(&[2, 1, 2]).unwrap(), vec![2, 1, 2]);
     }
 
@@ -388,13 +370,16 @@ mod tests {
     fn backward_errors() {
         let mut l = Relu::new();
         let x = array![1.0f32, 2.0].into_dyn();
-        assert!(matches!(l.backward(x.view()), Err(Error::NoForward { .. })));
-        l.forward(x.view(), Mode::Train).unwrap();
         let bad = array![1.0f32].into_dyn();
+        let mut dx = Buffer::new();
         assert_eq!(
-            l.backward(bad.view()).unwrap_err().to_string(),
-            "relu backward: expected shape [2], got [1]"
+            l.backward(x.view(), x.view(), bad.view(), Some(&mut dx))
+                .unwrap_err()
+                .to_string(),
+            "relu backward: dy: expected shape [2], got [1]"
         );
+        // without dx there is nothing to compute, but the shapes are still checked
+        assert!(l.backward(x.view(), bad.view(), bad.view(), None).is_err());
     }
 
     #[test]
@@ -402,22 +387,18 @@ mod tests {
         // transposed views are not contiguous: forward and backward run through `Zip`
         let x = array![[-1.0f32, 0.5, 2.0], [0.0, -0.25, 3.0]];
         let dy_rows = array![[1.0f32, 0.5, 3.0], [-2.0, 4.0, -1.0]];
-        let (xt, dyt) = (x.t(), dy_rows.t()); // both [3, 2]
+        let (xt, dyt) = (x.t().into_dyn(), dy_rows.t().into_dyn()); // both [3, 2]
         assert!(xt.as_slice().is_none() && dyt.as_slice().is_none());
-        let mut strided = Tanh::new();
-        let y = strided.forward(xt.into_dyn(), Mode::Train).unwrap().to_owned();
-        let dx = strided.backward(dyt.into_dyn()).unwrap().to_owned();
+        let (y, dx) = apply_backward(&mut Tanh::new(), xt.view(), dyt.view()).unwrap();
         // tanh(x) and (1 − tanh²(x))·dy entry by entry, from the definitions
-        for ((i, j), &v) in xt.indexed_iter() {
+        for (i, &v) in xt.indexed_iter() {
             let t = v.tanh();
-            assert!((y[[i, j]] - t).abs() < 1e-6);
-            assert!((dx[[i, j]] - (1.0 - t * t) * dyt[[i, j]]).abs() < 1e-6);
+            assert!((y[&i] - t).abs() < 1e-6);
+            assert!((dx[&i] - (1.0 - t * t) * dyt[&i]).abs() < 1e-6);
         }
         // the contiguous path gives the same values
-        let mut contiguous = Tanh::new();
-        let x_owned = xt.to_owned().into_dyn();
-        contiguous.forward(x_owned.view(), Mode::Train).unwrap();
-        let dy_owned = dyt.to_owned().into_dyn();
-        assert_eq!(contiguous.backward(dy_owned.view()).unwrap(), dx);
+        let (x_owned, dy_owned) = (xt.to_owned(), dyt.to_owned());
+        let (y2, dx2) = apply_backward(&mut Tanh::new(), x_owned.view(), dy_owned.view()).unwrap();
+        assert_eq!((y2, dx2), (y, dx));
     }
 }

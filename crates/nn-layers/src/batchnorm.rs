@@ -15,7 +15,8 @@
 //!         ∂E/∂x = (γ / (m·√(σ² + ε))) · (m·dy − Σ dy − x̂·Σ dy·x̂)
 //! ```
 //!
-//! `γ` (`weight`) and `β` (`bias`) are trained; the running statistics are buffers: saved in
+//! The layer keeps μ and `1/√(σ² + ε)` per feature for backward, which recomputes `x̂` from
+//! the input the network hands it back. `γ` (`weight`) and `β` (`bias`) are trained; the running statistics are buffers: saved in
 //! model files, never touched by optimizers. Defaults follow PyTorch: `ε = 1e-5`,
 //! `momentum = 0.1`, `γ = 1`, `β = 0`, running mean 0 and variance 1.
 
@@ -26,7 +27,7 @@ use crate::config::{
     Context, Domain, LayerConfig, TensorSpec, checked_output, ensure, param_elements,
 };
 use crate::error::{Error, Result};
-use crate::layer::{Layer, Mode, Parameterized, Slot, require_forward, require_shape};
+use crate::layer::{Layer, Mode, Parameterized, Slot, check_backward, require_forward};
 use crate::spec::{Attr, LayerSpec};
 
 /// Configuration of a [`BatchNorm`] layer; the defaults (`ε = 1e-5`, momentum 0.1) are
@@ -132,12 +133,10 @@ pub struct BatchNorm {
     beta: Param,
     running_mean: Tensor,
     running_var: Tensor,
-    /// x̂ of the last train-mode forward.
-    xhat: Buffer,
-    /// 1/√(σ² + ε) per feature.
+    /// μ per feature of the last train-mode forward.
+    mean: Vec<f32>,
+    /// 1/√(σ² + ε) per feature of the last train-mode forward.
     inv_std: Vec<f32>,
-    y: Buffer,
-    dx: Buffer,
     ready: bool,
 }
 
@@ -199,10 +198,8 @@ impl BatchNorm {
             beta: Param::new(Tensor::zeros(vec![features])),
             running_mean: Tensor::zeros(vec![features]),
             running_var: Tensor::ones(vec![features]),
-            xhat: Buffer::new(),
+            mean: Vec::new(),
             inv_std: Vec::new(),
-            y: Buffer::new(),
-            dx: Buffer::new(),
             ready: false,
         })
     }
@@ -248,123 +245,115 @@ impl Parameterized for BatchNorm {
     }
 }
 
-impl Layer for BatchNorm {
-    fn forward<'s>(
-        &'s mut self,
-        x: ArrayViewD<'_, f32>,
-        mode: Mode,
-    ) -> Result<ArrayViewD<'s, f32>> {
-        let (n, f, sp) = self.layout_of(x.shape())?;
+/// `(μ, σ²)` of feature `j` over its `m` values in `xs` (value `k` of feature `j` in sample
+/// `i` at `(i·f + j)·sp + k`), summed in f64.
+fn statistics(xs: &[f32], (n, f, sp): (usize, usize, usize), j: usize) -> (f32, f32) {
+    let m = (n * sp) as f64;
+    let values = || (0..n).flat_map(move |i| &xs[(i * f + j) * sp..(i * f + j + 1) * sp]);
+    let mu = values().map(|&v| v as f64).sum::<f64>() / m; // μ = (1/m)·Σ x
+    let var = values().map(|&v| (v as f64 - mu).powi(2)).sum::<f64>() / m; // σ² = (1/m)·Σ (x − μ)²
+    (mu as f32, var as f32)
+}
+
+impl BatchNorm {
+    /// Train mode: batch statistics, `y = γ·x̂ + β`, running statistics updated.
+    fn forward_train(&mut self, xs: &[f32], y: &mut [f32], (n, f, sp): (usize, usize, usize)) {
         let m = n * sp;
-        if mode == Mode::Train && m < 2 {
+        self.mean.resize(f, 0.0);
+        self.inv_std.resize(f, 0.0);
+        let (g, b) = (self.gamma.values(), self.beta.values());
+        for j in 0..f {
+            let (mu, var) = statistics(xs, (n, f, sp), j);
+            let inv = 1.0 / (var + self.eps).sqrt(); // 1/√(σ² + ε)
+            (self.mean[j], self.inv_std[j]) = (mu, inv);
+            for i in 0..n {
+                for k in (i * f + j) * sp..(i * f + j + 1) * sp {
+                    y[k] = g[j] * ((xs[k] - mu) * inv) + b[j]; // y = γ·x̂ + β, x̂ = (x − μ)/√(σ² + ε)
+                }
+            }
+            let mom = self.momentum;
+            let rm = &mut self.running_mean[[j]];
+            *rm = (1.0 - mom) * *rm + mom * mu;
+            let rv = &mut self.running_var[[j]];
+            *rv = (1.0 - mom) * *rv + mom * var * m as f32 / (m - 1) as f32; // unbiased σ²
+        }
+    }
+
+    /// Eval mode: `y = γ·(x − running_mean)/√(running_var + ε) + β`.
+    fn forward_eval(&self, xs: &[f32], y: &mut [f32], (n, f, sp): (usize, usize, usize)) {
+        let (g, b) = (self.gamma.values(), self.beta.values());
+        for j in 0..f {
+            let inv = 1.0 / (self.running_var[[j]] + self.eps).sqrt();
+            let (mu, scale) = (self.running_mean[[j]], g[j] * inv);
+            for i in 0..n {
+                for k in (i * f + j) * sp..(i * f + j + 1) * sp {
+                    y[k] = (xs[k] - mu) * scale + b[j]; // γ·(x − running_mean)/√(running_var + ε) + β
+                }
+            }
+        }
+    }
+}
+
+impl Layer for BatchNorm {
+    fn forward(&mut self, x: ArrayViewD<'_, f32>, y: &mut Buffer, mode: Mode) -> Result<()> {
+        let (n, f, sp) = self.layout_of(x.shape())?;
+        if mode == Mode::Train && n * sp < 2 {
             return Err(Error::Custom {
                 layer: self.label(),
                 message: format!(
-                    "training needs at least 2 values per feature to estimate a variance, got {m} (input {})",
+                    "training needs at least 2 values per feature to estimate a variance, got {} (input {})",
+                    n * sp,
                     nn_core::Shape(x.shape().to_vec())
                 ),
             });
         }
         let x = x.as_standard_layout();
         let xs = x.as_slice().expect("standard layout");
-        self.y.resize(x.shape());
-        // value k of feature j in sample i sits at (i·f + j)·sp + k
-        let at = |i: usize, j: usize| (i * f + j) * sp;
-        let (g, b) = (
-            self.gamma.value.as_slice().expect("1-D"),
-            self.beta.value.as_slice().expect("1-D"),
-        );
+        y.resize(x.shape());
         match mode {
-            Mode::Train => {
-                self.xhat.resize(x.shape());
-                self.inv_std.resize(f, 0.0);
-                let (xh, y) = (self.xhat.as_mut_slice(), self.y.as_mut_slice());
-                for j in 0..f {
-                    let mut sum = 0.0f64;
-                    for i in 0..n {
-                        sum += xs[at(i, j)..at(i, j) + sp]
-                            .iter()
-                            .map(|&v| v as f64)
-                            .sum::<f64>();
-                    }
-                    let mu = (sum / m as f64) as f32; // μ = (1/m)·Σ x
-                    let mut sq = 0.0f64;
-                    for i in 0..n {
-                        sq += xs[at(i, j)..at(i, j) + sp]
-                            .iter()
-                            .map(|&v| ((v - mu) as f64).powi(2))
-                            .sum::<f64>();
-                    }
-                    let var = (sq / m as f64) as f32; // σ² = (1/m)·Σ (x − μ)²
-                    let inv = 1.0 / (var + self.eps).sqrt(); // 1/√(σ² + ε)
-                    self.inv_std[j] = inv;
-                    for i in 0..n {
-                        for k in at(i, j)..at(i, j) + sp {
-                            xh[k] = (xs[k] - mu) * inv; // x̂ = (x − μ)/√(σ² + ε)
-                            y[k] = g[j] * xh[k] + b[j]; // y = γ·x̂ + β
-                        }
-                    }
-                    let mom = self.momentum;
-                    let rm = &mut self.running_mean[[j]];
-                    *rm = (1.0 - mom) * *rm + mom * mu;
-                    let rv = &mut self.running_var[[j]];
-                    *rv = (1.0 - mom) * *rv + mom * var * m as f32 / (m - 1) as f32; // unbiased σ²
-                }
-                self.ready = true;
-            }
-            Mode::Eval => {
-                let y = self.y.as_mut_slice();
-                for j in 0..f {
-                    let inv = 1.0 / (self.running_var[[j]] + self.eps).sqrt();
-                    let (mu, scale) = (self.running_mean[[j]], g[j] * inv);
-                    for i in 0..n {
-                        for k in at(i, j)..at(i, j) + sp {
-                            y[k] = (xs[k] - mu) * scale + b[j]; // γ·(x − running_mean)/√(running_var + ε) + β
-                        }
-                    }
-                }
-                self.ready = false;
-            }
+            Mode::Train => self.forward_train(xs, y.as_mut_slice(), (n, f, sp)),
+            Mode::Eval => self.forward_eval(xs, y.as_mut_slice(), (n, f, sp)),
         }
-        Ok(self.y.view())
+        self.ready = mode == Mode::Train;
+        Ok(())
     }
 
-    fn backward<'s>(&'s mut self, dy: ArrayViewD<'_, f32>) -> Result<ArrayViewD<'s, f32>> {
+    fn backward(
+        &mut self,
+        x: ArrayViewD<'_, f32>,
+        y: ArrayViewD<'_, f32>,
+        dy: ArrayViewD<'_, f32>,
+        dx: Option<&mut Buffer>,
+    ) -> Result<()> {
         require_forward(self.ready, || self.label())?;
-        require_shape(
-            || format!("{} backward", self.label()),
-            self.y.shape(),
-            dy.shape(),
-        )?;
-        let (n, f, sp) = layout(self.y.shape()).expect("checked in forward");
+        let (n, f, sp) = self.layout_of(x.shape())?;
+        check_backward(|| self.label(), x.shape(), &y, &dy)?;
         let m = (n * sp) as f32;
-        let dy = dy.as_standard_layout();
-        let dys = dy.as_slice().expect("standard layout");
-        self.dx.resize(self.y.shape());
-        let (xh, dx) = (self.xhat.as_slice(), self.dx.as_mut_slice());
-        let at = |i: usize, j: usize| (i * f + j) * sp;
+        let (x, dy) = (x.as_standard_layout(), dy.as_standard_layout());
+        let (xs, dys) = (
+            x.as_slice().expect("standard"),
+            dy.as_slice().expect("standard"),
+        );
+        let mut dx = dx.map(|d| d.resized(x.shape()));
         for j in 0..f {
+            let (mu, inv) = (self.mean[j], self.inv_std[j]);
+            let run = |i: usize| (i * f + j) * sp..(i * f + j + 1) * sp;
             let (mut sdy, mut sdyx) = (0.0f32, 0.0f32);
-            for i in 0..n {
-                for k in at(i, j)..at(i, j) + sp {
-                    sdy += dys[k]; // Σ dy
-                    sdyx += dys[k] * xh[k]; // Σ dy·x̂
-                }
+            for k in (0..n).flat_map(run) {
+                sdy += dys[k]; // Σ dy
+                sdyx += dys[k] * (xs[k] - mu) * inv; // Σ dy·x̂
             }
             self.beta.grad[[j]] += sdy; // ∂E/∂β = Σ dy
             self.gamma.grad[[j]] += sdyx; // ∂E/∂γ = Σ dy·x̂
-            let c = self.gamma.value[[j]] * self.inv_std[j] / m; // γ/(m·√(σ² + ε))
-            for i in 0..n {
-                for k in at(i, j)..at(i, j) + sp {
-                    dx[k] = c * (m * dys[k] - sdy - xh[k] * sdyx); // (γ/(m·σ))·(m·dy − Σdy − x̂·Σdy·x̂)
+            if let Some(d) = dx.as_deref_mut() {
+                let c = self.gamma.value[[j]] * inv / m; // γ/(m·√(σ² + ε))
+                for k in (0..n).flat_map(run) {
+                    // (γ/(m·σ))·(m·dy − Σdy − x̂·Σdy·x̂)
+                    d[k] = c * (m * dys[k] - sdy - (xs[k] - mu) * inv * sdyx);
                 }
             }
         }
-        Ok(self.dx.view())
-    }
-
-    fn output(&self) -> Option<ArrayViewD<'_, f32>> {
-        Some(self.y.view())
+        Ok(())
     }
 
     fn config(&self) -> Box<dyn LayerConfig> {
@@ -388,7 +377,9 @@ mod tests {
         // running var 0.9·1 + 0.1·(1·2/1) = 1.1
         let mut bn = BatchNorm::with_features(1).unwrap();
         let x = array![[1.0f32], [3.0]].into_dyn();
-        let y = bn.forward(x.view(), Mode::Train).unwrap().to_owned();
+        let y = crate::layer::apply(&mut bn, x.view(), Mode::Train)
+            .unwrap()
+            .to_owned();
         assert!(
             (y[[0, 0]] + 1.0).abs() < 1e-4 && (y[[1, 0]] - 1.0).abs() < 1e-4,
             "{y}"
@@ -396,17 +387,14 @@ mod tests {
         let (rm, rv) = bn.running_stats();
         assert!((rm[[0]] - 0.2).abs() < 1e-6 && (rv[[0]] - 1.1).abs() < 1e-6);
         // Eval uses the running statistics: (3 − 0.2)/√(1.1 + 1e-5) = 2.8/1.0488136 = 2.669683
-        let y = bn
-            .forward(array![[3.0f32]].into_dyn().view(), Mode::Eval)
+        let y = crate::layer::apply(&mut bn, array![[3.0f32]].into_dyn().view(), Mode::Eval)
             .unwrap()
             .to_owned();
         assert!((y[[0, 0]] - 2.669_683).abs() < 1e-5, "{y}");
         // backward: dy = [1, 0] → Σdy = 1, Σdy·x̂ ≈ −1; ∂E/∂β = 1, ∂E/∂γ ≈ −1
         // ∂E/∂x = (1/(2·1))·(2·[1, 0] − 1 − [−1, 1]·(−1)) = ½·([2, 0] − 1 − [1, −1]) = [0, 0]
-        bn.forward(x.view(), Mode::Train).unwrap();
-        let dx = bn
-            .backward(array![[1.0f32], [0.0]].into_dyn().view())
-            .unwrap();
+        let dy = array![[1.0f32], [0.0]].into_dyn();
+        let (_, dx) = crate::layer::apply_backward(&mut bn, x.view(), dy.view()).unwrap();
         assert!(dx.iter().all(|v| v.abs() < 1e-4), "{dx}");
         assert_eq!(bn.beta.grad[[0]], 1.0);
         assert!((bn.gamma.grad[[0]] + 1.0).abs() < 1e-4);
@@ -418,7 +406,9 @@ mod tests {
         let x = Tensor::from_shape_fn(vec![2, 2, 2, 2], |d| {
             (d[0] * 8 + d[1] * 4 + d[2] * 2 + d[3]) as f32
         });
-        let y = bn.forward(x.view(), Mode::Train).unwrap().to_owned();
+        let y = crate::layer::apply(&mut bn, x.view(), Mode::Train)
+            .unwrap()
+            .to_owned();
         // each channel of the output has mean 0 over n·h·w
         for c in 0..2 {
             let s: f32 = (0..2)
@@ -427,8 +417,7 @@ mod tests {
                 .sum();
             assert!(s.abs() < 1e-4);
         }
-        let e = bn
-            .forward(Tensor::zeros(vec![2, 3]).view(), Mode::Train)
+        let e = crate::layer::apply(&mut bn, Tensor::zeros(vec![2, 3]).view(), Mode::Train)
             .unwrap_err()
             .to_string();
         assert_eq!(

@@ -105,11 +105,14 @@ pub trait LayerConfig: Debug + Send + Sync {
     fn tensors(&self) -> Result<Vec<TensorSpec>>;
 
     /// The output shape for an input of shape `input` (batch axis first), computed with
-    /// checked arithmetic; the output must fit within [`limits::MAX_TENSOR_ELEMENTS`].
+    /// checked arithmetic; the output must fit within [`limits::MAX_TENSOR_ELEMENTS`]. The
+    /// default keeps the input's shape, as element-wise layers do.
     ///
     /// # Errors
     /// A shape error naming both shapes, or a limit error.
-    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>>;
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        checked_output(|| self.name(), input.to_vec())
+    }
 
     /// Builds the layer, drawing initial weights from `rng`.
     ///
@@ -311,7 +314,7 @@ mod tests {
                 (0..n).map(|v| (v % 7) as f32 * 0.3 - 0.8).collect(),
             )
             .unwrap();
-            let y = layer.forward(x.view(), Mode::Train).unwrap();
+            let y = crate::layer::apply(layer.as_mut(), x.view(), Mode::Train).unwrap();
             assert_eq!(
                 cfg.output_shape(&input).unwrap(),
                 y.shape(),

@@ -15,17 +15,19 @@
 //! `dY = ∂E/∂Y` holds the `δ` terms of the derivation, one row per sample. The activation
 //! is a separate layer, so `Dense` is the affine part `w·x + b` alone.
 //!
-//! All three products go through GEMM into buffers the layer keeps, and parameter
-//! gradients are accumulated in place (`β = 1`): a training step allocates nothing once the
-//! buffers have grown to the batch size.
+//! All three products go through GEMM into the buffers the network hands the layer, and
+//! parameter gradients are accumulated in place (`β = 1`): a training step allocates nothing
+//! once the buffers have grown to the batch size. `∂E/∂X` is computed only when asked (not
+//! for the first layer of a network).
 
-use ndarray::{ArrayViewD, Ix1, Ix2};
+use ndarray::{ArrayView2, ArrayViewD};
+use nn_core::tensor::as_matrix;
 use nn_core::{Buffer, Init, Param, Rng, matmul_into, ops};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Context, LayerConfig, TensorSpec, checked_output, ensure, param_elements};
 use crate::error::Result;
-use crate::layer::{Layer, Mode, Parameterized, Slot, kept_input, require_forward, require_shape};
+use crate::layer::{Layer, Mode, Parameterized, Slot, check_backward};
 use crate::registry::parse_init;
 use crate::spec::{Attr, LayerSpec};
 
@@ -163,13 +165,6 @@ pub struct Dense {
     n_out: usize,
     weight: Param,
     bias: Option<Param>,
-    /// The input of the last train-mode forward (backward needs it for `∂E/∂W`).
-    x: Buffer,
-    y: Buffer,
-    dx: Buffer,
-    ready: bool,
-    /// The last train-mode forward left its input with the caller (no copy in `x`).
-    input_kept: bool,
 }
 
 impl Dense {
@@ -209,11 +204,6 @@ impl Dense {
             n_out,
             weight: Param::new(w),
             bias: b.map(Param::new),
-            x: Buffer::new(),
-            y: Buffer::new(),
-            dx: Buffer::new(),
-            ready: false,
-            input_kept: false,
         })
     }
 
@@ -241,9 +231,13 @@ impl Dense {
         format!("dense({} → {})", self.n_in, self.n_out)
     }
 
-    /// The input must be `[n, n_in]`; the error names both shapes.
-    fn check_input(&self, input: &[usize]) -> Result<()> {
-        check_input(self.n_in, input, || self.label())
+    /// `x` as the matrix `[n, n_in]`, or the error naming both shapes.
+    fn rows<'a>(&self, x: ArrayViewD<'a, f32>) -> Result<ArrayView2<'a, f32>> {
+        if x.ndim() == 2 && x.shape()[1] == self.n_in {
+            return Ok(as_matrix(x, "dense", Some(self.n_in))?);
+        }
+        let op = format!("{} forward", self.label()); // only on the error path
+        Ok(as_matrix(x, &op, Some(self.n_in))?)
     }
 
     fn dense_config(&self) -> DenseConfig {
@@ -270,135 +264,38 @@ impl Parameterized for Dense {
     }
 }
 
-impl Dense {
-    /// `Y = X·Wᵀ + b`; in train mode keeps a copy of `X` unless `kept` (the caller keeps it).
-    fn forward_impl(&mut self, x: ArrayViewD<'_, f32>, mode: Mode, kept: bool) -> Result<()> {
-        self.check_input(x.shape())?; // [n, n_in], or an error naming both shapes
-        let x = x.into_dimensionality::<Ix2>().expect("checked 2-D");
-        let n = x.nrows();
-        self.y.resize(&[n, self.n_out]);
-        let mut y = self.y.view2_mut();
-        let w = self
-            .weight
-            .value
-            .view()
-            .into_dimensionality::<Ix2>()
-            .expect("weight is 2-D");
-        matmul_into(1.0, x, w.t(), 0.0, &mut y)?; // Y = X·Wᵀ
+impl Layer for Dense {
+    fn forward(&mut self, x: ArrayViewD<'_, f32>, y: &mut Buffer, _mode: Mode) -> Result<()> {
+        let x = self.rows(x)?; // [n, n_in], or an error naming both shapes
+        y.resize(&[x.nrows(), self.n_out]);
+        let mut y = y.view2_mut();
+        matmul_into(1.0, x, self.weight.matrix().t(), 0.0, &mut y)?; // Y = X·Wᵀ
         if let Some(b) = &self.bias {
-            let b = b
-                .value
-                .view()
-                .into_dimensionality::<Ix1>()
-                .expect("bias is 1-D");
-            ops::add_row_broadcast(&mut y, b)?; // Y += b (each row)
-        }
-        self.ready = mode == Mode::Train;
-        self.input_kept = self.ready && kept;
-        if self.ready && !kept {
-            self.x.assign(x.into_dyn());
+            ops::add_row_broadcast(&mut y, b.vector())?; // Y += b (each row)
         }
         Ok(())
     }
 
-    /// `∂E/∂X = dY·W` into `self.dx` (after the parameter gradients).
-    fn input_gradient(&mut self, dy: ArrayViewD<'_, f32>) -> Result<()> {
-        let dy = dy.into_dimensionality::<Ix2>().expect("checked shape");
-        self.dx.resize(&[dy.nrows(), self.n_in]);
-        let w = self
-            .weight
-            .value
-            .view()
-            .into_dimensionality::<Ix2>()
-            .expect("weight is 2-D");
-        matmul_into(1.0, dy, w, 0.0, &mut self.dx.view2_mut())?; // ∂E/∂X = dY·W
-        Ok(())
-    }
-
-    /// Accumulates `∂E/∂W` and `∂E/∂b`, with the forward pass's input `x` given by the
-    /// caller (`Some`) or taken from the layer's own copy (`None`).
-    fn param_gradients(
+    fn backward(
         &mut self,
-        x: Option<ArrayViewD<'_, f32>>,
+        x: ArrayViewD<'_, f32>,
+        y: ArrayViewD<'_, f32>,
         dy: ArrayViewD<'_, f32>,
+        dx: Option<&mut Buffer>,
     ) -> Result<()> {
-        require_forward(self.ready, || self.label())?;
-        require_shape(
-            || format!("{} backward", self.label()),
-            self.y.shape(),
-            dy.shape(),
-        )?;
-        let dy = dy.into_dimensionality::<Ix2>().expect("checked shape");
-        let given = kept_input(
-            || self.label(),
-            self.input_kept,
-            x,
-            &[dy.nrows(), self.n_in],
-        )?;
-        let x = match &given {
-            Some(x) => x.view().into_dimensionality::<Ix2>().expect("checked 2-D"),
-            None => self.x.view2(),
-        };
-        let mut dw = self
-            .weight
-            .grad
-            .view_mut()
-            .into_dimensionality::<Ix2>()
-            .expect("2-D");
+        let x = self.rows(x)?;
+        check_backward(|| self.label(), &[x.nrows(), self.n_out], &y, &dy)?;
+        let dy = as_matrix(dy, "dense backward", Some(self.n_out))?;
+        let mut dw = self.weight.grad_matrix_mut();
         matmul_into(1.0, dy.t(), x, 1.0, &mut dw)?; // ∂E/∂W += dYᵀ·X
         if let Some(b) = &mut self.bias {
-            let mut db = b.grad.view_mut().into_dimensionality::<Ix1>().expect("1-D");
-            ops::add_column_sums(dy, &mut db)?; // ∂E/∂b += Σ_rows dY
+            ops::add_column_sums(dy, &mut b.grad_vector_mut())?; // ∂E/∂b += Σ_rows dY
+        }
+        if let Some(dx) = dx {
+            dx.resize(&[dy.nrows(), self.n_in]);
+            matmul_into(1.0, dy, self.weight.matrix(), 0.0, &mut dx.view2_mut())?; // ∂E/∂X = dY·W
         }
         Ok(())
-    }
-}
-
-impl Layer for Dense {
-    fn forward<'s>(
-        &'s mut self,
-        x: ArrayViewD<'_, f32>,
-        mode: Mode,
-    ) -> Result<ArrayViewD<'s, f32>> {
-        self.forward_impl(x, mode, false)?;
-        Ok(self.y.view())
-    }
-
-    fn forward_input_kept<'s>(&'s mut self, x: ArrayViewD<'_, f32>) -> Result<ArrayViewD<'s, f32>> {
-        self.forward_impl(x, Mode::Train, true)?; // no copy of X: the caller keeps it
-        Ok(self.y.view())
-    }
-
-    fn backward<'s>(&'s mut self, dy: ArrayViewD<'_, f32>) -> Result<ArrayViewD<'s, f32>> {
-        self.param_gradients(None, dy.view())?;
-        self.input_gradient(dy)?;
-        Ok(self.dx.view())
-    }
-
-    fn backward_params(&mut self, dy: ArrayViewD<'_, f32>) -> Result<()> {
-        self.param_gradients(None, dy)
-    }
-
-    fn backward_with_input<'s>(
-        &'s mut self,
-        x: ArrayViewD<'_, f32>,
-        dy: ArrayViewD<'_, f32>,
-    ) -> Result<ArrayViewD<'s, f32>> {
-        self.param_gradients(Some(x), dy.view())?;
-        self.input_gradient(dy)?;
-        Ok(self.dx.view())
-    }
-
-    fn backward_params_with_input(
-        &mut self,
-        x: ArrayViewD<'_, f32>,
-        dy: ArrayViewD<'_, f32>,
-    ) -> Result<()> {
-        self.param_gradients(Some(x), dy)
-    }
-
-    fn output(&self) -> Option<ArrayViewD<'_, f32>> {
-        Some(self.y.view())
     }
 
     fn config(&self) -> Box<dyn LayerConfig> {
@@ -414,6 +311,7 @@ impl Layer for Dense {
 mod tests {
     use super::*;
     use crate::error::Error;
+    use crate::layer::{apply, apply_backward};
     use ndarray::{Array2, array};
     use nn_core::seeded;
 
@@ -432,8 +330,11 @@ mod tests {
         // x = [2, 1, 0]:  y₀ = 2 + 2 + 0 + 0.5 = 4.5;            y₁ = 8 + 5 − 1 = 12
         let mut d = layer();
         let x = array![[1.0f32, 0.0, -1.0], [2.0, 1.0, 0.0]];
-        let y = d.forward(x.view().into_dyn(), Mode::Eval).unwrap();
+        let y = apply(&mut d, x.view().into_dyn(), Mode::Eval).unwrap();
         assert_eq!(y, array![[-1.5f32, -3.0], [4.5, 12.0]].into_dyn());
+        // a transposed (strided) input gives the same rows
+        let xt = array![[1.0f32, 2.0], [0.0, 1.0], [-1.0, 0.0]];
+        assert_eq!(apply(&mut d, xt.t().into_dyn(), Mode::Eval).unwrap(), y);
     }
 
     #[test]
@@ -443,24 +344,22 @@ mod tests {
         // ∂E/∂b = column sums of dY = [1, 2]
         // ∂E/∂X = dY·W: row 0 = 1·[1,2,3] = [1, 2, 3]; row 1 = 2·[4,5,6] = [8, 10, 12]
         let mut d = layer();
-        let x = array![[1.0f32, 0.0, -1.0], [2.0, 1.0, 0.0]];
-        d.forward(x.view().into_dyn(), Mode::Train).unwrap();
-        let dy = array![[1.0f32, 0.0], [0.0, 2.0]];
-        let dx = d.backward(dy.view().into_dyn()).unwrap().to_owned();
+        let x = array![[1.0f32, 0.0, -1.0], [2.0, 1.0, 0.0]].into_dyn();
+        let dy = array![[1.0f32, 0.0], [0.0, 2.0]].into_dyn();
+        let (y, dx) = apply_backward(&mut d, x.view(), dy.view()).unwrap();
         assert_eq!(dx, array![[1.0f32, 2.0, 3.0], [8.0, 10.0, 12.0]].into_dyn());
         assert_eq!(
             d.weight().grad,
             array![[1.0f32, 0.0, -1.0], [4.0, 2.0, 0.0]].into_dyn()
         );
         assert_eq!(d.bias().unwrap().grad, array![1.0f32, 2.0].into_dyn());
-        // backward_params gives the same parameter gradients without ∂E/∂X
+        // without dx (the first layer of a network): the same parameter gradients
         let mut d2 = layer();
-        d2.forward(x.view().into_dyn(), Mode::Train).unwrap();
-        d2.backward_params(dy.view().into_dyn()).unwrap();
+        d2.backward(x.view(), y.view(), dy.view(), None).unwrap();
         assert_eq!(d2.weight().grad, d.weight().grad);
         assert_eq!(d2.bias().unwrap().grad, d.bias().unwrap().grad);
         // a second backward accumulates: grads double
-        d.backward(dy.view().into_dyn()).unwrap();
+        d.backward(x.view(), y.view(), dy.view(), None).unwrap();
         assert_eq!(
             d.weight().grad,
             array![[2.0f32, 0.0, -2.0], [8.0, 4.0, 0.0]].into_dyn()
@@ -469,38 +368,28 @@ mod tests {
     }
 
     #[test]
-    fn wrong_input_shape_names_both_shapes() {
+    fn wrong_shapes_name_both_shapes() {
         let mut d = Dense::new(&DenseConfig::new(5, 2), &mut seeded(0)).unwrap();
         let x = Array2::<f32>::zeros((4, 3)).into_dyn();
-        let e = d.forward(x.view(), Mode::Train).unwrap_err();
+        let e = apply(&mut d, x.view(), Mode::Train).unwrap_err();
         assert_eq!(
             e.to_string(),
             "dense(5 → 2) forward: expected shape [n, 5], got [4, 3]"
         );
-    }
-
-    #[test]
-    fn backward_needs_a_train_forward() {
-        let mut d = Dense::new(&DenseConfig::new(3, 2), &mut seeded(0)).unwrap();
-        let dy = Array2::<f32>::zeros((1, 2)).into_dyn();
-        let e = d.backward(dy.view()).unwrap_err();
-        assert_eq!(
-            e,
-            Error::NoForward {
-                layer: "dense(3 → 2)".into()
-            }
-        );
-        let x = Array2::<f32>::zeros((1, 3)).into_dyn();
-        d.forward(x.view(), Mode::Eval).unwrap();
-        assert!(matches!(
-            d.backward(dy.view()),
-            Err(Error::NoForward { .. })
-        ));
-        d.forward(x.view(), Mode::Train).unwrap();
+        let x = Array2::<f32>::zeros((1, 5)).into_dyn();
+        let y = Array2::<f32>::zeros((1, 2)).into_dyn();
         let bad = Array2::<f32>::zeros((2, 2)).into_dyn();
         assert_eq!(
-            d.backward(bad.view()).unwrap_err().to_string(),
-            "dense(3 → 2) backward: expected shape [1, 2], got [2, 2]"
+            d.backward(x.view(), y.view(), bad.view(), None)
+                .unwrap_err()
+                .to_string(),
+            "dense(5 → 2) backward: dy: expected shape [1, 2], got [2, 2]"
+        );
+        assert_eq!(
+            d.backward(x.view(), bad.view(), bad.view(), None)
+                .unwrap_err()
+                .to_string(),
+            "dense(5 → 2) backward: y: expected shape [1, 2], got [2, 2]"
         );
     }
 

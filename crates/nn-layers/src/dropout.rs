@@ -12,12 +12,14 @@
 //! draws the same masks as one that never stopped. A *frozen* dropout (for gradient checks)
 //! draws the same mask every time.
 
-use ndarray::ArrayViewD;
+use ndarray::{ArrayViewD, Zip};
 use nn_core::{Buffer, Rng, Tensor, rng};
 
 use crate::config::{Context, Domain, LayerConfig, TensorSpec, checked_output, ensure};
 use crate::error::Result;
-use crate::layer::{Layer, Mode, Parameterized, Slot, require_forward, require_shape};
+use crate::layer::{
+    Layer, Mode, Parameterized, Slot, check_backward, require_forward, require_shape,
+};
 use crate::spec::{Attr, LayerSpec};
 
 /// Configuration of a [`Dropout`] layer.
@@ -101,9 +103,8 @@ pub struct Dropout {
     frozen: bool,
     /// Train-mode forwards so far, as two exact 16-bit halves `[high, low]`.
     counter: Tensor,
+    /// `m` of the last train-mode forward.
     mask: Buffer,
-    y: Buffer,
-    dx: Buffer,
     ready: bool,
 }
 
@@ -127,8 +128,6 @@ impl Dropout {
             frozen: false,
             counter: Tensor::zeros(vec![2]),
             mask: Buffer::new(),
-            y: Buffer::new(),
-            dx: Buffer::new(),
             ready: false,
         })
     }
@@ -164,56 +163,57 @@ impl Parameterized for Dropout {
 }
 
 impl Layer for Dropout {
-    fn forward<'s>(
-        &'s mut self,
-        x: ArrayViewD<'_, f32>,
-        mode: Mode,
-    ) -> Result<ArrayViewD<'s, f32>> {
-        self.y.assign(x);
+    fn forward(&mut self, x: ArrayViewD<'_, f32>, y: &mut Buffer, mode: Mode) -> Result<()> {
         if mode == Mode::Eval {
             self.ready = false;
-            return Ok(self.y.view()); // y = x
+            y.assign(x); // y = x
+            return Ok(());
         }
         let t = self.count();
         let mut r = mask_rng(self.seed, t);
         if !self.frozen {
             self.set_count(t + 1);
         }
-        let keep = 1.0 / (1.0 - self.p);
-        self.mask.resize(self.y.shape());
-        for (m, y) in self
-            .mask
-            .as_mut_slice()
-            .iter_mut()
-            .zip(self.y.as_mut_slice())
-        {
-            *m = if rng::uniform01(&mut r) >= self.p {
-                keep
-            } else {
-                0.0
-            }; // kept with probability 1 − p
-            *y *= *m; // y = x ⊙ m
-        }
+        let (p, keep) = (self.p, 1.0 / (1.0 - self.p));
+        y.resize(x.shape());
+        self.mask.resize(x.shape());
+        Zip::from(y.view_mut())
+            .and(self.mask.view_mut())
+            .and(&x)
+            .for_each(|y, m, &x| {
+                *m = if rng::uniform01(&mut r) >= p {
+                    keep
+                } else {
+                    0.0
+                }; // kept with probability 1 − p
+                *y = x * *m; // y = x ⊙ m
+            });
         self.ready = true;
-        Ok(self.y.view())
+        Ok(())
     }
 
-    fn backward<'s>(&'s mut self, dy: ArrayViewD<'_, f32>) -> Result<ArrayViewD<'s, f32>> {
+    fn backward(
+        &mut self,
+        x: ArrayViewD<'_, f32>,
+        y: ArrayViewD<'_, f32>,
+        dy: ArrayViewD<'_, f32>,
+        dx: Option<&mut Buffer>,
+    ) -> Result<()> {
         require_forward(self.ready, || self.label())?;
+        check_backward(|| self.label(), x.shape(), &y, &dy)?;
         require_shape(
-            || format!("{} backward", self.label()),
-            self.y.shape(),
+            || format!("{} backward: mask", self.label()),
+            self.mask.shape(),
             dy.shape(),
         )?;
-        self.dx.assign(dy);
-        for (d, m) in self.dx.as_mut_slice().iter_mut().zip(self.mask.as_slice()) {
-            *d *= m; // ∂E/∂x = ∂E/∂y ⊙ m
+        if let Some(dx) = dx {
+            dx.resize(dy.shape());
+            Zip::from(dx.view_mut())
+                .and(&dy)
+                .and(self.mask.view())
+                .for_each(|dx, &dy, &m| *dx = dy * m); // ∂E/∂x = ∂E/∂y ⊙ m
         }
-        Ok(self.dx.view())
-    }
-
-    fn output(&self) -> Option<ArrayViewD<'_, f32>> {
-        Some(self.y.view())
+        Ok(())
     }
 
     fn config(&self) -> Box<dyn LayerConfig> {
@@ -236,7 +236,9 @@ mod tests {
     fn drops_about_p_and_keeps_the_mean() {
         let mut d = Dropout::new(0.25, 3).unwrap();
         let x = Tensor::ones(vec![100, 100]);
-        let y = d.forward(x.view(), Mode::Train).unwrap().to_owned();
+        let y = crate::layer::apply(&mut d, x.view(), Mode::Train)
+            .unwrap()
+            .to_owned();
         let dropped = y.iter().filter(|&&v| v == 0.0).count();
         // 10,000 draws at p = 0.25: 2,500 ± 43 (one σ)
         assert!((2300..2700).contains(&dropped), "{dropped}");
@@ -244,9 +246,14 @@ mod tests {
         let mean = y.sum() / 10_000.0;
         assert!((mean - 1.0).abs() < 0.03, "{mean}");
         // a second forward draws another mask; Eval is the identity
-        let y2 = d.forward(x.view(), Mode::Train).unwrap().to_owned();
+        let y2 = crate::layer::apply(&mut d, x.view(), Mode::Train)
+            .unwrap()
+            .to_owned();
         assert_ne!(y, y2);
-        assert_eq!(d.forward(x.view(), Mode::Eval).unwrap(), x);
+        assert_eq!(
+            crate::layer::apply(&mut d, x.view(), Mode::Eval).unwrap(),
+            x
+        );
         assert!(Dropout::new(1.0, 0).is_err());
     }
 
@@ -254,15 +261,20 @@ mod tests {
     fn masks_follow_the_saved_counter() {
         let x = Tensor::ones(vec![4, 8]);
         let mut a = Dropout::new(0.5, 9).unwrap();
-        a.forward(x.view(), Mode::Train).unwrap();
+        crate::layer::apply(&mut a, x.view(), Mode::Train).unwrap();
         let mut b = a.clone(); // same counter: the next masks agree
         assert_eq!(
-            a.forward(x.view(), Mode::Train).unwrap(),
-            b.forward(x.view(), Mode::Train).unwrap()
+            crate::layer::apply(&mut a, x.view(), Mode::Train).unwrap(),
+            crate::layer::apply(&mut b, x.view(), Mode::Train).unwrap()
         );
         let mut f = Dropout::frozen(0.5, 9).unwrap();
-        let m1 = f.forward(x.view(), Mode::Train).unwrap().to_owned();
-        assert_eq!(m1, f.forward(x.view(), Mode::Train).unwrap());
+        let m1 = crate::layer::apply(&mut f, x.view(), Mode::Train)
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            m1,
+            crate::layer::apply(&mut f, x.view(), Mode::Train).unwrap()
+        );
     }
 
     #[test]
@@ -271,11 +283,19 @@ mod tests {
         let mut d = Dropout::new(0.5, 4).unwrap();
         d.set_count(70_000); // 70,000 = 1·65,536 + 4,464
         assert_eq!(d.counter.as_slice().unwrap(), &[1.0, 4464.0]);
-        let y = d.forward(x.view(), Mode::Train).unwrap().to_owned();
+        let y = crate::layer::apply(&mut d, x.view(), Mode::Train)
+            .unwrap()
+            .to_owned();
         // the mask of forward number 70,000 is drawn from stream 70,000 of the seed
         let mut r = mask_rng(4, 70_000);
         let want: Vec<f32> = (0..100)
-            .map(|_| if rng::uniform01(&mut r) >= 0.5 { 2.0 } else { 0.0 })
+            .map(|_| {
+                if rng::uniform01(&mut r) >= 0.5 {
+                    2.0
+                } else {
+                    0.0
+                }
+            })
             .collect();
         assert_eq!(y.as_slice().unwrap(), &want[..]);
         assert_eq!(d.counter.as_slice().unwrap(), &[1.0, 4465.0]);
@@ -289,8 +309,12 @@ mod tests {
             }
         });
         assert_eq!(
-            e.forward(x.view(), Mode::Train).unwrap().to_owned(),
-            d.forward(x.view(), Mode::Train).unwrap().to_owned()
+            crate::layer::apply(&mut e, x.view(), Mode::Train)
+                .unwrap()
+                .to_owned(),
+            crate::layer::apply(&mut d, x.view(), Mode::Train)
+                .unwrap()
+                .to_owned()
         );
     }
 }

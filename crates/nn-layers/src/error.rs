@@ -13,13 +13,6 @@ pub enum Error {
         /// The layer or loss, e.g. `"dense(5 → 2)"`.
         layer: String,
     },
-    /// `backward` without the input on a layer whose train-mode forward was told the caller
-    /// keeps that input ([`Layer::forward_input_kept`](crate::Layer::forward_input_kept)).
-    #[error("{layer}: the forward pass did not keep its input; pass it to backward_with_input")]
-    InputNeeded {
-        /// The layer, e.g. `"dense(5 → 2)"`.
-        layer: String,
-    },
     /// A layer configuration that cannot be built (zero width, negative rate…).
     #[error("{layer}: invalid configuration: {message}")]
     Config {

@@ -5,15 +5,15 @@
 //! backward   ∂E/∂x = ∂E/∂y reshaped back to the input's shape
 //! ```
 //!
-//! No arithmetic, only a change of shape; the values are copied into the layer's own
-//! buffer because the output must outlive the borrowed input.
+//! No arithmetic, only a change of shape; the values are copied into the output buffer the
+//! network hands the layer (the output is an activation of its own).
 
 use ndarray::ArrayViewD;
 use nn_core::{Buffer, Rng, limits};
 
 use crate::config::{Context, LayerConfig, TensorSpec, checked_output};
 use crate::error::Result;
-use crate::layer::{Layer, Mode, Parameterized, Slot, require_forward, require_shape};
+use crate::layer::{Layer, Mode, Parameterized, Slot, check_backward};
 use crate::spec::LayerSpec;
 
 /// Configuration of a [`Flatten`] layer (it has no attribute).
@@ -50,18 +50,13 @@ impl LayerConfig for FlattenConfig {
 }
 
 /// Reshapes `[n, …]` to `[n, features]`.
-#[derive(Clone, Debug, Default)]
-pub struct Flatten {
-    in_shape: Vec<usize>,
-    y: Buffer,
-    dx: Buffer,
-    ready: bool,
-}
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Flatten;
 
 impl Flatten {
     /// The layer.
     pub fn new() -> Self {
-        Self::default()
+        Flatten
     }
 }
 
@@ -78,30 +73,26 @@ fn flat(shape: &[usize]) -> Result<[usize; 2]> {
 }
 
 impl Layer for Flatten {
-    fn forward<'s>(
-        &'s mut self,
-        x: ArrayViewD<'_, f32>,
-        mode: Mode,
-    ) -> Result<ArrayViewD<'s, f32>> {
+    fn forward(&mut self, x: ArrayViewD<'_, f32>, y: &mut Buffer, _mode: Mode) -> Result<()> {
         let out = flat(x.shape())?;
-        self.in_shape.clear();
-        self.in_shape.extend_from_slice(x.shape());
-        self.y.assign(x); // row-major copy: y[i, :] is x[i, …] in order
-        self.y.resize(&out);
-        self.ready = mode == Mode::Train;
-        Ok(self.y.view())
+        y.assign(x); // row-major copy: y[i, :] is x[i, …] in order
+        y.resize(&out);
+        Ok(())
     }
 
-    fn backward<'s>(&'s mut self, dy: ArrayViewD<'_, f32>) -> Result<ArrayViewD<'s, f32>> {
-        require_forward(self.ready, || "flatten".into())?;
-        require_shape(|| "flatten backward".into(), self.y.shape(), dy.shape())?;
-        self.dx.assign(dy);
-        self.dx.resize(&self.in_shape); // ∂E/∂x = ∂E/∂y in the input's shape
-        Ok(self.dx.view())
-    }
-
-    fn output(&self) -> Option<ArrayViewD<'_, f32>> {
-        Some(self.y.view())
+    fn backward(
+        &mut self,
+        x: ArrayViewD<'_, f32>,
+        y: ArrayViewD<'_, f32>,
+        dy: ArrayViewD<'_, f32>,
+        dx: Option<&mut Buffer>,
+    ) -> Result<()> {
+        check_backward(|| "flatten".into(), &flat(x.shape())?, &y, &dy)?;
+        if let Some(dx) = dx {
+            dx.assign(dy);
+            dx.resize(x.shape()); // ∂E/∂x = ∂E/∂y in the input's shape
+        }
+        Ok(())
     }
 
     fn config(&self) -> Box<dyn LayerConfig> {
@@ -120,7 +111,7 @@ mod tests {
         })
         .into_dyn();
         let mut f = Flatten::new();
-        let y = f.forward(x.view(), Mode::Train).unwrap().to_owned();
+        let y = crate::layer::apply(&mut f, x.view(), Mode::Train).unwrap();
         assert_eq!(y.shape(), &[2, 6]);
         assert_eq!(
             y.index_axis(ndarray::Axis(0), 1)
@@ -129,8 +120,10 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![100.0, 101.0, 102.0, 110.0, 111.0, 112.0]
         );
-        let dx = f.backward(y.view()).unwrap();
-        assert_eq!(dx, x);
+        let mut dx = Buffer::new();
+        f.backward(x.view(), y.view(), y.view(), Some(&mut dx))
+            .unwrap();
+        assert_eq!(dx.view(), x);
         assert_eq!(f.output_shape(&[5, 1, 28, 28]).unwrap(), vec![5, 784]);
     }
 }

@@ -25,7 +25,7 @@
 use std::fmt;
 
 use ndarray::{ArrayViewD, IxDyn};
-use nn_core::{Tensor, rng};
+use nn_core::{Buffer, Tensor, rng};
 
 use crate::error::Result;
 use crate::layer::{Layer, Mode, Slot};
@@ -263,6 +263,113 @@ fn with_param_entry(layer: &mut dyn Layer, name: &str, flat: usize, f: &mut dyn 
     });
 }
 
+/// `L = Σ r ⊙ f(x)` for a train-mode forward at `x`, in f64.
+fn objective(layer: &mut dyn Layer, x: ArrayViewD<'_, f32>, r: &Tensor) -> Result<f64> {
+    let mut y = Buffer::new();
+    layer.forward(x, &mut y, Mode::Train)?;
+    Ok(y.as_slice()
+        .iter()
+        .zip(r.iter())
+        .map(|(&y, &r)| y as f64 * r as f64)
+        .sum())
+}
+
+/// The random projection `r`, `∂L/∂x`, and each parameter's name and `∂L/∂θ`.
+type Analytic = (Tensor, Tensor, Vec<(String, Tensor)>);
+
+/// The analytic gradients at `x` for a random projection `r`: `∂L/∂x` and each parameter's
+/// `∂L/∂θ` (left in the layer), with `r` itself.
+fn analytic(
+    layer: &mut dyn Layer,
+    x: ArrayViewD<'_, f32>,
+    rng: &mut nn_core::Rng,
+) -> Result<Analytic> {
+    let (mut y, mut dx) = (Buffer::new(), Buffer::new());
+    layer.zero_grad();
+    layer.forward(x.view(), &mut y, Mode::Train)?;
+    let r = Tensor::from_shape_fn(IxDyn(y.shape()), |_| rng::uniform(rng, -1.0, 1.0));
+    layer.backward(x, y.view(), r.view(), Some(&mut dx))?; // ∂L/∂x, and ∂L/∂θ into the grads
+    let mut grads = Vec::new();
+    layer.visit(&mut |n, slot| {
+        if let Slot::Param(p) = slot {
+            grads.push((n.to_string(), p.grad.clone()));
+        }
+    });
+    Ok((r, dx.to_tensor(), grads))
+}
+
+/// `∂L/∂x` against central differences, on the sampled entries of `x`.
+fn check_input(
+    layer: &mut dyn Layer,
+    x: ArrayViewD<'_, f32>,
+    r: &Tensor,
+    dx: &Tensor,
+    cfg: &GradCheckConfig,
+    rng: &mut nn_core::Rng,
+) -> Result<TensorCheck> {
+    let mut check = TensorCheck::new("input");
+    let mut xp = x.to_owned();
+    for i in entries(xp.len(), cfg, rng) {
+        let index = unravel(i, xp.shape());
+        let v = xp[IxDyn(&index)];
+        let cell = std::cell::RefCell::new(&mut xp);
+        let numeric = central_difference(
+            cfg.eps,
+            |nv| cell.borrow_mut()[IxDyn(&index)] = nv,
+            v,
+            || objective(layer, cell.borrow().view(), r),
+        )?;
+        let analytic = dx[IxDyn(&index)];
+        let tensor = "input".into();
+        check.record(
+            Comparison {
+                tensor,
+                analytic,
+                numeric,
+                index,
+            },
+            cfg,
+        );
+    }
+    Ok(check)
+}
+
+/// `∂L/∂θ` of the parameter `name` against central differences, on its sampled entries.
+fn check_param(
+    layer: &mut dyn Layer,
+    x: ArrayViewD<'_, f32>,
+    r: &Tensor,
+    (name, grad): (&str, &Tensor),
+    cfg: &GradCheckConfig,
+    rng: &mut nn_core::Rng,
+) -> Result<TensorCheck> {
+    let mut check = TensorCheck::new(name);
+    for i in entries(grad.len(), cfg, rng) {
+        let mut v = 0.0;
+        with_param_entry(layer, name, i, &mut |p| v = *p);
+        let cell = std::cell::RefCell::new(&mut *layer);
+        let numeric = central_difference(
+            cfg.eps,
+            |nv| with_param_entry(*cell.borrow_mut(), name, i, &mut |p| *p = nv),
+            v,
+            || objective(*cell.borrow_mut(), x.view(), r),
+        )?;
+        let index = unravel(i, grad.shape());
+        let analytic = grad[IxDyn(&index)];
+        let tensor = name.into();
+        check.record(
+            Comparison {
+                tensor,
+                analytic,
+                numeric,
+                index,
+            },
+            cfg,
+        );
+    }
+    Ok(check)
+}
+
 /// Checks `layer`'s input and parameter gradients at input `x` (train mode).
 ///
 /// The layer's parameter gradients are zeroed and left holding the analytic gradient of
@@ -276,82 +383,21 @@ pub fn check_layer(
     cfg: &GradCheckConfig,
 ) -> Result<GradCheckReport> {
     let mut rng = nn_core::seeded(cfg.seed);
-    layer.zero_grad();
-    let y_shape = layer.forward(x.view(), Mode::Train)?.shape().to_vec();
-    let r = Tensor::from_shape_fn(IxDyn(&y_shape), |_| rng::uniform(&mut rng, -1.0, 1.0));
-
-    // Analytic: backward(r) gives ∂L/∂x and accumulates ∂L/∂θ.
-    let dx = layer.backward(r.view())?.to_owned();
-    let mut grads: Vec<(String, Tensor)> = Vec::new();
-    layer.visit(&mut |n, slot| {
-        if let Slot::Param(p) = slot {
-            grads.push((n.to_string(), p.grad.clone()));
-        }
-    });
-
-    // L = Σ r ⊙ f(x), in f64
-    let objective = |layer: &mut dyn Layer, x: ArrayViewD<'_, f32>| -> Result<f64> {
-        let y = layer.forward(x, Mode::Train)?;
-        Ok(y.iter()
-            .zip(r.iter())
-            .map(|(&y, &r)| y as f64 * r as f64)
-            .sum())
-    };
-
-    let mut tensors = Vec::new();
-    let mut check = TensorCheck::new("input");
-    let mut xp = x.to_owned();
-    for i in entries(xp.len(), cfg, &mut rng) {
-        let index = unravel(i, xp.shape());
-        let v = xp[IxDyn(&index)];
-        let cell = std::cell::RefCell::new(&mut xp);
-        let numeric = central_difference(
-            cfg.eps,
-            |nv| cell.borrow_mut()[IxDyn(&index)] = nv,
-            v,
-            || objective(layer, cell.borrow().view()),
-        )?;
-        check.record(
-            Comparison {
-                tensor: "input".into(),
-                analytic: dx[IxDyn(&index)],
-                numeric,
-                index,
-            },
-            cfg,
-        );
-    }
-    tensors.push(check);
-
+    let (r, dx, grads) = analytic(layer, x.view(), &mut rng)?;
+    let mut tensors = vec![check_input(layer, x.view(), &r, &dx, cfg, &mut rng)?];
     for (name, grad) in &grads {
-        let mut check = TensorCheck::new(name);
-        for i in entries(grad.len(), cfg, &mut rng) {
-            let mut v = 0.0;
-            with_param_entry(layer, name, i, &mut |p| v = *p);
-            let cell = std::cell::RefCell::new(&mut *layer);
-            let numeric = central_difference(
-                cfg.eps,
-                |nv| with_param_entry(*cell.borrow_mut(), name, i, &mut |p| *p = nv),
-                v,
-                || objective(*cell.borrow_mut(), x.view()),
-            )?;
-            let index = unravel(i, grad.shape());
-            check.record(
-                Comparison {
-                    tensor: name.clone(),
-                    analytic: grad[IxDyn(&index)],
-                    numeric,
-                    index,
-                },
-                cfg,
-            );
-        }
-        tensors.push(check);
+        tensors.push(check_param(
+            layer,
+            x.view(),
+            &r,
+            (name, grad),
+            cfg,
+            &mut rng,
+        )?);
     }
-    // Leave the layer holding the analytic gradient and a train-mode cache at x.
-    layer.zero_grad();
-    layer.forward(x.view(), Mode::Train)?;
-    layer.backward(r.view())?;
+    // leave the layer holding the analytic gradient
+    let mut rng = nn_core::seeded(cfg.seed);
+    analytic(layer, x, &mut rng)?;
     Ok(GradCheckReport {
         config: cfg.clone(),
         tensors,

@@ -1,13 +1,20 @@
 //! The [`Layer`] trait: forward propagation, backward propagation and named parameters.
 //!
+//! The derivation's network keeps every activation `a⁰ … aᴸ`; so does this one. A
+//! [`Sequential`](crate::Sequential) owns the activations and their gradients and hands each
+//! layer exactly what the chain rule gives it:
+//!
 //! ```text
-//! forward:   y = f(x; θ)                      (Train mode keeps what backward needs)
-//! backward:  given ∂E/∂y, add ∂E/∂θ into each parameter's grad and return ∂E/∂x
+//! forward    x = aˡ⁻¹                          →  writes y = aˡ = f(x; θ)
+//! backward   x = aˡ⁻¹,  y = aˡ,  dy = ∂E/∂aˡ    →  adds ∂E/∂θ into each parameter's grad,
+//!                                                  writes dx = ∂E/∂aˡ⁻¹ when asked
 //! ```
 //!
-//! A layer owns its output and gradient buffers and returns *views* of them, so a training
-//! step allocates nothing once the buffers have grown to the batch size. The view stays
-//! valid until the layer is next called.
+//! `x`, `y` and `dy` are shared views, `y` and `dx` the only buffers a layer writes, so a
+//! layer cannot overwrite what another still needs: borrowing rules it out. A layer keeps
+//! nothing but its parameters and its own working memory (a dropout mask, batch statistics,
+//! pooling indices); it never copies its input or its output. Buffers keep their allocation
+//! from batch to batch, so a training step allocates nothing once they have grown.
 //!
 //! Parameters are reached only through [`Parameterized::visit`], by name: optimizers, model
 //! files and the gradient checker never need to know a layer's type, and a layer defined in
@@ -16,20 +23,20 @@
 use std::fmt::Debug;
 
 use ndarray::ArrayViewD;
-use nn_core::{Param, Tensor};
+use nn_core::{Buffer, Param, Tensor};
 
 use crate::config::LayerConfig;
 use crate::error::{Error, Result};
 
 /// Whether a forward pass is part of training or of inference.
 ///
-/// `Train` keeps the caches `backward` needs (and makes dropout drop, batch norm use batch
-/// statistics); `Eval` keeps nothing and computes the inference function.
+/// `Train` keeps the working memory `backward` needs (and makes dropout drop, batch norm use
+/// batch statistics); `Eval` computes the inference function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Mode {
-    /// Training: cache for backward, use batch statistics, drop units.
+    /// Training: keep what backward needs, use batch statistics, drop units.
     Train,
-    /// Inference: no caches, running statistics, no dropout.
+    /// Inference: running statistics, no dropout.
     Eval,
 }
 
@@ -55,88 +62,33 @@ pub trait Parameterized {
 /// A differentiable building block of a network.
 ///
 /// # Contract
-/// - `forward` checks the input shape and returns [`Error`] (never panics) on a mismatch.
-/// - In [`Mode::Train`], `forward` keeps what `backward` needs; in [`Mode::Eval`] it keeps
-///   nothing, and a following `backward` returns [`Error::NoForward`].
-/// - `backward(dy)` receives `∂E/∂y` for the last train-mode forward, *adds* `∂E/∂θ` into
-///   every parameter's `grad` and returns `∂E/∂x` (same shape as that forward's input).
-/// - A caller that keeps the input alive until the backward pass (a
-///   [`Sequential`](crate::Sequential) for every layer after the first, the trainer for the
-///   batch) may use [`Layer::forward_input_kept`] and give the input back to
-///   [`Layer::backward_with_input`]; a layer that needs its input for the gradients then
-///   skips its copy. Layers that do not care need not implement any of this.
-/// - `backward` never changes what [`Layer::output`] shows.
+/// - `forward` checks the input shape and returns [`Error`] (never panics) on a mismatch;
+///   it resizes `y` to the output shape and overwrites all of it.
+/// - In [`Mode::Train`], `forward` keeps the working memory `backward` needs; in
+///   [`Mode::Eval`] it computes the inference function.
+/// - `backward` receives the `x` and `y` of the last train-mode forward and `dy = ∂E/∂y`; it
+///   *adds* `∂E/∂θ` into every parameter's `grad` and, when `dx` is given, resizes it to
+///   `x`'s shape and writes `∂E/∂x`. A layer whose backward needs working memory from the
+///   forward pass returns [`Error::NoForward`] without it.
 pub trait Layer: Parameterized + Debug + Send {
-    /// Computes the layer's output for a batch `x`.
+    /// `y = f(x; θ)` for a batch `x`.
     ///
     /// # Errors
     /// [`Error::Core`] with both shapes when `x` does not fit the layer.
-    fn forward<'s>(&'s mut self, x: ArrayViewD<'_, f32>, mode: Mode)
-    -> Result<ArrayViewD<'s, f32>>;
+    fn forward(&mut self, x: ArrayViewD<'_, f32>, y: &mut Buffer, mode: Mode) -> Result<()>;
 
-    /// Propagates `dy = ∂E/∂y` back: accumulates parameter gradients, returns `∂E/∂x`.
+    /// Adds `∂E/∂θ` into the parameter gradients and, if `dx` is given, writes `∂E/∂x`.
     ///
     /// # Errors
-    /// [`Error::NoForward`] without a preceding train-mode forward; [`Error::Core`] when `dy`
-    /// does not have the shape of the last output.
-    fn backward<'s>(&'s mut self, dy: ArrayViewD<'_, f32>) -> Result<ArrayViewD<'s, f32>>;
-
-    /// As [`Layer::backward`] for a layer whose input gradient nobody needs (the first layer
-    /// of a network): accumulates the parameter gradients and may skip computing `∂E/∂x`.
-    /// The default calls `backward`; layers where `∂E/∂x` is costly override it.
-    ///
-    /// # Errors
-    /// As [`Layer::backward`].
-    fn backward_params(&mut self, dy: ArrayViewD<'_, f32>) -> Result<()> {
-        self.backward(dy).map(|_| ())
-    }
-
-    /// The output of the last forward pass, for a layer that keeps it in a buffer of its
-    /// own, unchanged until its next forward (empty before the first); `None` (the default)
-    /// for a layer that does not. [`Sequential`](crate::Sequential) hands it back to the
-    /// next layer at backward time, so that layer need not keep a copy of its input.
-    fn output(&self) -> Option<ArrayViewD<'_, f32>> {
-        None
-    }
-
-    /// A train-mode forward for a caller that will pass the same `x`, unchanged, to
-    /// [`Layer::backward_with_input`] or [`Layer::backward_params_with_input`]: a layer that
-    /// needs its input for the backward pass may then skip copying it. The default is
-    /// `forward(x, Mode::Train)`.
-    ///
-    /// # Errors
-    /// As [`Layer::forward`].
-    fn forward_input_kept<'s>(&'s mut self, x: ArrayViewD<'_, f32>) -> Result<ArrayViewD<'s, f32>> {
-        self.forward(x, Mode::Train)
-    }
-
-    /// [`Layer::backward`] after [`Layer::forward_input_kept`], given that input `x` again.
-    /// The default ignores `x` and calls `backward`.
-    ///
-    /// # Errors
-    /// As [`Layer::backward`], and [`Error::Core`] if `x` is not the shape the forward pass saw.
-    fn backward_with_input<'s>(
-        &'s mut self,
-        x: ArrayViewD<'_, f32>,
-        dy: ArrayViewD<'_, f32>,
-    ) -> Result<ArrayViewD<'s, f32>> {
-        let _ = x;
-        self.backward(dy)
-    }
-
-    /// [`Layer::backward_params`] after [`Layer::forward_input_kept`], given that input again.
-    /// The default ignores `x` and calls `backward_params`.
-    ///
-    /// # Errors
-    /// As [`Layer::backward_with_input`].
-    fn backward_params_with_input(
+    /// [`Error::NoForward`] where the layer needs a preceding train-mode forward;
+    /// [`Error::Core`] when `dy` does not have `y`'s shape or `x` does not fit.
+    fn backward(
         &mut self,
         x: ArrayViewD<'_, f32>,
+        y: ArrayViewD<'_, f32>,
         dy: ArrayViewD<'_, f32>,
-    ) -> Result<()> {
-        let _ = x;
-        self.backward_params(dy)
-    }
+        dx: Option<&mut Buffer>,
+    ) -> Result<()>;
 
     /// What the layer is: its kind's configuration, which model files store and from which
     /// a registry builds the layer again.
@@ -178,7 +130,34 @@ pub trait Layer: Parameterized + Debug + Send {
     }
 }
 
-/// The check every layer makes at the top of `backward`.
+/// Runs `layer` forward on `x` and returns a copy of its output: a convenience for tests,
+/// examples and one-off inference (a training loop reuses its buffers instead).
+///
+/// # Errors
+/// As [`Layer::forward`].
+pub fn apply(layer: &mut dyn Layer, x: ArrayViewD<'_, f32>, mode: Mode) -> Result<Tensor> {
+    let mut y = Buffer::new();
+    layer.forward(x, &mut y, mode)?;
+    Ok(y.to_tensor())
+}
+
+/// Runs `layer` forward in train mode and backward with `dy`; returns `y` and `∂E/∂x` (the
+/// parameter gradients accumulate in the layer). A convenience for tests and examples.
+///
+/// # Errors
+/// As [`Layer::forward`] and [`Layer::backward`].
+pub fn apply_backward(
+    layer: &mut dyn Layer,
+    x: ArrayViewD<'_, f32>,
+    dy: ArrayViewD<'_, f32>,
+) -> Result<(Tensor, Tensor)> {
+    let (mut y, mut dx) = (Buffer::new(), Buffer::new());
+    layer.forward(x.view(), &mut y, Mode::Train)?;
+    layer.backward(x, y.view(), dy, Some(&mut dx))?;
+    Ok((y.to_tensor(), dx.to_tensor()))
+}
+
+/// The check a layer with working memory makes at the top of `backward`.
 ///
 /// # Errors
 /// [`Error::NoForward`] naming `layer` when `ready` is false.
@@ -190,35 +169,7 @@ pub fn require_forward(ready: bool, layer: impl FnOnce() -> String) -> Result<()
     }
 }
 
-/// The input a backward pass works from, for a layer that supports
-/// [`Layer::forward_input_kept`]: the caller's `given` input (checked against `expected`,
-/// the shape the forward pass saw) when the last train-mode forward left its input with the
-/// caller (`kept`), or `None` when the layer kept its own copy.
-///
-/// # Errors
-/// [`Error::InputNeeded`] when the input was kept by the caller but not given back;
-/// [`Error::Core`] when it has another shape.
-pub fn kept_input<'a>(
-    layer: impl Fn() -> String,
-    kept: bool,
-    given: Option<ArrayViewD<'a, f32>>,
-    expected: &[usize],
-) -> Result<Option<ArrayViewD<'a, f32>>> {
-    match (given, kept) {
-        (_, false) => Ok(None),
-        (None, true) => Err(Error::InputNeeded { layer: layer() }),
-        (Some(x), true) => {
-            require_shape(
-                || format!("{} backward (its forward input)", layer()),
-                expected,
-                x.shape(),
-            )?;
-            Ok(Some(x))
-        }
-    }
-}
-
-/// The check that `dy` has the shape of the layer's last output.
+/// The check that a tensor has the shape it must have (`dy` that of `y`).
 ///
 /// # Errors
 /// [`Error::Core`] naming `op` and both shapes.
@@ -228,4 +179,23 @@ pub fn require_shape(op: impl FnOnce() -> String, expected: &[usize], got: &[usi
     } else {
         Err(nn_core::Error::shape(op(), nn_core::Shape(expected.to_vec()).to_string(), got).into())
     }
+}
+
+/// The common checks of `backward` for a layer that maps `x` to `y` of `y_shape`: `dy` has
+/// `y`'s shape and `y` is what `x` gives.
+///
+/// # Errors
+/// [`Error::Core`] naming `layer` and both shapes.
+pub fn check_backward(
+    layer: impl Fn() -> String,
+    y_shape: &[usize],
+    y: &ArrayViewD<'_, f32>,
+    dy: &ArrayViewD<'_, f32>,
+) -> Result<()> {
+    require_shape(|| format!("{} backward: y", layer()), y_shape, y.shape())?;
+    require_shape(
+        || format!("{} backward: dy", layer()),
+        y.shape(),
+        dy.shape(),
+    )
 }

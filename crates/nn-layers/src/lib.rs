@@ -5,14 +5,16 @@
 //! layer ([`Sigmoid`], [`Tanh`], [`Relu`], …), so each has one forward and one backward
 //! formula, stated in its module doc and beside the line that computes it.
 //!
-//! - [`Layer`]: `forward(x, mode)` / `backward(dy)`, explicit [`Mode`], named parameters
-//!   through [`Parameterized::visit`] — optimizers and files never need a layer's type;
+//! - [`Layer`]: `forward(x, y, mode)` / `backward(x, y, dy, dx)`, explicit [`Mode`], named
+//!   parameters through [`Parameterized::visit`] — optimizers and files never need a layer's
+//!   type;
 //! - [`Dense`], the activations in [`activation`], [`Softmax`];
 //! - [`Conv2d`] (im2col + GEMM), [`MaxPool2d`]/[`AvgPool2d`], [`Flatten`], [`BatchNorm`],
 //!   [`Dropout`];
 //! - [`loss`]: [`Mse`], [`BceWithLogits`], [`SoftmaxCrossEntropy`] (fused, gradient
 //!   `(p − y)/N`);
-//! - [`Sequential`]: forward through every layer, backward in reverse order;
+//! - [`Sequential`]: owns the activations; forward through every layer, backward in reverse
+//!   order;
 //! - [`gradcheck`]: the numerical gradient checker, public so that layers written in other
 //!   crates can be checked the same way;
 //! - [`LayerConfig`]: the one description of each layer kind (`DenseConfig`,
@@ -22,6 +24,7 @@
 //!   included, once registered).
 //!
 //! ```
+//! use nn_core::Buffer;
 //! use nn_layers::{Dense, DenseConfig, Layer, Mode, Relu, Sequential};
 //! use nn_layers::loss::{Loss, SoftmaxCrossEntropy, Target};
 //! # fn main() -> Result<(), nn_layers::Error> {
@@ -31,11 +34,12 @@
 //!     .with(Relu::new())
 //!     .with(Dense::new(&DenseConfig::new(8, 3), &mut rng)?);
 //! let x = ndarray::Array2::<f32>::ones((2, 4)).into_dyn();
-//! let mut loss = SoftmaxCrossEntropy::new();
+//! let (mut loss, mut logits) = (SoftmaxCrossEntropy::new(), Buffer::new());
 //! net.zero_grad();
-//! let logits = net.forward(x.view(), Mode::Train)?;
-//! let e = loss.forward(logits, Target::Classes(&[0, 2]))?;
-//! net.backward(loss.backward()?)?;
+//! net.forward(x.view(), &mut logits, Mode::Train)?; // forward propagation
+//! let e = loss.forward(logits.view(), Target::Classes(&[0, 2]))?;
+//! // backward propagation; no ∂E/∂x is needed for the input
+//! net.backward(x.view(), logits.view(), loss.backward()?, None)?;
 //! assert!(e.is_finite());
 //! # Ok(()) }
 //! ```

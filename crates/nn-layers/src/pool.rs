@@ -18,8 +18,8 @@ use nn_core::parallel::{split_runs, split_runs2};
 use nn_core::{Buffer, Rng};
 
 use crate::config::{Context, LayerConfig, TensorSpec, checked_output, ensure};
-use crate::error::Result;
-use crate::layer::{Layer, Mode, Parameterized, Slot, require_forward, require_shape};
+use crate::error::{Error, Result};
+use crate::layer::{Layer, Mode, Parameterized, Slot, check_backward, require_forward};
 use crate::spec::{Attr, LayerSpec};
 
 /// Which reduction a pooling layer applies.
@@ -56,7 +56,7 @@ impl Pool2dConfig {
     /// Checks that the window and the stride are positive.
     ///
     /// # Errors
-    /// [`Error::Config`](crate::Error::Config) naming the kind.
+    /// [`Error::Config`] naming the kind.
     pub fn validate(&self) -> Result<()> {
         let (k, s) = (self.kernel, self.stride);
         ensure(k > 0 && s > 0, self.reduce.kind(), || {
@@ -67,7 +67,7 @@ impl Pool2dConfig {
     /// Reads `kernel` and `stride` (default: the kernel) for the kind `reduce`.
     ///
     /// # Errors
-    /// [`Error::Spec`](crate::Error::Spec) for a missing, unknown or ill-typed attribute;
+    /// [`Error::Spec`] for a missing, unknown or ill-typed attribute;
     /// as [`Pool2dConfig::validate`].
     pub fn from_spec(reduce: Reduce, spec: &LayerSpec, _ctx: &Context<'_>) -> Result<Self> {
         spec.only(&["kernel", "stride"])?;
@@ -136,11 +136,9 @@ pub struct Pool2d {
     reduce: Reduce,
     k: usize,
     s: usize,
-    /// For max pooling: the flat input index of each output's maximum.
+    /// For max pooling: the flat input index of each output's maximum, from the last
+    /// train-mode forward.
     argmax: Vec<u32>,
-    in_shape: Vec<usize>,
-    y: Buffer,
-    dx: Buffer,
     ready: bool,
 }
 
@@ -162,9 +160,6 @@ impl Pool2d {
             k,
             s,
             argmax: Vec::new(),
-            in_shape: Vec::new(),
-            y: Buffer::new(),
-            dx: Buffer::new(),
             ready: false,
         })
     }
@@ -172,7 +167,7 @@ impl Pool2d {
     /// Max pooling over `k×k` windows with stride `s`.
     ///
     /// # Errors
-    /// [`Error::Config`](crate::Error::Config) for a zero kernel or stride.
+    /// [`Error::Config`] for a zero kernel or stride.
     pub fn max(k: usize, s: usize) -> Result<Self> {
         Self::build(Reduce::Max, k, s)
     }
@@ -180,7 +175,7 @@ impl Pool2d {
     /// Average pooling over `k×k` windows with stride `s`.
     ///
     /// # Errors
-    /// [`Error::Config`](crate::Error::Config) for a zero kernel or stride.
+    /// [`Error::Config`] for a zero kernel or stride.
     pub fn avg(k: usize, s: usize) -> Result<Self> {
         Self::build(Reduce::Avg, k, s)
     }
@@ -307,16 +302,12 @@ impl Plane {
 }
 
 impl Layer for Pool2d {
-    fn forward<'s>(
-        &'s mut self,
-        x: ArrayViewD<'_, f32>,
-        mode: Mode,
-    ) -> Result<ArrayViewD<'s, f32>> {
+    fn forward(&mut self, x: ArrayViewD<'_, f32>, y: &mut Buffer, mode: Mode) -> Result<()> {
         let (oh, ow) = self.geometry(x.shape())?;
         let (n, c, h, w) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
         let x = x.as_standard_layout();
         let xs = x.as_slice().expect("standard layout");
-        self.y.resize(&[n, c, oh, ow]);
+        y.resize(&[n, c, oh, ow]);
         let pl = Plane {
             w,
             oh,
@@ -325,15 +316,14 @@ impl Layer for Pool2d {
             s: self.s,
         };
         let reduce = self.reduce;
-        if reduce == Reduce::Max {
-            self.argmax.resize(n * c * oh * ow, 0);
-        } else {
-            self.argmax.clear();
+        match reduce {
+            Reduce::Max => self.argmax.resize(n * c * oh * ow, 0),
+            Reduce::Avg => self.argmax.clear(),
         }
         // one plane per unit, the planes spread over the threads
         split_runs2(
             n * c,
-            (self.y.as_mut_slice(), oh * ow),
+            (y.as_mut_slice(), oh * ow),
             (&mut self.argmax[..], oh * ow),
             xs.len(),
             &|planes, y, at| {
@@ -349,24 +339,32 @@ impl Layer for Pool2d {
                 }
             },
         );
-        self.in_shape.clear();
-        self.in_shape.extend_from_slice(x.shape());
         self.ready = mode == Mode::Train;
-        Ok(self.y.view())
+        Ok(())
     }
 
-    fn backward<'s>(&'s mut self, dy: ArrayViewD<'_, f32>) -> Result<ArrayViewD<'s, f32>> {
-        require_forward(self.ready, || self.label())?;
-        require_shape(
-            || format!("{} backward", self.label()),
-            self.y.shape(),
-            dy.shape(),
-        )?;
+    fn backward(
+        &mut self,
+        x: ArrayViewD<'_, f32>,
+        y: ArrayViewD<'_, f32>,
+        dy: ArrayViewD<'_, f32>,
+        dx: Option<&mut Buffer>,
+    ) -> Result<()> {
+        require_forward(self.ready || self.reduce == Reduce::Avg, || self.label())?;
+        let (oh, ow) = self.geometry(x.shape())?;
+        let (n, c, h, w) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
+        check_backward(|| self.label(), &[n, c, oh, ow], &y, &dy)?;
+        if self.reduce == Reduce::Max && self.argmax.len() != n * c * oh * ow {
+            return Err(Error::NoForward {
+                layer: self.label(),
+            }); // the forward saw another x
+        }
+        let Some(dx) = dx else {
+            return Ok(()); // no parameters
+        };
         let dy = dy.as_standard_layout();
         let dys = dy.as_slice().expect("standard layout");
-        self.dx.resize(&self.in_shape);
-        let (h, w) = (self.in_shape[2], self.in_shape[3]);
-        let (oh, ow) = (self.y.shape()[2], self.y.shape()[3]);
+        dx.resize(x.shape());
         let pl = Plane {
             w,
             oh,
@@ -375,38 +373,29 @@ impl Layer for Pool2d {
             s: self.s,
         };
         let (reduce, argmax) = (self.reduce, &self.argmax[..]);
-        let work = self.dx.len();
-        split_runs(
-            self.in_shape[0] * self.in_shape[1],
-            (self.dx.as_mut_slice(), h * w),
-            work,
-            &|planes, dx| {
-                dx.fill(0.0);
-                let first = planes.start;
-                let outs = planes.start * oh * ow..planes.end * oh * ow;
-                match reduce {
-                    Reduce::Max => {
-                        let origin = first * h * w;
-                        for (&at, &g) in argmax[outs.clone()].iter().zip(&dys[outs]) {
-                            dx[at as usize - origin] += g; // the gradient goes to the window's maximum
-                        }
-                    }
-                    Reduce::Avg => {
-                        for j in 0..planes.len() {
-                            pl.avg_backward(
-                                &dys[(first + j) * oh * ow..(first + j + 1) * oh * ow],
-                                &mut dx[j * h * w..(j + 1) * h * w],
-                            );
-                        }
+        let work = dx.len();
+        split_runs(n * c, (dx.as_mut_slice(), h * w), work, &|planes, dx| {
+            dx.fill(0.0);
+            let first = planes.start;
+            let outs = planes.start * oh * ow..planes.end * oh * ow;
+            match reduce {
+                Reduce::Max => {
+                    let origin = first * h * w;
+                    for (&at, &g) in argmax[outs.clone()].iter().zip(&dys[outs]) {
+                        dx[at as usize - origin] += g; // the gradient goes to the window's maximum
                     }
                 }
-            },
-        );
-        Ok(self.dx.view())
-    }
-
-    fn output(&self) -> Option<ArrayViewD<'_, f32>> {
-        Some(self.y.view())
+                Reduce::Avg => {
+                    for j in 0..planes.len() {
+                        pl.avg_backward(
+                            &dys[(first + j) * oh * ow..(first + j + 1) * oh * ow],
+                            &mut dx[j * h * w..(j + 1) * h * w],
+                        );
+                    }
+                }
+            }
+        });
+        Ok(())
     }
 
     fn config(&self) -> Box<dyn LayerConfig> {
@@ -421,6 +410,7 @@ impl Layer for Pool2d {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layer::apply_backward;
     use ndarray::Array4;
 
     #[test]
@@ -439,12 +429,11 @@ mod tests {
         .unwrap()
         .into_dyn();
         let mut mp = MaxPool2d::max(2, 2).unwrap();
-        let y = mp.forward(x.view(), Mode::Train).unwrap().to_owned();
-        assert_eq!(y.iter().copied().collect::<Vec<_>>(), [6., 4., 9., 8.]);
         let dy = Array4::from_shape_vec((1, 1, 2, 2), vec![10., 20., 30., 40.])
             .unwrap()
             .into_dyn();
-        let dx = mp.backward(dy.view()).unwrap().to_owned();
+        let (y, dx) = apply_backward(&mut mp, x.view(), dy.view()).unwrap();
+        assert_eq!(y.iter().copied().collect::<Vec<_>>(), [6., 4., 9., 8.]);
         // gradients land on the maxima: 6 at (1,1), 4 at (1,2), 9 at (3,1), 8 at (2,2)
         let mut want = vec![0.0f32; 16];
         want[5] = 10.;
@@ -454,12 +443,11 @@ mod tests {
         assert_eq!(dx.iter().copied().collect::<Vec<_>>(), want);
 
         let mut ap = AvgPool2d::avg(2, 2).unwrap();
-        let y = ap.forward(x.view(), Mode::Train).unwrap().to_owned();
+        let (y, dx) = apply_backward(&mut ap, x.view(), dy.view()).unwrap();
         assert_eq!(
             y.iter().copied().collect::<Vec<_>>(),
             [3.75, 1.75, 4.5, 5.25]
         );
-        let dx = ap.backward(dy.view()).unwrap().to_owned();
         assert_eq!(dx[[0, 0, 0, 0]], 2.5); // 10/4
         assert_eq!(dx[[0, 0, 3, 3]], 10.0); // 40/4
     }
@@ -469,18 +457,25 @@ mod tests {
         // a window of equal values: the whole gradient goes to its first (top-left) entry
         let x = nn_core::Tensor::from_elem(vec![1, 1, 2, 2], 3.0);
         let mut mp = MaxPool2d::max(2, 2).unwrap();
-        mp.forward(x.view(), Mode::Train).unwrap();
-        let dx = mp
-            .backward(nn_core::Tensor::ones(vec![1, 1, 1, 1]).view())
-            .unwrap();
+        let dy = nn_core::Tensor::ones(vec![1, 1, 1, 1]);
+        let (_, dx) = apply_backward(&mut mp, x.view(), dy.view()).unwrap();
         assert_eq!(dx.iter().copied().collect::<Vec<_>>(), [1.0, 0.0, 0.0, 0.0]);
+        // backward with another input than the forward saw is refused, not a wrong index
+        let (y2, x2) = (
+            nn_core::Tensor::ones(vec![1, 2, 1, 1]),
+            nn_core::Tensor::ones(vec![1, 2, 2, 2]),
+        );
+        let e = mp.backward(x2.view(), y2.view(), y2.view(), Some(&mut Buffer::new()));
+        assert!(matches!(e, Err(Error::NoForward { .. })), "{e:?}");
     }
 
     #[test]
     fn window_larger_than_input_is_an_error() {
         let mut mp = MaxPool2d::max(3, 3).unwrap();
         let x = nn_core::Tensor::zeros(vec![1, 1, 2, 2]);
-        let e = mp.forward(x.view(), Mode::Eval).unwrap_err().to_string();
+        let e = crate::layer::apply(&mut mp, x.view(), Mode::Eval)
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             e,
             "maxpool2d(3×3, stride 3) forward: expected shape [n, c, h, w] with h, w ≥ 3, got [1, 1, 2, 2]"

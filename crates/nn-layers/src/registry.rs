@@ -197,7 +197,9 @@ mod tests {
         assert_eq!(rebuilt.config().spec(), spec);
         let x = ndarray::Array2::<f32>::ones((2, 3)).into_dyn();
         assert_eq!(
-            rebuilt.forward(x.view(), Mode::Eval).unwrap().shape(),
+            crate::layer::apply(rebuilt.as_mut(), x.view(), Mode::Eval)
+                .unwrap()
+                .shape(),
             &[2, 2]
         );
     }

@@ -5,17 +5,18 @@
 //! backward   gᴸ = ∂E/∂y,   gˡ⁻¹ = layerₗ.backward(gˡ)   for l = L … 1,   ∂E/∂x = g⁰
 //! ```
 //!
-//! Forward goes from the first layer to the last, each layer keeping (in Train mode) what its
-//! own backward needs; backward visits the layers in reverse order, each turning the
-//! gradient of its output into the gradient of its input — the chain rule, one layer at a
-//! time. Parameters are named `"<index>.<name>"`, e.g. `"0.weight"`.
+//! The container owns the activations: forward writes `aˡ` into a buffer it keeps for each
+//! layer, backward hands layer `l` its input `aˡ⁻¹`, its output `aˡ` and the gradient `gˡ`,
+//! and the layer writes `gˡ⁻¹` into one of two buffers used in turn — the chain rule, one
+//! layer at a time, from the last to the first (whose `∂E/∂x` is computed only when the
+//! caller asks for it). Parameters are named `"<index>.<name>"`, e.g. `"0.weight"`.
 
 use ndarray::ArrayViewD;
 use nn_core::{Buffer, Rng, limits};
 
 use crate::config::{Context, LayerConfig, TensorSpec};
-use crate::error::{Error, Result};
-use crate::layer::{Layer, Mode, Parameterized, Slot};
+use crate::error::Result;
+use crate::layer::{Layer, Mode, Parameterized, Slot, require_forward};
 use crate::spec::{Attr, LayerSpec};
 
 /// How deeply containers may nest: parsing a nested spec recurses once per level, so the
@@ -54,7 +55,7 @@ impl SequentialConfig {
     /// `n_in` can be left out) and that shape is checked.
     ///
     /// # Errors
-    /// The first failing layer's error wrapped in [`Error::AtLayer`]; a limit error for
+    /// The first failing layer's error wrapped in [`Error::AtLayer`](crate::Error::AtLayer); a limit error for
     /// too many layers or too deep a nesting.
     pub fn from_spec(spec: &LayerSpec, ctx: &Context<'_>) -> Result<Self> {
         spec.only(&["layers"])?;
@@ -90,7 +91,7 @@ impl SequentialConfig {
     /// all of them together within [`limits::MAX_ACTIVATIONS`].
     ///
     /// # Errors
-    /// The first layer that does not accept its input, wrapped in [`Error::AtLayer`]; a
+    /// The first layer that does not accept its input, wrapped in [`Error::AtLayer`](crate::Error::AtLayer); a
     /// limit error.
     pub fn output_shapes(&self, input: &[usize]) -> Result<Vec<Vec<usize>>> {
         let mut shapes: Vec<Vec<usize>> = Vec::with_capacity(self.layers.len());
@@ -173,17 +174,21 @@ impl LayerConfig for SequentialConfig {
     }
 }
 
-/// A stack of layers applied in order.
+/// A stack of layers applied in order; it owns the activations between them.
 #[derive(Debug, Default)]
 pub struct Sequential {
     layers: Vec<Box<dyn Layer>>,
-    /// Output of an empty stack (the identity needs somewhere to put its copy).
-    passthrough: Buffer,
+    /// `a¹ … aᴸ⁻¹`, the outputs of every layer but the last (which writes the caller's `y`).
+    acts: Vec<Buffer>,
+    /// `∂E/∂aˡ`, two buffers used in turn: layer `l` reads one and writes the other.
+    grads: [Buffer; 2],
+    /// Whether the last forward was a complete train-mode pass.
+    ready: bool,
+    /// The output and input gradient of [`Sequential::run`] and [`Sequential::run_backward`].
+    out: Buffer,
+    dx: Buffer,
     /// Reused for the `"<index>.<name>"` names handed to visitors (no allocation per visit).
     name: String,
-    /// Per layer: whether its last forward left its input with this container (the output
-    /// of the layer before, or the caller's input for the first layer).
-    kept: Vec<bool>,
 }
 
 impl Sequential {
@@ -195,7 +200,7 @@ impl Sequential {
     /// Builds every layer `cfg` lists, drawing their weights from `rng` in order.
     ///
     /// # Errors
-    /// The first failing layer's error wrapped in [`Error::AtLayer`].
+    /// The first failing layer's error wrapped in [`Error::AtLayer`](crate::Error::AtLayer).
     pub fn from_config(cfg: &SequentialConfig, rng: &mut Rng) -> Result<Self> {
         cfg.validate()?;
         let mut s = Sequential::new();
@@ -250,7 +255,7 @@ impl Sequential {
     ///
     /// # Errors
     /// The first layer that does not accept its input shape, wrapped in
-    /// [`Error::AtLayer`].
+    /// [`Error::AtLayer`](crate::Error::AtLayer).
     pub fn output_shapes(&self, input: &[usize]) -> Result<Vec<Vec<usize>>> {
         self.sequential_config().output_shapes(input)
     }
@@ -271,163 +276,104 @@ impl Parameterized for Sequential {
 }
 
 impl Sequential {
-    /// Forward through every layer. In train mode, a layer whose input is the kept output of
-    /// the layer before it (see [`Layer::output`]) runs [`Layer::forward_input_kept`] and
-    /// skips its own copy of that input; so does the first layer when `first_kept`.
-    fn run_forward(
+    /// Forward through every layer, keeping the output in the network: a convenience for
+    /// inference and examples. Returns a view of the output.
+    ///
+    /// # Errors
+    /// As [`Layer::forward`], wrapped in [`Error::AtLayer`](crate::Error::AtLayer).
+    pub fn run(&mut self, x: ArrayViewD<'_, f32>, mode: Mode) -> Result<ArrayViewD<'_, f32>> {
+        let mut out = std::mem::take(&mut self.out);
+        let r = self.forward(x, &mut out, mode);
+        self.out = out;
+        r.map(|()| self.out.view())
+    }
+
+    /// Backward after [`Sequential::run`] in train mode on the same `x`; returns `∂E/∂x`.
+    ///
+    /// # Errors
+    /// As [`Layer::backward`].
+    pub fn run_backward(
         &mut self,
         x: ArrayViewD<'_, f32>,
-        mode: Mode,
-        first_kept: bool,
-    ) -> Result<ArrayViewD<'_, f32>> {
-        self.kept.clear();
-        for i in 0..self.layers.len() {
-            let kept = mode == Mode::Train
-                && if i == 0 {
-                    first_kept
-                } else {
-                    self.layers[i - 1].output().is_some()
-                };
-            self.kept.push(kept);
-        }
-        let mut layers = self.layers.iter_mut().zip(&self.kept).enumerate();
-        let Some((_, (first, &kept))) = layers.next() else {
-            self.passthrough.assign(x);
-            return Ok(self.passthrough.view());
-        };
-        let mut a = step(first, x, mode, kept).map_err(|e| e.at_layer(0))?; // a¹ = layer₁(x)
-        for (i, (layer, &kept)) in layers {
-            a = step(layer, a, mode, kept).map_err(|e| e.at_layer(i))?; // aˡ = layerₗ(aˡ⁻¹)
-        }
-        Ok(a)
-    }
-}
-
-/// One layer's forward: with a kept input or as usual.
-fn step<'s>(
-    layer: &'s mut Box<dyn Layer>,
-    a: ArrayViewD<'_, f32>,
-    mode: Mode,
-    kept: bool,
-) -> Result<ArrayViewD<'s, f32>> {
-    if kept {
-        layer.forward_input_kept(a)
-    } else {
-        layer.forward(a, mode)
-    }
-}
-
-impl Sequential {
-    fn backward_with_input_opt(
-        &mut self,
-        x: Option<ArrayViewD<'_, f32>>,
         dy: ArrayViewD<'_, f32>,
     ) -> Result<ArrayViewD<'_, f32>> {
-        if self.layers.is_empty() {
-            self.passthrough.assign(dy);
-            return Ok(self.passthrough.view());
-        }
-        self.kept.resize(self.layers.len(), false);
-        let g = backward_from(&mut self.layers, &self.kept, x, dy, false)?;
-        Ok(g.expect("all layers run"))
-    }
-
-    fn backward_params_with_input_opt(
-        &mut self,
-        x: Option<ArrayViewD<'_, f32>>,
-        dy: ArrayViewD<'_, f32>,
-    ) -> Result<()> {
-        if self.layers.is_empty() {
-            return Ok(());
-        }
-        self.kept.resize(self.layers.len(), false);
-        backward_from(&mut self.layers, &self.kept, x, dy, true).map(|_| ())
-    }
-}
-
-/// Backward from the top of `layers` (`dy` for the last one's output) down to the first;
-/// returns `∂E/∂x` of the first layer, or `None` with `params_only`. Layer `i` run with a kept
-/// input gets it back: the output of layer `i − 1`, or `x` for the first layer. A loop, not
-/// a recursion: the stack does not grow with the number of layers.
-fn backward_from<'s, 'v>(
-    layers: &'s mut [Box<dyn Layer>],
-    kept: &[bool],
-    x: Option<ArrayViewD<'v, f32>>,
-    dy: ArrayViewD<'v, f32>,
-    params_only: bool,
-) -> Result<Option<ArrayViewD<'s, f32>>>
-where
-    's: 'v,
-{
-    let mut rest = layers;
-    let mut g = dy; // gᴸ = ∂E/∂y
-    loop {
-        let i = rest.len() - 1;
-        let (top, before) = rest.split_last_mut().expect("at least one layer");
-        // the input handed back, if this layer left it with us; a layer that needs it and
-        // does not get it says so itself (`Error::InputNeeded`)
-        let input = match (kept[i], i) {
-            (false, _) => None,
-            (true, 0) => x.clone(),
-            (true, _) => before[i - 1].output(),
-        };
-        let at = |e: Error| e.at_layer(i);
-        if i == 0 {
-            if params_only {
-                match input {
-                    Some(x) => top.backward_params_with_input(x, g).map_err(at)?,
-                    None => top.backward_params(g).map_err(at)?,
-                }
-                return Ok(None);
-            }
-            return match input {
-                Some(x) => top.backward_with_input(x, g).map_err(at).map(Some),
-                None => top.backward(g).map_err(at).map(Some),
-            };
-        }
-        g = match input {
-            Some(x) => top.backward_with_input(x, g).map_err(at)?,
-            None => top.backward(g).map_err(at)?, // gˡ⁻¹ = layerₗ.backward(gˡ)
-        };
-        rest = before;
+        let (out, mut dx) = (std::mem::take(&mut self.out), std::mem::take(&mut self.dx));
+        let r = self.backward(x, out.view(), dy, Some(&mut dx));
+        (self.out, self.dx) = (out, dx);
+        r.map(|()| self.dx.view())
     }
 }
 
 impl Layer for Sequential {
-    fn forward<'s>(
-        &'s mut self,
-        x: ArrayViewD<'_, f32>,
-        mode: Mode,
-    ) -> Result<ArrayViewD<'s, f32>> {
-        self.run_forward(x, mode, false)
+    /// `a⁰ = x`, `aˡ = layerₗ(aˡ⁻¹)` for `l = 1 … L`, `y = aᴸ`.
+    fn forward(&mut self, x: ArrayViewD<'_, f32>, y: &mut Buffer, mode: Mode) -> Result<()> {
+        let Sequential {
+            layers,
+            acts,
+            ready,
+            ..
+        } = self;
+        *ready = false;
+        let n = layers.len();
+        if n == 0 {
+            y.assign(x.view()); // the empty stack is the identity
+        }
+        acts.resize_with(n.saturating_sub(1), Buffer::new);
+        for (i, layer) in layers.iter_mut().enumerate() {
+            let (before, after) = acts.split_at_mut(i);
+            let input = if i == 0 {
+                x.view()
+            } else {
+                before[i - 1].view()
+            };
+            let out = if i + 1 == n { &mut *y } else { &mut after[0] };
+            layer.forward(input, out, mode).map_err(|e| e.at_layer(i))?; // aˡ = layerₗ(aˡ⁻¹)
+        }
+        *ready = mode == Mode::Train;
+        Ok(())
     }
 
-    fn forward_input_kept<'s>(&'s mut self, x: ArrayViewD<'_, f32>) -> Result<ArrayViewD<'s, f32>> {
-        self.run_forward(x, Mode::Train, true)
-    }
-
-    fn backward<'s>(&'s mut self, dy: ArrayViewD<'_, f32>) -> Result<ArrayViewD<'s, f32>> {
-        self.backward_with_input_opt(None, dy)
-    }
-
-    fn backward_params(&mut self, dy: ArrayViewD<'_, f32>) -> Result<()> {
-        self.backward_params_with_input_opt(None, dy)
-    }
-
-    fn backward_with_input<'s>(
-        &'s mut self,
-        x: ArrayViewD<'_, f32>,
-        dy: ArrayViewD<'_, f32>,
-    ) -> Result<ArrayViewD<'s, f32>> {
-        self.backward_with_input_opt(Some(x), dy)
-    }
-
-    fn backward_params_with_input(
+    /// `gᴸ = dy`, then for `l = L … 1`: layer `l` gets `aˡ⁻¹`, `aˡ`, `gˡ` and writes
+    /// `gˡ⁻¹ = ∂E/∂aˡ⁻¹` (for the first layer, only when `dx` is asked for). A loop: the
+    /// stack does not grow with the number of layers.
+    fn backward(
         &mut self,
         x: ArrayViewD<'_, f32>,
+        y: ArrayViewD<'_, f32>,
         dy: ArrayViewD<'_, f32>,
+        mut dx: Option<&mut Buffer>,
     ) -> Result<()> {
-        self.backward_params_with_input_opt(Some(x), dy)
+        require_forward(self.ready, || "sequential".into())?;
+        let Sequential {
+            layers,
+            acts,
+            grads,
+            ..
+        } = self;
+        let n = layers.len();
+        if n == 0 {
+            if let Some(dx) = dx {
+                dx.assign(dy);
+            }
+            return Ok(());
+        }
+        let [a, b] = grads;
+        let (mut g, mut g_prev) = (a, b); // gˡ and gˡ⁻¹
+        for i in (0..n).rev() {
+            let input = if i == 0 { x.view() } else { acts[i - 1].view() };
+            let output = if i + 1 == n { y.view() } else { acts[i].view() };
+            let grad = if i + 1 == n { dy.view() } else { g.view() };
+            let grad_in = if i == 0 {
+                dx.as_deref_mut()
+            } else {
+                Some(&mut *g_prev)
+            };
+            layers[i]
+                .backward(input, output, grad, grad_in)
+                .map_err(|e| e.at_layer(i))?; // gˡ⁻¹ = ∂E/∂aˡ⁻¹
+            std::mem::swap(&mut g, &mut g_prev);
+        }
+        Ok(())
     }
 
     fn config(&self) -> Box<dyn LayerConfig> {
@@ -443,8 +389,9 @@ impl Layer for Sequential {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layer::{apply, apply_backward};
     use crate::{Dense, DenseConfig, Error, Relu};
-    use ndarray::Array2;
+    use ndarray::{Array2, array};
     use nn_core::seeded;
 
     fn net() -> Sequential {
@@ -471,16 +418,71 @@ mod tests {
     }
 
     #[test]
+    fn forward_and_backward_by_hand() {
+        // dense(2 → 2) W = [[1, −1], [2, 0]], b = [0, −1]; relu; dense(2 → 1) V = [[3, 1]], c = 0
+        // x = [1, 2]: a¹ = [1 − 2, 2 − 1] = [−1, 1]; a² = [0, 1]; y = 3·0 + 1·1 = 1
+        // dy = 2: ∂E/∂V = dy·a² = [0, 2]; g² = dy·V = [6, 2]; g¹ = g² ⊙ [a¹ > 0] = [0, 2]
+        //        ∂E/∂W = g¹ᵀ·x = [[0, 0], [2, 4]]; ∂E/∂b = [0, 2]; ∂E/∂x = g¹·W = [4, 0]
+        let mut s = Sequential::new()
+            .with(
+                Dense::from_weights(
+                    array![[1.0f32, -1.0], [2.0, 0.0]].into_dyn(),
+                    Some(array![0.0f32, -1.0].into_dyn()),
+                )
+                .unwrap(),
+            )
+            .with(Relu::new())
+            .with(
+                Dense::from_weights(
+                    array![[3.0f32, 1.0]].into_dyn(),
+                    Some(array![0.0f32].into_dyn()),
+                )
+                .unwrap(),
+            );
+        let x = array![[1.0f32, 2.0]].into_dyn();
+        let (y, dx) = apply_backward(&mut s, x.view(), array![[2.0f32]].into_dyn().view()).unwrap();
+        assert_eq!(y, array![[1.0f32]].into_dyn());
+        assert_eq!(dx, array![[4.0f32, 0.0]].into_dyn());
+        let g = grads(&mut s);
+        assert_eq!(
+            g,
+            vec![
+                vec![0.0, 0.0, 2.0, 4.0],
+                vec![0.0, 2.0],
+                vec![0.0, 2.0],
+                vec![2.0]
+            ]
+        );
+        // run / run_backward give the same values through the network's own buffers
+        s.zero_grad();
+        assert_eq!(s.run(x.view(), Mode::Train).unwrap(), y);
+        assert_eq!(
+            s.run_backward(x.view(), array![[2.0f32]].into_dyn().view())
+                .unwrap(),
+            dx
+        );
+        assert_eq!(grads(&mut s), g);
+    }
+
+    #[test]
     fn errors_say_which_layer() {
         let mut s = net();
         let x = Array2::<f32>::zeros((2, 5)).into_dyn();
-        let e = s.forward(x.view(), Mode::Train).unwrap_err();
+        let e = apply(&mut s, x.view(), Mode::Train).unwrap_err();
         assert_eq!(
             e.to_string(),
             "layer 0: dense(4 → 3) forward: expected shape [n, 4], got [2, 5]"
         );
+        // the failed forward leaves nothing to go backward from
         let dy = Array2::<f32>::zeros((2, 2)).into_dyn();
-        let e = s.backward(dy.view()).unwrap_err();
+        let e = s
+            .backward(x.view(), dy.view(), dy.view(), None)
+            .unwrap_err();
+        assert!(matches!(e.root(), Error::NoForward { .. }), "{e}");
+        // an eval-mode forward neither
+        let x = Array2::<f32>::zeros((2, 4)).into_dyn();
+        s.run(x.view(), Mode::Eval).unwrap();
+        let e = s.run_backward(x.view(), dy.view()).unwrap_err();
         assert!(matches!(e.root(), Error::NoForward { .. }), "{e}");
     }
 
@@ -488,30 +490,21 @@ mod tests {
     fn zero_grad_clears_every_parameter() {
         let mut s = net();
         let x = Array2::<f32>::ones((2, 4)).into_dyn();
-        s.forward(x.view(), Mode::Train).unwrap();
         let dy = Array2::<f32>::ones((2, 2)).into_dyn();
-        s.backward(dy.view()).unwrap();
-        let mut any = false;
-        s.visit(&mut |_, slot| {
-            if let Slot::Param(p) = slot {
-                any |= p.grad.iter().any(|&g| g != 0.0);
-            }
-        });
-        assert!(any);
+        apply_backward(&mut s, x.view(), dy.view()).unwrap();
+        assert!(grads(&mut s).iter().flatten().any(|&g| g != 0.0));
         s.zero_grad();
-        s.visit(&mut |_, slot| {
-            if let Slot::Param(p) = slot {
-                assert!(p.grad.iter().all(|&g| g == 0.0));
-            }
-        });
+        assert!(grads(&mut s).iter().flatten().all(|&g| g == 0.0));
     }
 
     #[test]
     fn empty_stack_is_the_identity() {
         let mut s = Sequential::new();
         let x = Array2::<f32>::from_elem((2, 3), 1.5).into_dyn();
-        assert_eq!(s.forward(x.view(), Mode::Train).unwrap(), x);
-        assert_eq!(s.backward(x.view()).unwrap(), x);
+        assert_eq!(
+            apply_backward(&mut s, x.view(), x.view()).unwrap(),
+            (x.clone(), x)
+        );
     }
 
     /// The gradients of every parameter, in visiting order.
@@ -526,53 +519,20 @@ mod tests {
     }
 
     #[test]
-    fn kept_input_gives_the_same_gradients_without_copies() {
-        // the same network and batch, once with each layer copying its input, once with the
-        // inputs handed back at backward time: identical gradients, to the bit
+    fn the_first_layer_skips_dx_with_the_same_parameter_gradients() {
         let x = Array2::from_shape_fn((3, 4), |(i, j)| (i as f32 - 1.0) * 0.5 + j as f32 * 0.25)
             .into_dyn();
         let dy = Array2::from_shape_fn((3, 2), |(i, j)| 0.1 * (i + 2 * j) as f32 - 0.2).into_dyn();
-        let mut copied = net();
-        let y1 = copied.forward(x.view(), Mode::Train).unwrap().to_owned();
-        let dx1 = copied.backward(dy.view()).unwrap().to_owned();
-        let mut kept = net();
-        let y2 = kept.forward_input_kept(x.view()).unwrap().to_owned();
-        let dx2 = kept
-            .backward_with_input(x.view(), dy.view())
-            .unwrap()
-            .to_owned();
-        assert_eq!((y1, dx1), (y2, dx2));
-        assert_eq!(grads(&mut copied), grads(&mut kept));
-        assert!(grads(&mut kept).iter().flatten().any(|&g| g != 0.0));
-        // and the parameters-only pass
-        kept.zero_grad();
-        kept.forward_input_kept(x.view()).unwrap();
-        kept.backward_params_with_input(x.view(), dy.view())
+        let (mut with_dx, mut without) = (net(), net());
+        let (y, _) = apply_backward(&mut with_dx, x.view(), dy.view()).unwrap();
+        let mut y2 = Buffer::new();
+        without.forward(x.view(), &mut y2, Mode::Train).unwrap();
+        without
+            .backward(x.view(), y2.view(), dy.view(), None)
             .unwrap();
-        copied.zero_grad();
-        copied.forward(x.view(), Mode::Train).unwrap();
-        copied.backward_params(dy.view()).unwrap();
-        assert_eq!(grads(&mut copied), grads(&mut kept));
-    }
-
-    #[test]
-    fn kept_input_must_be_given_back() {
-        let mut s = net();
-        let x = Array2::<f32>::ones((2, 4)).into_dyn();
-        let dy = Array2::<f32>::ones((2, 2)).into_dyn();
-        s.forward_input_kept(x.view()).unwrap();
-        // without the input: the first layer says it needs it
-        let e = s.backward(dy.view()).unwrap_err();
-        assert!(matches!(e.root(), Error::InputNeeded { .. }), "{e}");
-        assert!(e.to_string().contains("layer 0: dense(4 → 3)"), "{e}");
-        // with an input of another shape: a shape error naming both
-        s.forward_input_kept(x.view()).unwrap();
-        let wrong = Array2::<f32>::ones((3, 4)).into_dyn();
-        let e = s.backward_with_input(wrong.view(), dy.view()).unwrap_err();
-        assert!(
-            e.to_string().contains("expected shape [2, 4], got [3, 4]"),
-            "{e}"
-        );
+        assert_eq!(y2.view(), y);
+        assert_eq!(grads(&mut with_dx), grads(&mut without));
+        assert!(grads(&mut without).iter().flatten().any(|&g| g != 0.0));
     }
 
     #[test]
@@ -588,13 +548,8 @@ mod tests {
                 }
             }
             let x = Array2::from_shape_fn((2, 3), |(i, j)| i as f32 - j as f32).into_dyn();
-            let y = s.forward(x.view(), Mode::Train).unwrap().to_owned();
-            assert_eq!(y, x); // identity and a slope of 1 on both sides
-            let dx = s.backward(x.view()).unwrap().to_owned();
-            assert_eq!(dx, x);
-            s.zero_grad();
-            s.forward_input_kept(x.view()).unwrap();
-            s.backward_params_with_input(x.view(), x.view()).unwrap();
+            let (y, dx) = apply_backward(&mut s, x.view(), x.view()).unwrap();
+            assert_eq!((y, dx), (x.clone(), x)); // identity and a slope of 1 on both sides
         };
         std::thread::Builder::new()
             .stack_size(256 << 10)

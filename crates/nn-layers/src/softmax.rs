@@ -10,12 +10,13 @@
 //! [`SoftmaxCrossEntropy`](crate::loss::SoftmaxCrossEntropy) on logits: fused with the loss
 //! the gradient collapses to `(p − y)/N` and stays exact where `p` rounds to 0 or 1.
 
-use ndarray::{ArrayViewD, Ix2, Zip};
+use ndarray::{ArrayViewD, Zip};
+use nn_core::tensor::as_matrix;
 use nn_core::{Buffer, Rng};
 
 use crate::config::{Context, LayerConfig, TensorSpec, checked_output};
 use crate::error::Result;
-use crate::layer::{Layer, Mode, Parameterized, Slot, require_forward, require_shape};
+use crate::layer::{Layer, Mode, Parameterized, Slot, check_backward};
 use crate::spec::LayerSpec;
 
 /// Configuration of a [`Softmax`] layer (it has no attribute).
@@ -55,17 +56,13 @@ impl LayerConfig for SoftmaxConfig {
 }
 
 /// Row-wise softmax of `[n, k]` scores.
-#[derive(Clone, Debug, Default)]
-pub struct Softmax {
-    y: Buffer,
-    dx: Buffer,
-    ready: bool,
-}
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Softmax;
 
 impl Softmax {
     /// The layer.
     pub fn new() -> Self {
-        Self::default()
+        Softmax
     }
 }
 
@@ -74,25 +71,30 @@ impl Parameterized for Softmax {
 }
 
 impl Layer for Softmax {
-    fn forward<'s>(
-        &'s mut self,
-        x: ArrayViewD<'_, f32>,
-        mode: Mode,
-    ) -> Result<ArrayViewD<'s, f32>> {
-        let x = nn_core::tensor::as_matrix(x, "softmax forward", None)?;
-        self.y.resize(x.shape());
-        nn_core::softmax::softmax_rows_into(x, &mut self.y.view2_mut())?;
-        self.ready = mode == Mode::Train;
-        Ok(self.y.view())
+    fn forward(&mut self, x: ArrayViewD<'_, f32>, y: &mut Buffer, _mode: Mode) -> Result<()> {
+        let x = as_matrix(x, "softmax forward", None)?;
+        y.resize(&[x.nrows(), x.ncols()]);
+        nn_core::softmax::softmax_rows_into(x, &mut y.view2_mut())?;
+        Ok(())
     }
 
-    fn backward<'s>(&'s mut self, dy: ArrayViewD<'_, f32>) -> Result<ArrayViewD<'s, f32>> {
-        require_forward(self.ready, || "softmax".into())?;
-        require_shape(|| "softmax backward".into(), self.y.shape(), dy.shape())?;
-        let dy = dy.into_dimensionality::<Ix2>().expect("checked shape");
-        self.dx.resize(dy.shape());
-        let y = self.y.view2();
-        let mut dx = self.dx.view2_mut();
+    fn backward(
+        &mut self,
+        x: ArrayViewD<'_, f32>,
+        y: ArrayViewD<'_, f32>,
+        dy: ArrayViewD<'_, f32>,
+        dx: Option<&mut Buffer>,
+    ) -> Result<()> {
+        check_backward(|| "softmax".into(), x.shape(), &y, &dy)?;
+        let Some(dx) = dx else {
+            return Ok(());
+        };
+        let (y, dy) = (
+            as_matrix(y, "softmax backward", None)?,
+            as_matrix(dy, "softmax backward", None)?,
+        );
+        dx.resize(&[dy.nrows(), dy.ncols()]);
+        let mut dx = dx.view2_mut();
         for ((y, dy), mut dx) in y.rows().into_iter().zip(dy.rows()).zip(dx.rows_mut()) {
             let s: f32 = y.dot(&dy); // Σ_k ∂E/∂y_k · y_k
             Zip::from(&mut dx)
@@ -100,11 +102,7 @@ impl Layer for Softmax {
                 .and(&dy)
                 .for_each(|dx, &y, &dy| *dx = y * (dy - s)); // y_j·(∂E/∂y_j − s)
         }
-        Ok(self.dx.view())
-    }
-
-    fn output(&self) -> Option<ArrayViewD<'_, f32>> {
-        Some(self.y.view())
+        Ok(())
     }
 
     fn config(&self) -> Box<dyn LayerConfig> {
@@ -115,6 +113,7 @@ impl Layer for Softmax {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layer::{apply, apply_backward};
     use ndarray::array;
 
     #[test]
@@ -123,10 +122,9 @@ mod tests {
         // s = 0.25; dx = [0.25·(1 − 0.25), 0.75·(0 − 0.25)] = [0.1875, −0.1875]
         let mut l = Softmax::new();
         let x = array![[0.0f32, 3.0f32.ln()]].into_dyn();
-        let y = l.forward(x.view(), Mode::Train).unwrap().to_owned();
-        assert!((y[[0, 0]] - 0.25).abs() < 1e-6 && (y[[0, 1]] - 0.75).abs() < 1e-6);
         let dy = array![[1.0f32, 0.0]].into_dyn();
-        let dx = l.backward(dy.view()).unwrap();
+        let (y, dx) = apply_backward(&mut l, x.view(), dy.view()).unwrap();
+        assert!((y[[0, 0]] - 0.25).abs() < 1e-6 && (y[[0, 1]] - 0.75).abs() < 1e-6);
         assert!((dx[[0, 0]] - 0.1875).abs() < 1e-6);
         assert!((dx[[0, 1]] + 0.1875).abs() < 1e-6);
     }
@@ -136,7 +134,9 @@ mod tests {
         let mut l = Softmax::new();
         let x = array![1.0f32, 2.0].into_dyn();
         assert_eq!(
-            l.forward(x.view(), Mode::Train).unwrap_err().to_string(),
+            apply(&mut l, x.view(), Mode::Train)
+                .unwrap_err()
+                .to_string(),
             "softmax forward: expected shape [n, features], got [2]"
         );
     }

@@ -4,7 +4,6 @@
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use nn_core::{Buffer, Init, Param, seeded};
 use nn_layers::gradcheck::{GradCheckConfig, check_layer, check_loss};
-use nn_layers::layer::{require_forward, require_shape};
 use nn_layers::{
     AvgPool2d, BatchNorm, BceWithLogits, Conv2d, Conv2dConfig, Dense, DenseConfig, Dropout,
     Flatten, Identity, Layer, LayerConfig, LayerSpec, LeakyRelu, MaxPool2d, Mode, Mse,
@@ -275,10 +274,6 @@ proptest! {
 #[derive(Debug)]
 struct BrokenScale {
     scale: Param,
-    x: Buffer,
-    y: Buffer,
-    dx: Buffer,
-    ready: bool,
     /// Break ∂E/∂x (drop the factor s) instead of ∂E/∂s (flip its sign).
     break_input: bool,
 }
@@ -288,10 +283,6 @@ impl BrokenScale {
         let s = ArrayD::from_shape_fn(IxDyn(&[k]), |i| 0.5 + 0.25 * i[0] as f32);
         BrokenScale {
             scale: Param::new(s),
-            x: Buffer::new(),
-            y: Buffer::new(),
-            dx: Buffer::new(),
-            ready: false,
             break_input,
         }
     }
@@ -304,45 +295,43 @@ impl Parameterized for BrokenScale {
 }
 
 impl Layer for BrokenScale {
-    fn forward<'s>(
-        &'s mut self,
+    fn forward(
+        &mut self,
         x: ArrayViewD<'_, f32>,
-        mode: Mode,
-    ) -> nn_layers::Result<ArrayViewD<'s, f32>> {
-        self.x.assign(x.view());
-        self.y.assign(x.view());
-        let mut y = self.y.view_mut();
+        y: &mut Buffer,
+        _mode: Mode,
+    ) -> nn_layers::Result<()> {
+        y.assign(x.view());
+        let mut y = y.view_mut();
         for mut row in y.rows_mut() {
             row *= &self.scale.value; // y = x ⊙ s
         }
-        self.ready = mode == Mode::Train;
-        Ok(self.y.view())
+        Ok(())
     }
 
-    fn backward<'s>(
-        &'s mut self,
+    fn backward(
+        &mut self,
+        x: ArrayViewD<'_, f32>,
+        _y: ArrayViewD<'_, f32>,
         dy: ArrayViewD<'_, f32>,
-    ) -> nn_layers::Result<ArrayViewD<'s, f32>> {
-        require_forward(self.ready, || "broken_scale".into())?;
-        require_shape(
-            || "broken_scale backward".into(),
-            self.y.shape(),
-            dy.shape(),
-        )?;
-        self.dx.assign(dy.view());
-        if !self.break_input {
-            let mut dx = self.dx.view_mut();
-            for mut row in dx.rows_mut() {
-                row *= &self.scale.value; // correct: ∂E/∂x = dy ⊙ s
-            }
-        } // broken: ∂E/∂x = dy
+        dx: Option<&mut Buffer>,
+    ) -> nn_layers::Result<()> {
+        if let Some(dx) = dx {
+            dx.assign(dy.view());
+            if !self.break_input {
+                let mut dx = dx.view_mut();
+                for mut row in dx.rows_mut() {
+                    row *= &self.scale.value; // correct: ∂E/∂x = dy ⊙ s
+                }
+            } // broken: ∂E/∂x = dy
+        }
         let sign = if self.break_input { 1.0 } else { -1.0 }; // broken: −Σ dy ⊙ x
-        for (dy, x) in dy.rows().into_iter().zip(self.x.view().rows()) {
+        for (dy, x) in dy.rows().into_iter().zip(x.rows()) {
             for ((g, &d), &x) in self.scale.grad.iter_mut().zip(dy.iter()).zip(x.iter()) {
                 *g += sign * d * x;
             }
         }
-        Ok(self.dx.view())
+        Ok(())
     }
 
     fn config(&self) -> Box<dyn LayerConfig> {

@@ -10,7 +10,8 @@
 //! do not sum to 1.
 
 use ndarray::{ArrayD, IxDyn};
-use nn_core::seeded;
+use nn_core::{Buffer, seeded};
+use nn_layers::layer::{apply, apply_backward};
 use nn_layers::loss::{Loss, SoftmaxCrossEntropy, Target};
 use nn_layers::{
     BatchNorm, Conv2d, Conv2dConfig, Layer, LeakyRelu, Mode, Parameterized, Pool2d, Sequential,
@@ -67,17 +68,19 @@ fn grad(layer: &mut dyn Layer, name: &str) -> ArrayD<f32> {
 /// `dx` and returns nothing else (parameter gradients stay in the layer).
 fn forward_backward(name: &str, layer: &mut dyn Layer, case: &Value) {
     layer.zero_grad();
-    let x = tensor(&case["x"]);
-    let y = layer.forward(x.view(), Mode::Train).unwrap().to_owned();
+    let (x, dy) = (tensor(&case["x"]), tensor(&case["dy"]));
+    let (y, dx) = apply_backward(layer, x.view(), dy.view()).unwrap();
     close(&format!("{name}: y"), &y, &tensor(&case["y"]));
-    let dx = layer.backward(tensor(&case["dy"]).view()).unwrap().to_owned();
     close(&format!("{name}: dx"), &dx, &tensor(&case["dx"]));
 }
 
 fn conv(case: &Value) -> Conv2d {
     let pair = |k: &str| {
         let v = case[k].as_array().unwrap();
-        (v[0].as_u64().unwrap() as usize, v[1].as_u64().unwrap() as usize)
+        (
+            v[0].as_u64().unwrap() as usize,
+            v[1].as_u64().unwrap() as usize,
+        )
     };
     let w = tensor(&case["weight"]);
     let mut cfg = Conv2dConfig::new(w.shape()[1], w.shape()[0], 1);
@@ -94,20 +97,38 @@ fn check_conv(case: &Value) {
     let name = format!("conv2d {}", case["name"]);
     let mut c = conv(case);
     forward_backward(&name, &mut c, case);
-    close(&format!("{name}: dW"), &grad(&mut c, "weight"), &tensor(&case["dweight"]));
+    close(
+        &format!("{name}: dW"),
+        &grad(&mut c, "weight"),
+        &tensor(&case["dweight"]),
+    );
     if case.get("dbias").is_some() {
-        close(&format!("{name}: db"), &grad(&mut c, "bias"), &tensor(&case["dbias"]));
+        close(
+            &format!("{name}: db"),
+            &grad(&mut c, "bias"),
+            &tensor(&case["dbias"]),
+        );
     }
     // as the first layer of a network: the same parameter gradients without ∂E/∂x
     let mut net = Sequential::new().with(conv(case));
-    net.zero_grad();
-    let x = tensor(&case["x"]);
-    net.forward_input_kept(x.view()).unwrap();
-    net.backward_params_with_input(x.view(), tensor(&case["dy"]).view())
+    let (x, mut y) = (tensor(&case["x"]), Buffer::new());
+    net.forward(x.view(), &mut y, Mode::Train).unwrap();
+    net.backward(x.view(), y.view(), tensor(&case["dy"]).view(), None)
         .unwrap();
-    close(&format!("{name} (first layer): dW"), &grad(&mut net, "0.weight"), &tensor(&case["dweight"]));
+    close(
+        &format!("{name} (first layer): dW"),
+        &grad(&mut net, "0.weight"),
+        &tensor(&case["dweight"]),
+    );
+    if case.get("dbias").is_some() {
+        close(
+            &format!("{name} (first layer): db"),
+            &grad(&mut net, "0.bias"),
+            &tensor(&case["dbias"]),
+        );
+    }
     // and in eval mode, the same output
-    let y = c.forward(x.view(), Mode::Eval).unwrap().to_owned();
+    let y = apply(&mut c, x.view(), Mode::Eval).unwrap();
     close(&format!("{name}: eval y"), &y, &tensor(&case["y"]));
 }
 
@@ -138,12 +159,28 @@ fn check_batchnorm(case: &Value) {
         _ => {}
     });
     forward_backward(&name, &mut bn, case);
-    close(&format!("{name}: dγ"), &grad(&mut bn, "weight"), &tensor(&case["dweight"]));
-    close(&format!("{name}: dβ"), &grad(&mut bn, "bias"), &tensor(&case["dbias"]));
+    close(
+        &format!("{name}: dγ"),
+        &grad(&mut bn, "weight"),
+        &tensor(&case["dweight"]),
+    );
+    close(
+        &format!("{name}: dβ"),
+        &grad(&mut bn, "bias"),
+        &tensor(&case["dbias"]),
+    );
     let (mean, var) = bn.running_stats();
-    close(&format!("{name}: running mean"), mean, &tensor(&case["running_mean"]));
-    close(&format!("{name}: running var"), var, &tensor(&case["running_var"]));
-    let y = bn.forward(tensor(&case["x_eval"]).view(), Mode::Eval).unwrap().to_owned();
+    close(
+        &format!("{name}: running mean"),
+        mean,
+        &tensor(&case["running_mean"]),
+    );
+    close(
+        &format!("{name}: running var"),
+        var,
+        &tensor(&case["running_var"]),
+    );
+    let y = apply(&mut bn, tensor(&case["x_eval"]).view(), Mode::Eval).unwrap();
     close(&format!("{name}: eval y"), &y, &tensor(&case["y_eval"]));
 }
 
@@ -157,7 +194,10 @@ fn check_soft_ce(case: &Value) {
     let (z, t) = (tensor(&case["z"]), tensor(&case["t"]));
     let e = l.forward(z.view(), Target::Values(t.view())).unwrap();
     let want = case["loss"].as_f64().unwrap() as f32;
-    assert!((e - want).abs() <= 1e-5 * (1.0 + want.abs()), "loss {e}, PyTorch says {want}");
+    assert!(
+        (e - want).abs() <= 1e-5 * (1.0 + want.abs()),
+        "loss {e}, PyTorch says {want}"
+    );
     let dz = l.backward().unwrap().to_owned();
     close("softmax_cross_entropy: dz", &dz, &tensor(&case["dz"]));
 }

@@ -8,7 +8,7 @@
 //!         zero every ∂E/∂w
 //!         y ← forward(X_B)                      forward propagation, Train mode
 //!         E ← loss(y, T_B)                      stop with an error if E is not finite
-//!         backward(∂E/∂y)                       backward propagation, last layer first
+//!         backward(X_B, y, ∂E/∂y)                backward propagation, last layer first
 //!         clip ‖∂E/∂w‖ (optional); stop with an error if it is not finite
 //!         w ← optimizer(w, ∂E/∂w)               e.g. w − η·∂E/∂w
 //!     evaluate on the validation rows (Eval mode); early stopping keeps the best weights
@@ -18,12 +18,13 @@
 //! that diverges stops with [`Error::NonFinite`] naming the epoch
 //! and step, and leaves the weights of the last good step in the model.
 //!
-//! Batches are gathered into one reused buffer; the data set itself is never copied.
+//! Batches are gathered into one reused buffer and the model writes its output into another;
+//! the data set itself is never copied.
 
 use std::time::Instant;
 
-use ndarray::Ix2;
-use nn_core::{Rng, RngState, Tensor, TensorData, rng};
+use ndarray::{ArrayViewD, Ix2};
+use nn_core::{Buffer, Rng, RngState, Tensor, TensorData, rng};
 use nn_layers::{Layer, Loss, Mode, Slot, Target};
 use serde::{Deserialize, Serialize};
 
@@ -263,6 +264,8 @@ pub struct Trainer {
     step: u64,
     perm: Vec<usize>,
     batch: BatchBuffer,
+    /// The model's output for the current batch.
+    out: Buffer,
     best: Option<BestSoFar>,
     history: History,
 }
@@ -281,6 +284,7 @@ impl Trainer {
             step: 0,
             perm: Vec::new(),
             batch: BatchBuffer::new(),
+            out: Buffer::new(),
             best: None,
             history: History::default(),
         })
@@ -416,48 +420,23 @@ impl Trainer {
         rng::permutation_into(train.len(), &mut self.rng, &mut self.perm);
         let mut loss_sum = 0.0f64;
         let (mut correct, mut counted) = (0usize, 0usize);
-        for (k, idx) in self.perm.chunks(self.cfg.batch_size).enumerate() {
-            let step = k + 1;
-            let batch = self.batch.gather(train, idx);
-            model.zero_grad();
-            // forward propagation; the batch stays in `self.batch` until the backward pass,
-            // so the layers need not copy their input
-            let y = model.forward_input_kept(batch.x.view())?;
-            if let Target::Classes(c) = &batch.target
-                && let Ok(y2) = y.view().into_dimensionality::<Ix2>()
-            {
-                for (row, &t) in y2.rows().into_iter().zip(c.iter()) {
-                    correct += usize::from(crate::metrics::predicted_class(row) == t);
-                }
-                counted += c.len();
+        let Trainer {
+            perm,
+            batch,
+            out,
+            cfg,
+            ..
+        } = self;
+        for (k, idx) in perm.chunks(cfg.batch_size).enumerate() {
+            let at = (epoch, k + 1);
+            let batch = batch.gather(train, idx);
+            let (e, right) = step(model, loss, opt, &batch, out, cfg.clip_grad_norm, at)?;
+            if let Target::Classes(c) = &batch.target {
+                (correct, counted) = (correct + right, counted + c.len());
             }
-            let e = loss.forward(y, batch.target.clone())?; // E(y, t)
-            if !e.is_finite() {
-                return Err(Error::NonFinite {
-                    epoch,
-                    step,
-                    what: "loss",
-                    value: e,
-                });
-            }
-            // backward propagation (no ∂E/∂x needed), given the batch input again
-            model.backward_params_with_input(batch.x.view(), loss.backward()?)?;
-            let norm = match self.cfg.clip_grad_norm {
-                Some(c) => clip_grad_norm(model, c),
-                None => grad_norm(model),
-            };
-            if !norm.is_finite() {
-                return Err(Error::NonFinite {
-                    epoch,
-                    step,
-                    what: "gradient norm",
-                    value: norm,
-                });
-            }
-            opt.step(model)?; // w ← w − η·∂E/∂w (or the optimizer's rule)
             self.step += 1;
             loss_sum += e as f64 * idx.len() as f64;
-            observer.on_step(epoch, step, e);
+            observer.on_step(epoch, k + 1, e);
         }
         let accuracy = (counted > 0).then(|| correct as f32 / counted as f32);
         Ok(((loss_sum / train.len() as f64) as f32, accuracy))
@@ -502,6 +481,60 @@ impl Trainer {
         }
         Ok(())
     }
+}
+
+/// One training step on `batch` (at `(epoch, step)`, for messages): forward into `out`,
+/// loss, backward, gradient norm (clipped to `clip`), update. Returns the batch's loss and
+/// how many rows it classified right. Nothing is applied when the loss or the gradients are
+/// not finite.
+fn step(
+    model: &mut dyn Layer,
+    loss: &mut dyn Loss,
+    opt: &mut dyn Optimizer,
+    batch: &Data<'_>,
+    out: &mut Buffer,
+    clip: Option<f32>,
+    (epoch, step): (usize, usize),
+) -> Result<(f32, usize)> {
+    model.zero_grad();
+    model.forward(batch.x.view(), out, Mode::Train)?; // y = f(X_B), forward propagation
+    let right = match &batch.target {
+        Target::Classes(c) => correct(out.view(), c),
+        Target::Values(_) => 0,
+    };
+    let e = loss.forward(out.view(), batch.target.clone())?; // E(y, t)
+    let diverged = |what, value| Error::NonFinite {
+        epoch,
+        step,
+        what,
+        value,
+    };
+    if !e.is_finite() {
+        return Err(diverged("loss", e));
+    }
+    // backward propagation, last layer first (no ∂E/∂x needed)
+    model.backward(batch.x.view(), out.view(), loss.backward()?, None)?;
+    let norm = match clip {
+        Some(c) => clip_grad_norm(model, c),
+        None => grad_norm(model),
+    };
+    if !norm.is_finite() {
+        return Err(diverged("gradient norm", norm));
+    }
+    opt.step(model)?; // w ← w − η·∂E/∂w (or the optimizer's rule)
+    Ok((e, right))
+}
+
+/// Rows of logits `y` whose predicted class is the target.
+fn correct(y: ArrayViewD<'_, f32>, classes: &[usize]) -> usize {
+    let Ok(y) = y.into_dimensionality::<Ix2>() else {
+        return 0;
+    };
+    y.rows()
+        .into_iter()
+        .zip(classes)
+        .filter(|(row, t)| crate::metrics::predicted_class(*row) == **t)
+        .count()
 }
 
 /// Copies every parameter and buffer of `model`, by name.
@@ -611,11 +644,13 @@ pub fn evaluate(
     let n = data.len();
     let mut loss_sum = 0.0f64;
     let mut confusion: Option<ConfusionMatrix> = None;
+    let mut out = Buffer::new();
     let mut start = 0;
     while start < n {
         let end = (start + batch_size.max(1)).min(n);
         let part = data.slice(start, end);
-        let y = model.forward(part.x.view(), Mode::Eval)?;
+        model.forward(part.x.view(), &mut out, Mode::Eval)?;
+        let y = out.view();
         if let Target::Classes(c) = &part.target
             && let Ok(y2) = y.view().into_dimensionality::<Ix2>()
         {

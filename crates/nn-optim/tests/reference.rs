@@ -52,6 +52,7 @@
 #![allow(clippy::excessive_precision)]
 
 use ndarray::{ArrayD, array};
+use nn_layers::layer::apply;
 use nn_layers::{Dense, Layer, Loss, Mode, Mse, Parameterized, Slot, Target};
 use nn_optim::{Adam, AdamConfig, LrSchedule, Optimizer, Schedule, Sgd, SgdConfig, clip_grad_norm};
 
@@ -86,9 +87,11 @@ fn run(
             opt.set_lr(s.lr_at(step));
         }
         layer.zero_grad();
-        let y = layer.forward(x.view(), Mode::Train).unwrap();
-        mse.forward(y, Target::Values(t.view())).unwrap();
-        layer.backward(mse.backward().unwrap()).unwrap();
+        let y = apply(&mut layer, x.view(), Mode::Train).unwrap();
+        mse.forward(y.view(), Target::Values(t.view())).unwrap();
+        layer
+            .backward(x.view(), y.view(), mse.backward().unwrap(), None)
+            .unwrap();
         if let Some(c) = clip {
             clip_grad_norm(&mut layer, c);
         }
@@ -388,9 +391,11 @@ fn optimizer_state_round_trip_continues_identically() {
         let mut mse = Mse::new();
         let mut step = |layer: &mut Dense, opt: &mut dyn Optimizer| {
             layer.zero_grad();
-            let y = layer.forward(x.view(), Mode::Train).unwrap();
-            mse.forward(y, Target::Values(t.view())).unwrap();
-            layer.backward(mse.backward().unwrap()).unwrap();
+            let y = apply(layer, x.view(), Mode::Train).unwrap();
+            mse.forward(y.view(), Target::Values(t.view())).unwrap();
+            layer
+                .backward(x.view(), y.view(), mse.backward().unwrap(), None)
+                .unwrap();
             opt.step(layer).unwrap();
         };
         let mut a = make();
