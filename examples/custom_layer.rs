@@ -158,10 +158,10 @@ fn main() -> Result<()> {
         .with(Swish::new(48, 1.0))
         .with(Dense::new(&DenseConfig::new(48, 10), &mut rng)?);
     let mut loss = SoftmaxCrossEntropy::new();
-    Trainer::new(TrainConfig::new(25, 32).seed(7))?.fit(
+    Trainer::new(TrainConfig::new(25, 32, 2e-3).seed(7))?.fit(
         &mut model,
         &mut loss,
-        &mut Adam::new(AdamConfig::adam(2e-3))?,
+        &mut Adam::new(AdamConfig::adam())?,
         &Data::new(train.x(), train.target())?,
         None,
         &mut Silent,

@@ -43,8 +43,8 @@ fn main() -> Result<()> {
         .with(Relu::new())
         .with(Dense::new(&DenseConfig::new(64, 10), &mut rng)?);
     let mut loss = SoftmaxCrossEntropy::new();
-    let mut adam = Adam::new(AdamConfig::adam(1e-3))?;
-    let cfg = TrainConfig::new(200, 32)
+    let mut adam = Adam::new(AdamConfig::adam())?;
+    let cfg = TrainConfig::new(200, 32, 1e-3)
         .seed(42)
         .early_stopping(Monitor::ValLoss, 10);
     let history = Trainer::new(cfg)?.fit(

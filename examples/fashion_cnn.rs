@@ -22,11 +22,14 @@ use nn::layers::{
     Conv2d, Conv2dConfig, Dense, DenseConfig, Flatten, MaxPool2d, Relu, Sequential,
     SoftmaxCrossEntropy,
 };
-use nn::optim::{Data, EpochRecord, Observer, Sgd, SgdConfig, TrainConfig, Trainer, evaluate};
+use nn::optim::{
+    Data, EpochEnd, Observer, ObserverError, Sgd, SgdConfig, TrainConfig, Trainer, evaluate,
+};
 
 struct PrintEpochs;
 impl Observer for PrintEpochs {
-    fn on_epoch_end(&mut self, r: &EpochRecord) {
+    fn on_epoch_end(&mut self, end: &mut EpochEnd<'_>) -> Result<(), ObserverError> {
+        let r = end.record;
         println!(
             "epoch {}  train loss {:.4}  train acc {:.4}  {:.3} s",
             r.epoch,
@@ -34,6 +37,7 @@ impl Observer for PrintEpochs {
             r.train_accuracy.unwrap_or(f32::NAN),
             r.seconds
         );
+        Ok(())
     }
 }
 
@@ -66,8 +70,8 @@ fn main() -> Result<()> {
     let (train, test) = (load("train")?, load("t10k")?);
     let mut model = lenet(&mut nn::core::seeded(42))?;
     let mut loss = SoftmaxCrossEntropy::new();
-    let mut sgd = Sgd::new(SgdConfig::new(0.05).momentum(0.9))?;
-    let history = Trainer::new(TrainConfig::new(3, 64).seed(42))?.fit(
+    let mut sgd = Sgd::new(SgdConfig::plain().momentum(0.9))?;
+    let history = Trainer::new(TrainConfig::new(3, 64, 0.05).seed(42))?.fit(
         &mut model,
         &mut loss,
         &mut sgd,

@@ -13,11 +13,14 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use nn::io::{FASHION_MNIST_CLASSES, Normalization, load_idx_dir};
 use nn::layers::{Dense, DenseConfig, Relu, Sequential, SoftmaxCrossEntropy};
-use nn::optim::{Data, EpochRecord, Observer, Sgd, SgdConfig, TrainConfig, Trainer, evaluate};
+use nn::optim::{
+    Data, EpochEnd, Observer, ObserverError, Sgd, SgdConfig, TrainConfig, Trainer, evaluate,
+};
 
 struct PrintEpochs;
 impl Observer for PrintEpochs {
-    fn on_epoch_end(&mut self, r: &EpochRecord) {
+    fn on_epoch_end(&mut self, end: &mut EpochEnd<'_>) -> Result<(), ObserverError> {
+        let r = end.record;
         println!(
             "epoch {}  train loss {:.4}  train acc {:.4}  {:.3} s",
             r.epoch,
@@ -25,6 +28,7 @@ impl Observer for PrintEpochs {
             r.train_accuracy.unwrap_or(f32::NAN),
             r.seconds
         );
+        Ok(())
     }
 }
 
@@ -52,8 +56,8 @@ fn main() -> Result<()> {
         .with(Relu::new())
         .with(Dense::new(&DenseConfig::new(128, 10), &mut rng)?);
     let mut loss = SoftmaxCrossEntropy::new();
-    let mut sgd = Sgd::new(SgdConfig::new(0.1))?;
-    let mut trainer = Trainer::new(TrainConfig::new(5, 64).seed(42))?;
+    let mut sgd = Sgd::new(SgdConfig::plain())?;
+    let mut trainer = Trainer::new(TrainConfig::new(5, 64, 0.1).seed(42))?;
 
     let train_data = Data::new(train.x(), train.target())?;
     let history = trainer.fit(

@@ -32,9 +32,9 @@ fn train_neuron(train: &Dataset) -> Result<(Dense, Normalization)> {
     let mut x = train.x.clone();
     norm.apply(&mut x)?;
     let mut neuron = Dense::new(&DenseConfig::new(2, 1), &mut nn::core::seeded(1))?;
-    let mut sgd = Sgd::new(SgdConfig::new(0.1))?;
+    let mut sgd = Sgd::new(SgdConfig::plain())?;
     let data = Data::new(x.view(), train.target())?;
-    Trainer::new(TrainConfig::new(100, 16).seed(1))?.fit(
+    Trainer::new(TrainConfig::new(100, 16, 0.1).seed(1))?.fit(
         &mut neuron,
         &mut BceWithLogits::new(),
         &mut sgd,

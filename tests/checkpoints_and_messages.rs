@@ -69,7 +69,9 @@ fn the_checkpoint_of_epoch_2000_resumes() {
     );
     succeeds(&o);
     assert!(
-        stdout(&o).contains("resuming ck/epoch-2000.nnck at epoch 2000"),
+        stdout(&o).contains(
+            "resuming ck/epoch-2000.nnck after epoch 2000: the schedule (0.001) continues at epoch 2001 with learning rate 0.001"
+        ),
         "{}",
         stdout(&o)
     );
@@ -117,7 +119,7 @@ fn a_tampered_checkpoint_is_refused_not_resumed() {
     });
     fails_with(
         &resume(&nan),
-        "the training state does not fit its model: best weights: saved weights `0.weight` hold NaN",
+        "the training state does not fit its model: best weights: `0.weight` holds NaN",
     );
     let shape = tamper(&ck, "shape.nnck", |s| {
         s.trainer.best.as_mut().unwrap().weights[2].1 = TensorData {
@@ -127,7 +129,7 @@ fn a_tampered_checkpoint_is_refused_not_resumed() {
     });
     fails_with(
         &resume(&shape),
-        "saved weights do not match the model at `2.weight` [3, 4]: found `2.weight` [3, 4] with 5 values",
+        "best weights: the model's `2.weight` [3, 4] meets `2.weight` [3, 4] with 5 values",
     );
     let moments = tamper(&ck, "moments.nnck", |s| {
         let slot = s.optimizer.slots.values_mut().next().unwrap();

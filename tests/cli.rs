@@ -217,7 +217,8 @@ fn resuming_a_checkpoint_gives_the_same_weights_as_never_stopping() {
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(
-        stdout(&o).contains("resuming ck/epoch-0002.nnck at epoch 2"),
+        // cosine from 0.01 over 4 epochs, at t = 2: 0.01·(1 + cos(π/2))/2 = 0.005
+        stdout(&o).contains("resuming ck/epoch-0002.nnck after epoch 2: the schedule (0.01 cosine to 0 over 4 epochs) continues at epoch 3 with learning rate 0.005"),
         "{}",
         stdout(&o)
     );

@@ -50,12 +50,12 @@ fn trained_cnn_round_trips_through_a_file() {
     let (x, y) = bars(256, 1);
     let mut model = cnn();
     let mut loss = SoftmaxCrossEntropy::new();
-    Trainer::new(TrainConfig::new(8, 16).seed(2))
+    Trainer::new(TrainConfig::new(8, 16, 0.01).seed(2))
         .unwrap()
         .fit(
             &mut model,
             &mut loss,
-            &mut Adam::new(AdamConfig::adam(0.01)).unwrap(),
+            &mut Adam::new(AdamConfig::adam()).unwrap(),
             &Data::new(x.view(), nn::layers::Target::Classes(&y)).unwrap(),
             None,
             &mut Silent,

@@ -92,7 +92,7 @@ fn a_checkpoint_with_a_long_history_loads() {
         epochs: (0..100_000)
             .map(|i| (i, i as f32 * 0.5, Some(0.25), 1.5))
             .collect(),
-        best: nn::optim::snapshot(&mut net),
+        best: nn::layers::weights::snapshot(&mut net),
     };
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("c.nnck");

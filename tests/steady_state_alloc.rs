@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use ndarray::Array2;
 use nn::core::{Tensor, matmul_into, rng, seeded};
 use nn::layers::{Dense, DenseConfig, Relu, Sequential, SoftmaxCrossEntropy, Target};
-use nn::optim::{Data, Sgd, SgdConfig, Silent, TrainConfig, Trainer};
+use nn::optim::{Data, EpochEnd, Observer, ObserverError, Sgd, SgdConfig, TrainConfig, Trainer};
 
 struct Counting;
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
@@ -39,6 +39,25 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
+/// Counts the allocations of every epoch as the run goes.
+struct EpochAllocations {
+    last: usize,
+    counts: Vec<usize>,
+}
+
+impl Observer for EpochAllocations {
+    fn on_start(&mut self, _first: usize, _last: usize, _steps: usize) {
+        self.last = ALLOCS.load(Ordering::Relaxed);
+    }
+
+    fn on_epoch_end(&mut self, _end: &mut EpochEnd<'_>) -> Result<(), ObserverError> {
+        let now = ALLOCS.load(Ordering::Relaxed);
+        self.counts.push(now - self.last); // within the capacity reserved
+        self.last = ALLOCS.load(Ordering::Relaxed);
+        Ok(())
+    }
+}
+
 /// Allocations made by one epoch of training on `rows` rows in batches of 16 (the last one
 /// partial), after two warm-up epochs: the fewest of epochs 3, 4 and 5. A helper thread's
 /// first product of some shape may allocate its packing buffer in any epoch, depending on
@@ -53,29 +72,16 @@ fn allocations_in_one_epoch(rows: usize) -> usize {
         .with(Relu::new())
         .with(Dense::new(&DenseConfig::new(64, 3), &mut r).unwrap());
     let mut loss = SoftmaxCrossEntropy::new();
-    let mut opt = Sgd::new(SgdConfig::new(0.05).momentum(0.9)).unwrap();
-    let mut trainer = Trainer::new(TrainConfig::new(5, 16)).unwrap();
+    let mut opt = Sgd::new(SgdConfig::plain().momentum(0.9)).unwrap();
+    let mut trainer = Trainer::new(TrainConfig::new(5, 16, 0.05)).unwrap();
+    let mut counter = EpochAllocations {
+        last: 0,
+        counts: Vec::with_capacity(5),
+    };
     trainer
-        .fit_until(&mut model, &mut loss, &mut opt, &data, None, &mut Silent, 2)
+        .fit(&mut model, &mut loss, &mut opt, &data, None, &mut counter)
         .unwrap();
-    (3..=5)
-        .map(|epoch| {
-            let before = ALLOCS.load(Ordering::Relaxed);
-            trainer
-                .fit_until(
-                    &mut model,
-                    &mut loss,
-                    &mut opt,
-                    &data,
-                    None,
-                    &mut Silent,
-                    epoch,
-                )
-                .unwrap();
-            ALLOCS.load(Ordering::Relaxed) - before
-        })
-        .min()
-        .unwrap()
+    counter.counts[2..].iter().copied().min().unwrap()
 }
 
 /// Allocations of the matrix products of one training step of that model, on their own:

@@ -22,9 +22,9 @@ fn run(seed: u64) -> (f32, Vec<u32>) {
         .with(Relu::new())
         .with(Dense::new(&DenseConfig::new(32, 10), &mut rng).unwrap());
     let mut loss = SoftmaxCrossEntropy::new();
-    let mut sgd = Sgd::new(SgdConfig::new(0.05).momentum(0.9)).unwrap();
+    let mut sgd = Sgd::new(SgdConfig::plain().momentum(0.9)).unwrap();
     let train_data = Data::new(train.x(), train.target()).unwrap();
-    Trainer::new(TrainConfig::new(15, 32).seed(seed))
+    Trainer::new(TrainConfig::new(15, 32, 0.05).seed(seed))
         .unwrap()
         .fit(
             &mut model,

@@ -114,17 +114,17 @@ fn optimizer(c: &mut Criterion) {
     let mut net = Sequential::new()
         .with(Dense::new(&DenseConfig::new(784, 128), &mut r).unwrap())
         .with(Dense::new(&DenseConfig::new(128, 10), &mut r).unwrap());
-    let mut sgd = Sgd::new(SgdConfig::new(0.01)).unwrap();
+    let mut sgd = Sgd::new(SgdConfig::plain()).unwrap();
     c.bench_function("sgd_step_w1_params", |b| {
-        b.iter(|| sgd.step(&mut net).unwrap())
+        b.iter(|| sgd.step(&mut net, 0.01).unwrap())
     });
-    let mut momentum = Sgd::new(SgdConfig::new(0.01).momentum(0.9)).unwrap();
+    let mut momentum = Sgd::new(SgdConfig::plain().momentum(0.9)).unwrap();
     c.bench_function("momentum_step_w1_params", |b| {
-        b.iter(|| momentum.step(&mut net).unwrap())
+        b.iter(|| momentum.step(&mut net, 0.01).unwrap())
     });
-    let mut adam = Adam::new(AdamConfig::adam(1e-3)).unwrap();
+    let mut adam = Adam::new(AdamConfig::adam()).unwrap();
     c.bench_function("adam_step_w1_params", |b| {
-        b.iter(|| adam.step(&mut net).unwrap())
+        b.iter(|| adam.step(&mut net, 1e-3).unwrap())
     });
 }
 

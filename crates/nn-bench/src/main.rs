@@ -25,7 +25,9 @@ use nn_layers::{
     Conv2d, Conv2dConfig, Dense, DenseConfig, Flatten, Layer, MaxPool2d, Mode, Relu, Sequential,
     SoftmaxCrossEntropy,
 };
-use nn_optim::{Data, EpochRecord, Observer, Sgd, SgdConfig, TrainConfig, Trainer, evaluate};
+use nn_optim::{
+    Data, EpochEnd, Observer, ObserverError, Sgd, SgdConfig, TrainConfig, Trainer, evaluate,
+};
 use serde_json::json;
 
 const SEED: u64 = 42;
@@ -117,8 +119,9 @@ fn build(w: &Workload, rng: &mut Rng) -> Result<Sequential> {
 
 struct Times(Vec<f64>);
 impl Observer for Times {
-    fn on_epoch_end(&mut self, r: &EpochRecord) {
-        self.0.push(r.seconds);
+    fn on_epoch_end(&mut self, end: &mut EpochEnd<'_>) -> Result<(), ObserverError> {
+        self.0.push(end.record.seconds);
+        Ok(())
     }
 }
 
@@ -172,9 +175,9 @@ fn train(
     for rep in 0..reps {
         let mut m = build(w, &mut seeded(SEED))?;
         let mut loss = SoftmaxCrossEntropy::new();
-        let mut opt = Sgd::new(SgdConfig::new(w.lr).momentum(w.momentum))?;
+        let mut opt = Sgd::new(SgdConfig::plain().momentum(w.momentum))?;
         let mut times = Times(Vec::new());
-        Trainer::new(TrainConfig::new(w.epochs, w.batch).seed(SEED))?.fit(
+        Trainer::new(TrainConfig::new(w.epochs, w.batch, w.lr).seed(SEED))?.fit(
             &mut m,
             &mut loss,
             &mut opt,

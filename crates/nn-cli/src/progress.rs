@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use nn_optim::{EpochRecord, Observer};
+use nn_optim::{EpochEnd, EpochRecord, Observer, ObserverError};
 
 /// Draws progress for the `train` command.
 pub struct Progress {
@@ -78,8 +78,9 @@ impl Observer for Progress {
         }
     }
 
-    fn on_epoch_end(&mut self, r: &EpochRecord) {
-        self.line(epoch_line(r, self.epochs));
+    fn on_epoch_end(&mut self, end: &mut EpochEnd<'_>) -> Result<(), ObserverError> {
+        self.line(epoch_line(end.record, self.epochs));
+        Ok(())
     }
 }
 

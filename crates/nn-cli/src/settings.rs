@@ -43,9 +43,49 @@ pub struct CheckpointState {
 /// [`CheckpointState`] as format version 1 stored it.
 #[derive(Deserialize)]
 struct CheckpointStateV1 {
-    settings: Settings,
+    settings: SettingsV1,
     trainer: nn_optim::legacy::TrainerStateV1,
-    optimizer: nn_optim::OptimizerState,
+    optimizer: nn_optim::legacy::OptimizerStateV1,
+}
+
+/// [`Settings`] as format version 1 stored them: a learning rate beside an optional
+/// schedule (which, when present, had the same rate as its `η₀`).
+#[derive(Deserialize)]
+struct SettingsV1 {
+    task: Task,
+    label: Option<String>,
+    epochs: usize,
+    batch_size: usize,
+    optimizer: OptimizerKind,
+    lr: f32,
+    momentum: f32,
+    weight_decay: f32,
+    schedule: Option<LrSchedule>,
+    clip_grad_norm: Option<f32>,
+    early_stopping: Option<usize>,
+    seed: u64,
+    val_split: f32,
+    test_split: f32,
+}
+
+impl From<SettingsV1> for Settings {
+    fn from(v1: SettingsV1) -> Self {
+        Settings {
+            task: v1.task,
+            label: v1.label,
+            epochs: v1.epochs,
+            batch_size: v1.batch_size,
+            optimizer: v1.optimizer,
+            momentum: v1.momentum,
+            weight_decay: v1.weight_decay,
+            schedule: v1.schedule.unwrap_or(LrSchedule::constant(v1.lr)),
+            clip_grad_norm: v1.clip_grad_norm,
+            early_stopping: v1.early_stopping,
+            seed: v1.seed,
+            val_split: v1.val_split,
+            test_split: v1.test_split,
+        }
+    }
 }
 
 /// Reads a checkpoint of `nn train` from `bytes` (named `path` in messages), of this
@@ -63,9 +103,9 @@ pub fn checkpoint_from_bytes(
         let (loaded, v1): (_, CheckpointStateV1) =
             nn_io::checkpoint_from_bytes(bytes, path, registry)?;
         let state = CheckpointState {
-            settings: v1.settings,
+            settings: v1.settings.into(),
             trainer: v1.trainer.into(),
-            optimizer: v1.optimizer,
+            optimizer: v1.optimizer.into(),
         };
         return Ok((loaded, state));
     }
@@ -201,14 +241,12 @@ pub struct Settings {
     pub batch_size: usize,
     /// The optimizer.
     pub optimizer: OptimizerKind,
-    /// Its learning rate.
-    pub lr: f32,
     /// Momentum (momentum and Nesterov SGD).
     pub momentum: f32,
     /// Weight decay.
     pub weight_decay: f32,
-    /// Learning-rate schedule.
-    pub schedule: Option<LrSchedule>,
+    /// The learning rate of every epoch (`η₀` and its schedule): its one owner.
+    pub schedule: LrSchedule,
     /// Gradient clipping.
     pub clip_grad_norm: Option<f32>,
     /// Early-stopping patience.
@@ -241,24 +279,16 @@ impl Settings {
         let epochs = check_epochs(a.epochs.unwrap_or(10))?;
         let warmup = a.warmup.unwrap_or(0);
         let text = a.schedule.as_deref().unwrap_or("constant");
-        let schedule = parse_schedule(text, lr, epochs.saturating_sub(warmup))?;
-        let schedule = match (schedule, warmup) {
-            (None, 0) => None,
-            (s, w) => {
-                let mut s = s.unwrap_or(LrSchedule::constant(lr));
-                if w > 0 {
-                    s = s.with_warmup(w, 0.1);
-                }
-                Some(s)
-            }
-        };
+        let mut schedule = parse_schedule(text, lr, epochs.saturating_sub(warmup))?;
+        if warmup > 0 {
+            schedule = schedule.with_warmup(warmup, 0.1);
+        }
         let s = Settings {
             task: a.task.unwrap_or(Task::Classify),
             label: a.label.clone(),
             epochs,
             batch_size: a.batch_size.unwrap_or(32),
             optimizer,
-            lr,
             momentum: a.momentum.unwrap_or(0.9),
             weight_decay: a
                 .weight_decay
@@ -291,28 +321,22 @@ impl Settings {
     pub fn optimizer(&self) -> Result<Box<dyn Optimizer>> {
         let wd = self.weight_decay;
         Ok(match self.optimizer {
-            OptimizerKind::Sgd => Box::new(Sgd::new(SgdConfig::new(self.lr).weight_decay(wd))?),
+            OptimizerKind::Sgd => Box::new(Sgd::new(SgdConfig::plain().weight_decay(wd))?),
             OptimizerKind::Momentum => Box::new(Sgd::new(
-                SgdConfig::new(self.lr)
-                    .momentum(self.momentum)
-                    .weight_decay(wd),
+                SgdConfig::plain().momentum(self.momentum).weight_decay(wd),
             )?),
             OptimizerKind::Nesterov => Box::new(Sgd::new(
-                SgdConfig::new(self.lr)
-                    .nesterov(self.momentum)
-                    .weight_decay(wd),
+                SgdConfig::plain().nesterov(self.momentum).weight_decay(wd),
             )?),
-            OptimizerKind::Adam => Box::new(Adam::new(AdamConfig::adam(self.lr).weight_decay(wd))?),
-            OptimizerKind::Adamw => {
-                Box::new(Adam::new(AdamConfig::adamw(self.lr).weight_decay(wd))?)
-            }
+            OptimizerKind::Adam => Box::new(Adam::new(AdamConfig::adam().weight_decay(wd))?),
+            OptimizerKind::Adamw => Box::new(Adam::new(AdamConfig::adamw().weight_decay(wd))?),
         })
     }
 
     /// `adam(lr=0.001)`, with momentum and weight decay where they apply.
     pub fn describe_optimizer(&self) -> String {
         let name = format!("{:?}", self.optimizer).to_lowercase();
-        let mut s = format!("{name}(lr={}", self.lr);
+        let mut s = format!("{name}(lr={}", self.schedule);
         if matches!(
             self.optimizer,
             OptimizerKind::Momentum | OptimizerKind::Nesterov
@@ -366,7 +390,11 @@ pub fn refuse_changes(
             a.optimizer.is_some(),
             want.optimizer != saved.optimizer,
         ),
-        ("--lr", a.lr.is_some(), want.lr != saved.lr),
+        (
+            "--lr",
+            a.lr.is_some(),
+            want.schedule.base_lr != saved.schedule.base_lr,
+        ),
         (
             "--momentum",
             a.momentum.is_some(),
@@ -380,12 +408,12 @@ pub fn refuse_changes(
         (
             "--schedule",
             a.schedule.is_some(),
-            want.schedule != saved.schedule,
+            want.schedule.schedule != saved.schedule.schedule,
         ),
         (
             "--warmup",
             a.warmup.is_some(),
-            want.schedule != saved.schedule,
+            want.schedule.warmup != saved.schedule.warmup,
         ),
         (
             "--clip-grad-norm",
@@ -475,7 +503,7 @@ fn same_attr(stored: Option<&Attr>, given: &Attr) -> bool {
 }
 
 /// `constant`, `step:EVERY:GAMMA`, `exp:GAMMA`, `cosine[:MIN_LR]` (over the epochs after warm-up).
-fn parse_schedule(text: &str, lr: f32, epochs: usize) -> Result<Option<LrSchedule>> {
+fn parse_schedule(text: &str, lr: f32, epochs: usize) -> Result<LrSchedule> {
     let shown = nn_core::limits::excerpt(text);
     let parts: Vec<&str> = text.split(':').collect();
     let num = |s: &str| -> Result<f32> {
@@ -487,7 +515,7 @@ fn parse_schedule(text: &str, lr: f32, epochs: usize) -> Result<Option<LrSchedul
         })
     };
     let schedule = match parts.as_slice() {
-        ["constant"] => return Ok(None),
+        ["constant"] => Schedule::Constant,
         ["step", every, gamma] => Schedule::Step {
             every: every.parse().map_err(|_| {
                 anyhow::anyhow!(
@@ -513,5 +541,5 @@ fn parse_schedule(text: &str, lr: f32, epochs: usize) -> Result<Option<LrSchedul
     let s = LrSchedule::new(lr, schedule);
     s.validate()
         .map_err(|e| anyhow::anyhow!("--schedule `{shown}`: {e}"))?;
-    Ok(Some(s))
+    Ok(s)
 }

@@ -7,7 +7,8 @@ use anyhow::{Context, Result, bail};
 use nn_io::{Dataset, Metadata, TrainingSummary, split_indices};
 use nn_layers::{BceWithLogits, Layer, LayerConfig, Loss, Mse, Registry, SoftmaxCrossEntropy};
 use nn_optim::{
-    Data, Evaluation, History, Optimizer, OptimizerState, Trainer, TrainerState, evaluate,
+    Data, EpochEnd, Evaluation, History, Observer, ObserverError, Optimizer, OptimizerState,
+    Trainer, TrainerState, evaluate,
 };
 
 use crate::data::{self, Request, Task};
@@ -225,10 +226,14 @@ fn resume(a: &TrainArgs, path: &Path, registry: &Registry) -> Result<Start> {
                 path.display()
             )
         })?;
+    // the schedule owns the learning rate; the checkpoint's epoch count is its position
+    let done = state.trainer.epoch;
     say!(
-        "resuming {} at epoch {}",
+        "resuming {} after epoch {done}: the schedule ({}) continues at epoch {} with learning rate {}",
         path.display(),
-        state.trainer.epoch
+        settings.schedule,
+        done + 1,
+        settings.schedule.lr_at(done)
     );
     let meta = loaded.metadata;
     let req = Request {
@@ -330,7 +335,8 @@ fn announce(s: &mut Start) -> Result<()> {
     Ok(())
 }
 
-/// The epochs, one at a time so that a checkpoint can be written after each.
+/// The epochs, in one call of the trainer: the observer draws the progress and writes a
+/// checkpoint after each epoch.
 fn train_epochs(
     a: &TrainArgs,
     s: &mut Start,
@@ -347,32 +353,63 @@ fn train_epochs(
         std::fs::create_dir_all(dir)
             .with_context(|| format!("{}: cannot create the checkpoint folder", dir.display()))?;
     }
-    let mut progress = Progress::new(s.settings.epochs, a.quiet);
-    let mut history = History::default();
-    while trainer.epoch() < s.settings.epochs {
-        let next = trainer.epoch() + 1;
-        let model = s.model.as_mut();
-        history = trainer.fit_until(model, loss, opt, &train, val.as_ref(), &mut progress, next)?;
-        if let Some(dir) = &a.checkpoint_dir {
-            let state = CheckpointState {
-                settings: s.settings.clone(),
-                trainer: trainer.state(),
-                optimizer: opt.state(),
-            };
-            let path = dir.join(format!("epoch-{:04}.nnck", trainer.epoch()));
-            nn_io::save_checkpoint(&path, s.model.as_mut(), &s.meta, &state)?;
-        }
-        if history.stopped_early {
-            say!(
-                "early stopping after epoch {}; keeping epoch {}",
-                trainer.epoch(),
-                history.best_epoch.unwrap_or(0)
-            );
-            break;
-        }
+    let mut watch = Watch {
+        progress: Progress::new(s.settings.epochs, a.quiet),
+        checkpoints: a.checkpoint_dir.as_deref(),
+        settings: &s.settings,
+        meta: &s.meta,
+    };
+    let history = trainer.fit(
+        s.model.as_mut(),
+        loss,
+        opt,
+        &train,
+        val.as_ref(),
+        &mut watch,
+    )?;
+    watch.progress.finish();
+    if history.stopped_early {
+        say!(
+            "early stopping after epoch {}; keeping epoch {}",
+            trainer.epoch(),
+            history.best_epoch.unwrap_or(0)
+        );
     }
-    progress.finish();
     Ok(history)
+}
+
+/// What `nn train` does after every step and epoch: the progress bar and lines, and a
+/// checkpoint in the folder of `--checkpoint-dir`.
+struct Watch<'a> {
+    progress: Progress,
+    checkpoints: Option<&'a Path>,
+    settings: &'a Settings,
+    meta: &'a Metadata,
+}
+
+impl Observer for Watch<'_> {
+    fn on_start(&mut self, first: usize, last: usize, steps: usize) {
+        self.progress.on_start(first, last, steps);
+    }
+
+    fn on_step(&mut self, epoch: usize, step: usize, loss: f32) {
+        self.progress.on_step(epoch, step, loss);
+    }
+
+    fn on_epoch_end(&mut self, end: &mut EpochEnd<'_>) -> Result<(), ObserverError> {
+        self.progress.on_epoch_end(end)?;
+        let Some(dir) = self.checkpoints else {
+            return Ok(());
+        };
+        let state = CheckpointState {
+            settings: self.settings.clone(),
+            trainer: end.trainer_state(),
+            optimizer: end.optimizer_state(),
+        };
+        let path = dir.join(format!("epoch-{:04}.nnck", end.record.epoch));
+        nn_io::save_checkpoint(&path, end.model, self.meta, &state)?;
+        Ok(())
+    }
 }
 
 /// Loss and accuracy on the held-out test rows, if any.

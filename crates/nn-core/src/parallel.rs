@@ -21,7 +21,9 @@
 //!   contiguous run per thread. Run `i` is always the same flat range, and the caller takes
 //!   part 0 first, so a thread keeps working on the same half of a parameter from one step
 //!   to the next;
-//! - [`split_runs_with`]: the same with working memory per run (scratch, partial sums).
+//! - [`split_runs_with`]: the same with working memory per run (scratch, partial sums);
+//! - [`split_each`]: one pass over a slice and `K` more of the same length (a parameter
+//!   and an optimizer's state), cut at the same places.
 
 // `run_parts` hands a borrowed closure to the helper threads: the one use of `unsafe` in
 // the toolkit's own code (see the SAFETY comment). It is sound for the same reason scoped
@@ -357,6 +359,64 @@ pub fn split_runs_with<A: Send, S: Send>(
     );
 }
 
+/// The number of runs a pass of `units` units touching `work` values is cut into: one per
+/// thread, at most `most` and [`MAX_RUNS`], and one alone under [`SPLIT_MIN`] values.
+fn run_count(units: usize, work: usize, most: usize) -> usize {
+    if work < SPLIT_MIN {
+        1
+    } else {
+        parallelism().min(units).min(most).clamp(1, MAX_RUNS)
+    }
+}
+
+/// The pass [`split_each`] applies to each run.
+pub type EachFn<'f, A, const K: usize> =
+    dyn Fn(std::ops::Range<usize>, &mut [A], [&mut [A]; K]) + Sync + 'f;
+
+/// An element-wise pass over `a` and `K` more slices of the same length (a parameter and
+/// an optimizer's state tensors), cut into one run per thread as [`split_runs`] cuts it:
+/// `f(run, a_run, [b_run; K])`. Allocates nothing.
+///
+/// # Panics
+/// If a slice of `bs` is not as long as `a`, or if `f` panics.
+pub fn split_each<A: Send, const K: usize>(
+    a: &mut [A],
+    bs: [&mut [A]; K],
+    work: usize,
+    f: &EachFn<'_, A, K>,
+) {
+    let units = a.len();
+    assert!(
+        bs.iter().all(|b| b.len() == units),
+        "split_each: slices of different lengths"
+    );
+    let parts = run_count(units, work, MAX_RUNS);
+    if parts == 1 {
+        return f(0..units, a, bs);
+    }
+    type EachRun<'a, A, const K: usize> = (std::ops::Range<usize>, &'a mut [A], [&'a mut [A]; K]);
+    let mut runs: [Option<EachRun<'_, A, K>>; MAX_RUNS] = std::array::from_fn(|_| None);
+    let (mut a, mut bs) = (a, bs);
+    let mut start = 0;
+    for (p, run) in runs.iter_mut().take(parts).enumerate() {
+        let len = (p + 1) * units / parts - start;
+        let (head, tail) = std::mem::take(&mut a).split_at_mut(len);
+        a = tail;
+        let heads = bs.each_mut().map(|b| {
+            let (head, tail) = std::mem::take(b).split_at_mut(len);
+            *b = tail;
+            head
+        });
+        *run = Some((start..start + len, head, heads));
+        start += len;
+    }
+    for_each_mut(&mut runs[..parts], &|_, run| {
+        if let Some((range, a, bs)) = run.take() {
+            f(range, a, bs);
+        }
+    });
+}
+
 /// A run's pass with both outputs and its working memory.
 type SplitFn<'f, A, B, S> = dyn Fn(std::ops::Range<usize>, &mut [A], &mut [B], &mut S) + Sync + 'f;
 
@@ -378,14 +438,7 @@ fn split<A: Send, B: Send, S: Send>(
         "split_runs: b does not fit the units"
     );
     assert!(!states.is_empty(), "split_runs: no working memory");
-    let parts = if work < SPLIT_MIN {
-        1
-    } else {
-        parallelism()
-            .min(units)
-            .min(states.len())
-            .clamp(1, MAX_RUNS)
-    };
+    let parts = run_count(units, work, states.len());
     if parts == 1 {
         return f(0..units, a, b, &mut states[0]);
     }
@@ -501,6 +554,30 @@ mod tests {
                 b.iter_mut().for_each(|c| *c += 1);
             });
             assert!(b.iter().all(|&c| c == 2));
+        }
+    }
+
+    #[test]
+    fn split_each_cuts_every_slice_at_the_same_places() {
+        for (units, work) in [
+            (0usize, SPLIT_MIN),
+            (1, SPLIT_MIN),
+            (101, SPLIT_MIN),
+            (101, 5),
+        ] {
+            let mut a: Vec<u32> = (0..units as u32).collect();
+            let (mut b, mut c) = (vec![0u32; units], vec![0u32; units]);
+            split_each(&mut a, [&mut b, &mut c], work, &|r, a, [b, c]| {
+                assert_eq!((a.len(), b.len(), c.len()), (r.len(), r.len(), r.len()));
+                for ((a, b), (c, u)) in a.iter_mut().zip(b).zip(c.iter_mut().zip(r)) {
+                    assert_eq!(*a, u as u32);
+                    (*a, *b, *c) = (*a * 2, *a + 1, u as u32);
+                }
+            });
+            let want: Vec<u32> = (0..units as u32).collect();
+            assert_eq!(c, want);
+            assert_eq!(b, want.iter().map(|u| u + 1).collect::<Vec<_>>());
+            assert_eq!(a, want.iter().map(|u| u * 2).collect::<Vec<_>>());
         }
     }
 

@@ -24,7 +24,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use nn_core::{TensorData, limits};
-use nn_layers::{Attr, Context, Domain, Layer, LayerConfig, LayerSpec, Registry, Slot, TensorSpec};
+use nn_layers::weights::{self, Weights};
+use nn_layers::{Attr, Context, Domain, Layer, LayerConfig, LayerSpec, Registry, TensorSpec};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -331,14 +332,7 @@ pub struct LoadedModel {
 /// can be loaded again: a model with too many layers, a non-finite weight or metadata
 /// that does not fit it is refused here, before anything is written.
 fn payload(model: &mut dyn Layer, metadata: &Metadata, path: &Path) -> Result<ModelPayload> {
-    let mut tensors = Vec::new();
-    model.visit(&mut |name, slot| {
-        let t = match slot {
-            Slot::Param(p) => &p.value,
-            Slot::Buffer(b) => &*b,
-        };
-        tensors.push((name.to_string(), TensorData::from_view(t.view())));
-    });
+    let tensors = weights::snapshot(model);
     let cfg = model.config();
     let mut layers = Vec::new();
     flatten(&cfg.spec(), &mut layers);
@@ -460,9 +454,14 @@ fn rebuild(
         .validate(cfg.as_ref())
         .map_err(|m| decode_err(format!("metadata: {m}")))?;
     let mut model = cfg.build(&mut nn_core::seeded(0)).map_err(spec_err)?;
-    move_tensors(model.as_mut(), &mut stored).map_err(|message| Error::Tensor {
+    // in declared order, which is the built model's visiting order
+    let tensors: Weights = declared
+        .iter()
+        .filter_map(|d| Some((d.name.clone(), stored.remove(&d.name)?)))
+        .collect();
+    weights::restore(model.as_mut(), &tensors).map_err(|e| Error::Tensor {
         path: path.to_path_buf(),
-        message,
+        message: format!("the built model differs from what its configuration declared: {e}"),
     })?;
     Ok((model, p.metadata))
 }
@@ -548,39 +547,6 @@ fn check_tensor(d: &TensorSpec, t: &TensorData) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// Moves the checked tensors into a freshly built model; a layer whose parameters differ
-/// from what its configuration declared is an error, not a panic.
-fn move_tensors(
-    model: &mut dyn Layer,
-    stored: &mut HashMap<String, TensorData>,
-) -> Result<(), String> {
-    let mut err = None;
-    model.visit(&mut |name, slot| {
-        let target = match slot {
-            Slot::Param(p) => &mut p.value,
-            Slot::Buffer(b) => b,
-        };
-        match stored.remove(name) {
-            Some(t) if t.shape == target.shape() && target.as_slice_mut().is_some() => target
-                .as_slice_mut()
-                .expect("checked contiguous")
-                .copy_from_slice(&t.data),
-            _ => {
-                err.get_or_insert_with(|| {
-                    format!("the built layer's tensor `{name}` differs from what its configuration declared")
-                });
-            }
-        }
-    });
-    match (err, stored.keys().next()) {
-        (Some(e), _) => Err(e),
-        (None, Some(name)) => Err(format!(
-            "the built model has no tensor `{name}` although its configuration declared it"
-        )),
-        (None, None) => Ok(()),
-    }
 }
 
 /// Saves a checkpoint: the model and any serialisable training state.

@@ -53,6 +53,9 @@ pub enum Error {
         /// The layer's own error.
         source: Box<Error>,
     },
+    /// Stored weights that do not fit a model (a name, a shape, a count or a value).
+    #[error("weights do not fit the model: {0}")]
+    Weights(String),
     /// An error of a layer defined outside this crate.
     #[error("{layer}: {message}")]
     Custom {

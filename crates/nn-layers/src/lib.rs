@@ -60,6 +60,7 @@ pub mod registry;
 pub mod sequential;
 pub mod softmax;
 pub mod spec;
+pub mod weights;
 
 pub use activation::{ActivationConfig, Identity, LeakyRelu, Relu, Sigmoid, Tanh};
 pub use batchnorm::{BatchNorm, BatchNormConfig};
@@ -77,3 +78,4 @@ pub use registry::{Parser, Registry};
 pub use sequential::{Sequential, SequentialConfig};
 pub use softmax::{Softmax, SoftmaxConfig};
 pub use spec::{Attr, LayerSpec};
+pub use weights::Weights;

@@ -16,17 +16,16 @@
 //! Decoupling (AdamW, Loshchilov & Hutter) keeps the decay from being rescaled by `1/√v̂`,
 //! so every weight shrinks at the same rate `η·λ`.
 
-use nn_layers::{Parameterized, Slot};
+use nn_layers::Parameterized;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, config};
-use crate::optimizer::{Optimizer, OptimizerState, SlotMap, check_lr};
+use crate::optimizer::{Optimizer, OptimizerState, SlotMap};
+use crate::update::{each_param, update};
 
 /// Settings of [`Adam`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AdamConfig {
-    /// Learning rate `η`.
-    pub lr: f32,
     /// Decay of the first moment, `β₁`.
     pub beta1: f32,
     /// Decay of the second moment, `β₂`.
@@ -40,10 +39,9 @@ pub struct AdamConfig {
 }
 
 impl AdamConfig {
-    /// Adam with learning rate `lr`, `β = (0.9, 0.999)`, `ε = 1e-8`, no weight decay.
-    pub fn adam(lr: f32) -> Self {
+    /// Adam with `β = (0.9, 0.999)`, `ε = 1e-8`, no weight decay (PyTorch's defaults).
+    pub fn adam() -> Self {
         AdamConfig {
-            lr,
             beta1: 0.9,
             beta2: 0.999,
             eps: 1e-8,
@@ -52,12 +50,12 @@ impl AdamConfig {
         }
     }
 
-    /// AdamW with learning rate `lr` and decoupled weight decay `λ = 0.01` (PyTorch's default).
-    pub fn adamw(lr: f32) -> Self {
+    /// AdamW with decoupled weight decay `λ = 0.01` (PyTorch's default).
+    pub fn adamw() -> Self {
         AdamConfig {
             weight_decay: 0.01,
             decoupled: true,
-            ..Self::adam(lr)
+            ..Self::adam()
         }
     }
 
@@ -81,7 +79,7 @@ pub struct Adam {
     cfg: AdamConfig,
     steps: u64,
     /// `[m, v]` per parameter.
-    moments: SlotMap,
+    moments: SlotMap<2>,
 }
 
 impl Adam {
@@ -90,7 +88,6 @@ impl Adam {
     /// # Errors
     /// [`Error::Config`](crate::Error::Config) for settings out of range.
     pub fn new(cfg: AdamConfig) -> Result<Self> {
-        check_lr(cfg.lr)?;
         for (name, b) in [("beta1", cfg.beta1), ("beta2", cfg.beta2)] {
             if !(b.is_finite() && (0.0..1.0).contains(&b)) {
                 return Err(config("beta", format!("{name} must be in [0, 1), got {b}")));
@@ -118,9 +115,8 @@ impl Adam {
 }
 
 impl Optimizer for Adam {
-    fn step(&mut self, model: &mut dyn Parameterized) -> Result<()> {
+    fn step(&mut self, model: &mut dyn Parameterized, lr: f32) -> Result<()> {
         let AdamConfig {
-            lr,
             beta1: b1,
             beta2: b2,
             eps,
@@ -130,59 +126,34 @@ impl Optimizer for Adam {
         let t = (self.steps + 1) as i32;
         let bc1 = 1.0 - b1.powi(t); // 1 − β₁ᵗ
         let bc2 = 1.0 - b2.powi(t); // 1 − β₂ᵗ
-        let moments = &mut self.moments;
-        let mut err = None;
-        model.visit(&mut |name, slot| {
-            let Slot::Param(p) = slot else { return };
-            let (m, v) = match moments.get(name, p.value.shape(), 2) {
-                Ok(s) => {
-                    let (m, v) = s.split_at_mut(1);
-                    (&mut m[0], &mut v[0])
-                }
-                Err(e) => {
-                    err.get_or_insert(e);
-                    return;
-                }
+        let rule = move |w: &mut f32, g: f32, [m, v]: [&mut f32; 2]| {
+            let g = if decoupled {
+                *w -= lr * lambda * *w; // AdamW: w ← w − η·λ·w
+                g
+            } else {
+                g + lambda * *w // Adam: g = ∂E/∂w + λ·w
             };
-            ndarray::Zip::from(&mut p.value)
-                .and(&p.grad)
-                .and(m)
-                .and(v)
-                .for_each(|w, &g, m, v| {
-                    let g = if decoupled {
-                        *w -= lr * lambda * *w; // AdamW: w ← w − η·λ·w
-                        g
-                    } else {
-                        g + lambda * *w // Adam: g = ∂E/∂w + λ·w
-                    };
-                    *m = b1 * *m + (1.0 - b1) * g; // m ← β₁·m + (1 − β₁)·g
-                    *v = b2 * *v + (1.0 - b2) * g * g; // v ← β₂·v + (1 − β₂)·g²
-                    let m_hat = *m / bc1; // m̂ = m / (1 − β₁ᵗ)
-                    let v_hat = *v / bc2; // v̂ = v / (1 − β₂ᵗ)
-                    *w -= lr * m_hat / (v_hat.sqrt() + eps); // w ← w − η·m̂/(√v̂ + ε)
-                });
-        });
-        if let Some(e) = err {
-            return Err(e);
-        }
+            *m = b1 * *m + (1.0 - b1) * g; // m ← β₁·m + (1 − β₁)·g
+            *v = b2 * *v + (1.0 - b2) * g * g; // v ← β₂·v + (1 − β₂)·g²
+            let m_hat = *m / bc1; // m̂ = m / (1 − β₁ᵗ)
+            let v_hat = *v / bc2; // v̂ = v / (1 − β₂ᵗ)
+            *w -= lr * m_hat / (v_hat.sqrt() + eps); // w ← w − η·m̂/(√v̂ + ε)
+        };
+        let moments = &mut self.moments;
+        each_param(model, |name, p| {
+            update(p, moments.get(name, p.value.shape())?, &rule);
+            Ok(())
+        })?;
         self.steps += 1;
         Ok(())
     }
 
-    fn lr(&self) -> f32 {
-        self.cfg.lr
-    }
-
-    fn set_lr(&mut self, lr: f32) {
-        self.cfg.lr = lr;
-    }
-
     fn state(&self) -> OptimizerState {
-        self.moments.snapshot(self.kind(), self.steps, self.cfg.lr)
+        self.moments.snapshot(self.kind(), self.steps)
     }
 
     fn load_state(&mut self, state: OptimizerState) -> Result<()> {
-        (self.moments, self.steps, self.cfg.lr) = SlotMap::restore(state, self.kind())?;
+        (self.moments, self.steps) = SlotMap::restore(state, self.kind())?;
         Ok(())
     }
 }

@@ -40,6 +40,14 @@ pub enum Error {
     /// history) that do not fit the model.
     #[error("{0}")]
     Snapshot(String),
+    /// The observer failed after an epoch (e.g. it could not write a checkpoint).
+    #[error("after epoch {epoch}: {message}")]
+    Observer {
+        /// The epoch just finished, from 1.
+        epoch: usize,
+        /// The observer's error and its causes.
+        message: String,
+    },
 }
 
 impl From<nn_core::Error> for Error {

@@ -6,11 +6,21 @@
 //! grows with the square of the classes at every epoch). Reading a version-1 state drops
 //! those matrices; everything a resumed run uses (epoch, step, generator, best weights,
 //! losses and accuracies) is carried over unchanged.
+//!
+//! Version 1 also kept a learning rate in the optimizer's state. From version 2 the
+//! schedule alone owns the rate, and the epoch count says where it stands, so that copy is
+//! dropped.
 
 use nn_core::RngState;
 use serde::Deserialize;
 
-use crate::train::{BestSoFar, EpochRecord, Evaluation, History, TrainerState};
+use std::collections::BTreeMap;
+
+use nn_core::TensorData;
+
+use crate::history::{EpochRecord, Evaluation, History};
+use crate::optimizer::OptimizerState;
+use crate::train::{BestSoFar, TrainerState};
 
 /// A version-1 confusion matrix: `classes` and `classes²` dense counts.
 #[derive(Deserialize)]
@@ -43,7 +53,7 @@ struct EpochRecordV1 {
 #[derive(Deserialize)]
 struct HistoryV1 {
     #[serde(
-        deserialize_with = "nn_core::bounded::vec::<_, _, { crate::train::MAX_SAVED_EPOCHS }>"
+        deserialize_with = "nn_core::bounded::vec::<_, _, { crate::history::MAX_SAVED_EPOCHS }>"
     )]
     epochs: Vec<EpochRecordV1>,
     best_epoch: Option<usize>,
@@ -89,6 +99,29 @@ impl From<TrainerStateV1> for TrainerState {
                 best_epoch: v1.history.best_epoch,
                 stopped_early: v1.history.stopped_early,
             },
+        }
+    }
+}
+
+/// An [`OptimizerState`] as format version 1 stored it (with a learning rate).
+#[derive(Deserialize)]
+pub struct OptimizerStateV1 {
+    kind: String,
+    steps: u64,
+    #[allow(dead_code)]
+    lr: f32,
+    #[serde(
+        deserialize_with = "nn_core::bounded::map::<_, _, _, { crate::train::MAX_SAVED_TENSORS }>"
+    )]
+    slots: BTreeMap<String, Vec<TensorData>>,
+}
+
+impl From<OptimizerStateV1> for OptimizerState {
+    fn from(v1: OptimizerStateV1) -> Self {
+        OptimizerState {
+            kind: v1.kind,
+            steps: v1.steps,
+            slots: v1.slots,
         }
     }
 }

@@ -15,19 +15,17 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// Updates parameters from their accumulated gradients.
+///
+/// The learning rate is not the optimizer's: the training loop's schedule owns it and
+/// passes the rate of the current epoch to every step.
 pub trait Optimizer: Debug + Send {
-    /// Applies one update to every parameter of `model` from its `grad`. Gradients are left
-    /// as they are (the training loop zeroes them before the next backward).
+    /// Applies one update with learning rate `lr` to every parameter of `model` from its
+    /// `grad`. Gradients are left as they are (the training loop zeroes them before the
+    /// next backward).
     ///
     /// # Errors
     /// [`Error::State`] when a parameter changed shape since the state was created.
-    fn step(&mut self, model: &mut dyn Parameterized) -> Result<()>;
-
-    /// The current learning rate `η`.
-    fn lr(&self) -> f32;
-
-    /// Sets the learning rate (schedules call this).
-    fn set_lr(&mut self, lr: f32);
+    fn step(&mut self, model: &mut dyn Parameterized, lr: f32) -> Result<()>;
 
     /// Everything needed to continue exactly where this optimizer stands.
     fn state(&self) -> OptimizerState;
@@ -46,8 +44,6 @@ pub struct OptimizerState {
     pub kind: String,
     /// Steps taken.
     pub steps: u64,
-    /// The learning rate at the time of the snapshot.
-    pub lr: f32,
     /// Per-parameter state tensors, keyed by parameter name.
     #[serde(
         deserialize_with = "nn_core::bounded::map::<_, _, _, { crate::train::MAX_SAVED_TENSORS }>"
@@ -57,13 +53,11 @@ pub struct OptimizerState {
 
 impl OptimizerState {
     /// Checks a state read from a checkpoint against the model it goes with: every slot
-    /// belongs to a parameter of `model`, has its shape and as many values, all finite; the
-    /// learning rate is finite and `≥ 0`.
+    /// belongs to a parameter of `model`, has its shape and as many values, all finite.
     ///
     /// # Errors
     /// [`Error::State`] naming the first slot that does not fit.
     pub fn validate(&self, model: &mut dyn Parameterized) -> Result<()> {
-        check_lr(self.lr).map_err(|e| Error::State(e.to_string()))?;
         let mut shapes = BTreeMap::new();
         model.visit(&mut |name, slot| {
             if let nn_layers::Slot::Param(p) = slot {
@@ -96,73 +90,71 @@ impl OptimizerState {
     }
 }
 
-/// Per-parameter state tensors keyed by parameter name.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) struct SlotMap {
-    map: BTreeMap<String, Vec<Tensor>>,
+/// `K` state tensors per parameter (SGD's velocity, Adam's two moments), keyed by the
+/// parameter's name.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct SlotMap<const K: usize> {
+    map: BTreeMap<String, [Tensor; K]>,
 }
 
-impl SlotMap {
-    /// The `count` state tensors of parameter `name`, created as zeros of `shape` on first use.
-    pub(crate) fn get(
-        &mut self,
-        name: &str,
-        shape: &[usize],
-        count: usize,
-    ) -> std::result::Result<&mut Vec<Tensor>, Error> {
+impl<const K: usize> Default for SlotMap<K> {
+    fn default() -> Self {
+        SlotMap {
+            map: BTreeMap::new(),
+        }
+    }
+}
+
+impl<const K: usize> SlotMap<K> {
+    /// The state tensors of parameter `name`, created as zeros of `shape` on first use.
+    pub(crate) fn get(&mut self, name: &str, shape: &[usize]) -> Result<&mut [Tensor; K]> {
         if !self.map.contains_key(name) {
-            let zeros = (0..count).map(|_| Tensor::zeros(shape)).collect();
+            let zeros = std::array::from_fn(|_| Tensor::zeros(shape));
             self.map.insert(name.to_string(), zeros);
         }
-        let slots = self.map.get_mut(name).expect("inserted above");
-        if slots.len() != count || slots.iter().any(|s| s.shape() != shape) {
-            return Err(Error::State(format!(
+        match self.map.get_mut(name) {
+            Some(slots) if slots.iter().all(|s| s.shape() == shape) => Ok(slots),
+            _ => Err(Error::State(format!(
                 "state of `{name}` does not match the parameter's shape {}",
                 nn_core::Shape(shape.to_vec())
-            )));
+            ))),
         }
-        Ok(slots)
     }
 
-    /// The snapshot of an optimizer holding these slots.
-    pub(crate) fn snapshot(&self, kind: &str, steps: u64, lr: f32) -> OptimizerState {
+    /// The snapshot of a `kind` optimizer holding these slots after `steps` steps.
+    pub(crate) fn snapshot(&self, kind: &str, steps: u64) -> OptimizerState {
+        let slots = self
+            .map
+            .iter()
+            .map(|(k, v)| {
+                let data = v.iter().map(|t| TensorData::from_view(t.view())).collect();
+                (k.clone(), data)
+            })
+            .collect();
         OptimizerState {
             kind: kind.into(),
             steps,
-            lr,
-            slots: self.to_data(),
+            slots,
         }
     }
 
-    /// The slots, step count and learning rate of a snapshot taken by a `kind` optimizer.
-    pub(crate) fn restore(state: OptimizerState, kind: &str) -> Result<(Self, u64, f32)> {
+    /// The slots and step count of a snapshot taken by a `kind` optimizer.
+    pub(crate) fn restore(state: OptimizerState, kind: &str) -> Result<(Self, u64)> {
         check_kind(&state, kind)?;
-        Ok((Self::from_data(state.slots)?, state.steps, state.lr))
-    }
-
-    pub(crate) fn to_data(&self) -> BTreeMap<String, Vec<TensorData>> {
-        self.map
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    v.iter().map(|t| TensorData::from_view(t.view())).collect(),
-                )
-            })
-            .collect()
-    }
-
-    pub(crate) fn from_data(data: BTreeMap<String, Vec<TensorData>>) -> Result<Self> {
         let mut map = BTreeMap::new();
-        for (k, v) in data {
+        for (k, v) in state.slots {
+            let count = v.len();
             let tensors = v
                 .into_iter()
                 .map(TensorData::into_tensor)
                 .collect::<std::result::Result<Vec<_>, _>>()
                 .map_err(|e| Error::State(format!("`{k}`: {e}")))?;
+            let tensors = <[Tensor; K]>::try_from(tensors).map_err(|_| {
+                Error::State(format!("`{k}` has {count} state tensors, {kind} keeps {K}"))
+            })?;
             map.insert(k, tensors);
         }
-        Ok(SlotMap { map })
+        Ok((SlotMap { map }, state.steps))
     }
 }
 
@@ -172,16 +164,6 @@ pub(crate) fn check_kind(state: &OptimizerState, kind: &str) -> Result<()> {
             "saved by a `{}` optimizer, cannot load into `{kind}`",
             state.kind
         )));
-    }
-    Ok(())
-}
-
-pub(crate) fn check_lr(lr: f32) -> Result<()> {
-    if !(lr.is_finite() && lr >= 0.0) {
-        return Err(crate::error::config(
-            "learning rate",
-            format!("must be finite and ≥ 0, got {lr}"),
-        ));
     }
     Ok(())
 }

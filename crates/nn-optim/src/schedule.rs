@@ -96,7 +96,7 @@ impl LrSchedule {
     /// # Errors
     /// [`Error::Config`](crate::Error::Config) naming the bad setting.
     pub fn validate(&self) -> Result<()> {
-        crate::optimizer::check_lr(self.base_lr)?;
+        check_lr(self.base_lr)?;
         match self.schedule {
             Schedule::Step { every: 0, .. } => {
                 return Err(config("schedule", "step schedule needs `every` ≥ 1"));
@@ -155,6 +155,49 @@ impl LrSchedule {
     }
 }
 
+/// `0.001`, `0.1, ×0.5 every 2 epochs`, `0.1, ×0.8 per epoch`,
+/// `0.1 cosine to 0 over 8 epochs`, each with `after 2 warm-up epochs from 0.1×` when it has
+/// a warm-up.
+impl std::fmt::Display for LrSchedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.base_lr)?;
+        match self.schedule {
+            Schedule::Constant => {}
+            Schedule::Step { every, gamma } => write!(f, ", ×{gamma} every {every} epochs")?,
+            Schedule::Exponential { gamma } => write!(f, ", ×{gamma} per epoch")?,
+            Schedule::Cosine { t_max, min_lr } => {
+                write!(f, " cosine to {min_lr} over {t_max} epochs")?
+            }
+        }
+        if let Some(w) = self.warmup {
+            write!(
+                f,
+                " after {} warm-up epochs from {}×",
+                w.epochs, w.start_factor
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A constant learning rate `η`.
+impl From<f32> for LrSchedule {
+    fn from(lr: f32) -> Self {
+        LrSchedule::constant(lr)
+    }
+}
+
+/// A learning rate must be finite and `≥ 0`.
+pub(crate) fn check_lr(lr: f32) -> Result<()> {
+    if !(lr.is_finite() && lr >= 0.0) {
+        return Err(config(
+            "learning rate",
+            format!("must be finite and ≥ 0, got {lr}"),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +230,41 @@ mod tests {
         let w = LrSchedule::constant(1.0).with_warmup(4, 0.25);
         let lrs: Vec<f32> = (0..6).map(|t| w.lr_at(t)).collect();
         assert_eq!(lrs, [0.25, 0.4375, 0.625, 0.8125, 1.0, 1.0]);
+    }
+
+    #[test]
+    fn described_in_words() {
+        let cases = [
+            (LrSchedule::constant(0.001), "0.001"),
+            (
+                LrSchedule::new(
+                    0.1,
+                    Schedule::Step {
+                        every: 2,
+                        gamma: 0.5,
+                    },
+                ),
+                "0.1, ×0.5 every 2 epochs",
+            ),
+            (
+                LrSchedule::new(0.1, Schedule::Exponential { gamma: 0.8 }),
+                "0.1, ×0.8 per epoch",
+            ),
+            (
+                LrSchedule::new(
+                    0.1,
+                    Schedule::Cosine {
+                        t_max: 8,
+                        min_lr: 0.0,
+                    },
+                )
+                .with_warmup(2, 0.1),
+                "0.1 cosine to 0 over 8 epochs after 2 warm-up epochs from 0.1×",
+            ),
+        ];
+        for (s, want) in cases {
+            assert_eq!(s.to_string(), want);
+        }
     }
 
     #[test]

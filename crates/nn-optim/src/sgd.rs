@@ -1,6 +1,7 @@
 //! Stochastic gradient descent, plain, with momentum, or Nesterov.
 //!
-//! Plain SGD is the derivation's rule, applied to every parameter after each mini-batch:
+//! Plain SGD is the derivation's rule, applied to every parameter after each mini-batch
+//! (`η` is the rate the training loop's schedule gives the step):
 //!
 //! ```text
 //! w ← w − η · ∂E/∂w
@@ -19,18 +20,16 @@
 //! Note PyTorch's form puts `η` outside the velocity (Sutskever et al. put it inside); the
 //! two agree for a constant learning rate.
 
-use nn_core::parallel::{split_runs, split_runs2};
-use nn_layers::{Parameterized, Slot};
+use nn_layers::Parameterized;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, config};
-use crate::optimizer::{Optimizer, OptimizerState, SlotMap, check_lr};
+use crate::optimizer::{Optimizer, OptimizerState, SlotMap};
+use crate::update::{each_param, update};
 
 /// Settings of [`Sgd`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SgdConfig {
-    /// Learning rate `η`.
-    pub lr: f32,
     /// Momentum `μ` (0 for plain SGD).
     pub momentum: f32,
     /// Nesterov momentum (needs `μ > 0`).
@@ -40,14 +39,9 @@ pub struct SgdConfig {
 }
 
 impl SgdConfig {
-    /// Plain SGD with learning rate `lr`.
-    pub fn new(lr: f32) -> Self {
-        SgdConfig {
-            lr,
-            momentum: 0.0,
-            nesterov: false,
-            weight_decay: 0.0,
-        }
+    /// Plain SGD: no momentum, no weight decay.
+    pub fn plain() -> Self {
+        Self::default()
     }
 
     /// With momentum `μ`.
@@ -75,7 +69,7 @@ impl SgdConfig {
 pub struct Sgd {
     cfg: SgdConfig,
     steps: u64,
-    velocity: SlotMap,
+    velocity: SlotMap<1>,
 }
 
 impl Sgd {
@@ -85,7 +79,6 @@ impl Sgd {
     /// [`Error::Config`](crate::Error::Config) for a negative or non-finite setting, or
     /// Nesterov without momentum.
     pub fn new(cfg: SgdConfig) -> Result<Self> {
-        check_lr(cfg.lr)?;
         if !(cfg.momentum.is_finite() && (0.0..1.0).contains(&cfg.momentum)) {
             return Err(config(
                 "momentum",
@@ -110,80 +103,41 @@ impl Sgd {
 }
 
 impl Optimizer for Sgd {
-    fn step(&mut self, model: &mut dyn Parameterized) -> Result<()> {
+    fn step(&mut self, model: &mut dyn Parameterized, lr: f32) -> Result<()> {
         let SgdConfig {
-            lr,
             momentum: mu,
             nesterov,
             weight_decay: lambda,
         } = self.cfg;
+        let plain = move |w: &mut f32, g: f32, []: [&mut f32; 0]| {
+            let g = g + lambda * *w; // g = ∂E/∂w + λ·w
+            *w -= lr * g; // w ← w − η·g
+        };
+        let momentum = move |w: &mut f32, g: f32, [v]: [&mut f32; 1]| {
+            let g = g + lambda * *w; // g = ∂E/∂w + λ·w
+            *v = mu * *v + g; // v ← μ·v + g
+            let d = if nesterov { g + mu * *v } else { *v }; // Nesterov: g + μ·v
+            *w -= lr * d; // w ← w − η·d
+        };
         let velocity = &mut self.velocity;
-        let mut err = None;
-        model.visit(&mut |name, slot| {
-            let Slot::Param(p) = slot else { return };
+        each_param(model, |name, p| {
             if mu == 0.0 {
-                let update = |w: &mut f32, g: f32| {
-                    let g = g + lambda * *w; // g = ∂E/∂w + λ·w
-                    *w -= lr * g; // w ← w − η·g
-                };
-                match (p.value.as_slice_mut(), p.grad.as_slice()) {
-                    // a large parameter is updated by all threads, each on its own run
-                    (Some(w), Some(gs)) => split_runs(w.len(), (w, 1), 2 * gs.len(), &|r, w| {
-                        w.iter_mut().zip(&gs[r]).for_each(|(w, &g)| update(w, g))
-                    }),
-                    _ => p.value.zip_mut_with(&p.grad, |w, &g| update(w, g)),
-                }
-                return;
+                update(p, &mut [], &plain);
+            } else {
+                update(p, velocity.get(name, p.value.shape())?, &momentum);
             }
-            let v = match velocity.get(name, p.value.shape(), 1) {
-                Ok(v) => &mut v[0],
-                Err(e) => {
-                    err.get_or_insert(e);
-                    return;
-                }
-            };
-            let update = |w: &mut f32, g: f32, v: &mut f32| {
-                let g = g + lambda * *w; // g = ∂E/∂w + λ·w
-                *v = mu * *v + g; // v ← μ·v + g
-                let d = if nesterov { g + mu * *v } else { *v }; // Nesterov: g + μ·v
-                *w -= lr * d; // w ← w − η·d
-            };
-            match (p.value.as_slice_mut(), p.grad.as_slice(), v.as_slice_mut()) {
-                // a large parameter is updated by all threads, each on its own run
-                (Some(w), Some(gs), Some(v)) => {
-                    split_runs2(w.len(), (w, 1), (v, 1), 3 * gs.len(), &|r, w, v| {
-                        for ((w, &g), v) in w.iter_mut().zip(&gs[r]).zip(v) {
-                            update(w, g, v);
-                        }
-                    })
-                }
-                _ => ndarray::Zip::from(&mut p.value)
-                    .and(&p.grad)
-                    .and(v)
-                    .for_each(|w, &g, v| update(w, g, v)),
-            }
-        });
-        if let Some(e) = err {
-            return Err(e);
-        }
+            Ok(())
+        })?;
         self.steps += 1;
         Ok(())
     }
 
-    fn lr(&self) -> f32 {
-        self.cfg.lr
-    }
-
-    fn set_lr(&mut self, lr: f32) {
-        self.cfg.lr = lr;
-    }
-
     fn state(&self) -> OptimizerState {
-        self.velocity.snapshot("sgd", self.steps, self.cfg.lr)
+        self.velocity.snapshot("sgd", self.steps)
     }
 
     fn load_state(&mut self, state: OptimizerState) -> Result<()> {
-        (self.velocity, self.steps, self.cfg.lr) = SlotMap::restore(state, "sgd")?;
+        (self.velocity, self.steps) = SlotMap::restore(state, "sgd")?;
         Ok(())
     }
 }

@@ -6,8 +6,8 @@ use nn_layers::{
     Dense, DenseConfig, Parameterized, Relu, Sequential, Slot, SoftmaxCrossEntropy, Target,
 };
 use nn_optim::{
-    Data, EpochRecord, Error, Monitor, Observer, Sgd, SgdConfig, Silent, TrainConfig, Trainer,
-    evaluate,
+    Data, EpochEnd, EpochRecord, Error, Monitor, Observer, ObserverError, Sgd, SgdConfig, Silent,
+    TrainConfig, Trainer, evaluate,
 };
 
 /// Three Gaussian blobs in 2-D around (0, 2), (2, −1), (−2, −1), σ = 0.6, `n` rows each.
@@ -49,8 +49,8 @@ fn train(seed: u64, epochs: usize) -> (Sequential, nn_optim::History) {
     let (x, y) = blobs(50, 1);
     let data = Data::new(x.view(), Target::Classes(&y)).unwrap();
     let mut m = model(seed);
-    let mut opt = Sgd::new(SgdConfig::new(0.1).momentum(0.9)).unwrap();
-    let mut t = Trainer::new(TrainConfig::new(epochs, 16).seed(seed)).unwrap();
+    let mut opt = Sgd::new(SgdConfig::plain().momentum(0.9)).unwrap();
+    let mut t = Trainer::new(TrainConfig::new(epochs, 16, 0.1).seed(seed)).unwrap();
     let h = t
         .fit(
             &mut m,
@@ -113,8 +113,9 @@ impl Observer for Recorder {
     fn on_step(&mut self, epoch: usize, step: usize, _loss: f32) {
         self.steps.push((epoch, step));
     }
-    fn on_epoch_end(&mut self, record: &EpochRecord) {
-        self.epochs.push(record.clone());
+    fn on_epoch_end(&mut self, end: &mut EpochEnd<'_>) -> Result<(), ObserverError> {
+        self.epochs.push(end.record.clone());
+        Ok(())
     }
 }
 
@@ -126,9 +127,9 @@ fn observer_sees_every_step_and_the_last_partial_batch() {
     let (vx, vy) = blobs(10, 2);
     let val = Data::new(vx.view(), Target::Classes(&vy)).unwrap();
     let mut m = model(0);
-    let mut opt = Sgd::new(SgdConfig::new(0.05)).unwrap();
+    let mut opt = Sgd::new(SgdConfig::plain()).unwrap();
     let mut rec = Recorder::default();
-    let mut t = Trainer::new(TrainConfig::new(2, 64)).unwrap();
+    let mut t = Trainer::new(TrainConfig::new(2, 64, 0.05)).unwrap();
     t.fit(
         &mut m,
         &mut SoftmaxCrossEntropy::new(),
@@ -158,8 +159,8 @@ fn divergence_stops_with_epoch_and_step_and_keeps_the_last_good_weights() {
     let x = x.mapv(|v| v * 1e3);
     let data = Data::new(x.view(), Target::Classes(&y)).unwrap();
     let mut m = model(0);
-    let mut opt = Sgd::new(SgdConfig::new(1e6)).unwrap();
-    let mut t = Trainer::new(TrainConfig::new(3, 8)).unwrap();
+    let mut opt = Sgd::new(SgdConfig::plain()).unwrap();
+    let mut t = Trainer::new(TrainConfig::new(3, 8, 1e6)).unwrap();
     let e = t
         .fit(
             &mut m,
@@ -199,8 +200,8 @@ fn early_stopping_restores_the_best_epoch() {
     let (vx, vy) = blobs(30, 5);
     let val = Data::new(vx.view(), Target::Classes(&vy)).unwrap();
     let mut m = model(0);
-    let mut opt = Sgd::new(SgdConfig::new(0.5).momentum(0.9)).unwrap();
-    let cfg = TrainConfig::new(200, 8).early_stopping(Monitor::ValLoss, 3);
+    let mut opt = Sgd::new(SgdConfig::plain().momentum(0.9)).unwrap();
+    let cfg = TrainConfig::new(200, 8, 0.5).early_stopping(Monitor::ValLoss, 3);
     let mut t = Trainer::new(cfg).unwrap();
     let mut loss = SoftmaxCrossEntropy::new();
     let h = t
@@ -227,12 +228,12 @@ fn early_stopping_needs_validation_rows() {
     let (x, y) = blobs(5, 1);
     let data = Data::new(x.view(), Target::Classes(&y)).unwrap();
     let mut t =
-        Trainer::new(TrainConfig::new(2, 4).early_stopping(Monitor::ValAccuracy, 1)).unwrap();
+        Trainer::new(TrainConfig::new(2, 4, 0.1).early_stopping(Monitor::ValAccuracy, 1)).unwrap();
     let e = t
         .fit(
             &mut model(0),
             &mut SoftmaxCrossEntropy::new(),
-            &mut Sgd::new(SgdConfig::new(0.1)).unwrap(),
+            &mut Sgd::new(SgdConfig::plain()).unwrap(),
             &data,
             None,
             &mut Silent,
@@ -242,42 +243,23 @@ fn early_stopping_needs_validation_rows() {
         e.to_string(),
         "invalid early stopping: needs validation rows to monitor"
     );
-    assert!(Trainer::new(TrainConfig::new(2, 0)).is_err());
+    assert!(Trainer::new(TrainConfig::new(2, 0, 0.1)).is_err());
+    assert!(Trainer::new(TrainConfig::new(2, 1, f32::NAN)).is_err());
+    assert!(Trainer::new(TrainConfig::new(2, 1, -0.1)).is_err());
 }
 
 #[test]
 fn saved_state_that_does_not_fit_the_model_is_refused_not_a_panic() {
     use nn_core::TensorData;
-    use nn_optim::{Adam, AdamConfig, BestSoFar, Optimizer, restore, snapshot};
+    use nn_layers::weights::snapshot;
+    use nn_optim::{Adam, AdamConfig, BestSoFar, Optimizer};
     let mut m = model(1);
-    let good = snapshot(&mut m);
-    restore(&mut m, &good).unwrap();
-    // a tensor whose values do not fill its shape (a crafted checkpoint)
-    let mut short = good.clone();
-    short[0].1.data.pop();
-    let e = restore(&mut m, &short).unwrap_err().to_string();
-    assert!(
-        e.starts_with("saved weights do not match the model at `0.weight` [16, 2]: found `0.weight` [16, 2] with 31 values"),
-        "{e}"
-    );
-    // NaN best weights are refused before they reach the model
-    let mut nan = good.clone();
+    let mut nan = snapshot(&mut m);
     nan[1].1.data[3] = f32::NAN;
-    assert!(
-        restore(&mut m, &nan)
-            .unwrap_err()
-            .to_string()
-            .contains("hold NaN")
-    );
-    assert_eq!(
-        snapshot(&mut m),
-        good,
-        "a refused restore leaves the model unchanged"
-    );
-    let mut trainer = Trainer::new(TrainConfig::new(1, 4)).unwrap();
+    let mut trainer = Trainer::new(TrainConfig::new(1, 4, 0.01)).unwrap();
     let (x, y) = blobs(4, 2);
     let data = Data::new(x.view(), Target::Classes(&y)).unwrap();
-    let mut opt = Adam::new(AdamConfig::adam(0.01)).unwrap();
+    let mut opt = Adam::new(AdamConfig::adam()).unwrap();
     trainer
         .fit(
             &mut m,
@@ -331,4 +313,102 @@ fn saved_state_that_does_not_fit_the_model_is_refused_not_a_panic() {
             .to_string()
             .contains("`9.weight`, which the model does not have")
     );
+}
+
+/// Keeps the checkpoint state of epoch `at` (model weights, trainer, optimizer), as a
+/// command line's checkpointing observer would write it, and can fail after epoch `fail`.
+struct Checkpointer {
+    at: usize,
+    fail: Option<usize>,
+    saved: Option<(
+        nn_layers::Weights,
+        nn_optim::TrainerState,
+        nn_optim::OptimizerState,
+    )>,
+}
+
+impl Observer for Checkpointer {
+    fn on_epoch_end(&mut self, end: &mut EpochEnd<'_>) -> Result<(), ObserverError> {
+        if end.record.epoch == self.at {
+            let w = nn_layers::weights::snapshot(end.model);
+            self.saved = Some((w, end.trainer_state(), end.optimizer_state()));
+        }
+        if self.fail == Some(end.record.epoch) {
+            let disk = std::io::Error::other("disk full");
+            return Err(format!("cannot write epoch-{:04}.nnck: {disk}", end.record.epoch).into());
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_run_resumed_from_an_observers_checkpoint_continues_bit_identically() {
+    use nn_optim::{Adam, AdamConfig, LrSchedule, Optimizer, Schedule};
+    let (x, y) = blobs(20, 4);
+    let data = Data::new(x.view(), Target::Classes(&y)).unwrap();
+    // a cosine schedule: η differs every epoch, so a resumed run must find its place in it
+    let schedule = LrSchedule::new(
+        0.05,
+        Schedule::Cosine {
+            t_max: 4,
+            min_lr: 0.0,
+        },
+    );
+    let cfg = TrainConfig::new(4, 8, schedule).seed(3);
+    let fit = |t: &mut Trainer, m: &mut Sequential, o: &mut Adam, obs: &mut dyn Observer| {
+        t.fit(m, &mut SoftmaxCrossEntropy::new(), o, &data, None, obs)
+    };
+    let mut whole = model(5);
+    let mut opt = Adam::new(AdamConfig::adam()).unwrap();
+    let mut ck = Checkpointer {
+        at: 2,
+        fail: None,
+        saved: None,
+    };
+    let mut t = Trainer::new(cfg.clone()).unwrap();
+    let h = fit(&mut t, &mut whole, &mut opt, &mut ck).unwrap();
+    let lrs: Vec<f32> = h.epochs.iter().map(|e| e.lr).collect();
+    assert_eq!(lrs, (0..4).map(|t| schedule.lr_at(t)).collect::<Vec<_>>());
+    let (w, trainer_state, opt_state) = ck.saved.unwrap();
+    // resume: fresh objects, loaded from the state saved after epoch 2
+    let mut resumed = model(99);
+    nn_layers::weights::restore(&mut resumed, &w).unwrap();
+    let mut opt2 = Adam::new(AdamConfig::adam()).unwrap();
+    opt2.load_state(opt_state).unwrap();
+    let mut t2 = Trainer::resume(cfg, trainer_state).unwrap();
+    assert_eq!((t2.epoch(), t2.lr()), (2, schedule.lr_at(2)));
+    let h2 = fit(&mut t2, &mut resumed, &mut opt2, &mut Silent).unwrap();
+    assert_eq!(weights(&mut resumed), weights(&mut whole));
+    let losses = |h: &nn_optim::History| -> Vec<(f32, f32)> {
+        h.epochs.iter().map(|e| (e.lr, e.train_loss)).collect()
+    };
+    assert_eq!(losses(&h2), losses(&h));
+}
+
+#[test]
+fn an_observer_that_fails_stops_the_run_with_its_message() {
+    let (x, y) = blobs(10, 4);
+    let data = Data::new(x.view(), Target::Classes(&y)).unwrap();
+    let mut m = model(5);
+    let mut t = Trainer::new(TrainConfig::new(5, 8, 0.1)).unwrap();
+    let mut ck = Checkpointer {
+        at: 0,
+        fail: Some(2),
+        saved: None,
+    };
+    let e = t
+        .fit(
+            &mut m,
+            &mut SoftmaxCrossEntropy::new(),
+            &mut Sgd::new(SgdConfig::plain()).unwrap(),
+            &data,
+            None,
+            &mut ck,
+        )
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "after epoch 2: cannot write epoch-0002.nnck: disk full"
+    );
+    assert_eq!(t.epoch(), 2);
 }
