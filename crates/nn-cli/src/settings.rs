@@ -375,73 +375,8 @@ pub fn refuse_changes(
     model: &dyn Layer,
     registry: &Registry,
 ) -> Result<()> {
-    let mut differ: Vec<&str> = Vec::new();
     let want = Settings::from_args(a).unwrap_or_else(|_| saved.clone());
-    let checks: [(&str, bool, bool); 14] = [
-        ("--task", a.task.is_some(), want.task != saved.task),
-        ("--label", a.label.is_some(), want.label != saved.label),
-        (
-            "--batch-size",
-            a.batch_size.is_some(),
-            want.batch_size != saved.batch_size,
-        ),
-        (
-            "--optimizer",
-            a.optimizer.is_some(),
-            want.optimizer != saved.optimizer,
-        ),
-        (
-            "--lr",
-            a.lr.is_some(),
-            want.schedule.base_lr != saved.schedule.base_lr,
-        ),
-        (
-            "--momentum",
-            a.momentum.is_some(),
-            want.momentum != saved.momentum,
-        ),
-        (
-            "--weight-decay",
-            a.weight_decay.is_some(),
-            want.weight_decay != saved.weight_decay,
-        ),
-        (
-            "--schedule",
-            a.schedule.is_some(),
-            want.schedule.schedule != saved.schedule.schedule,
-        ),
-        (
-            "--warmup",
-            a.warmup.is_some(),
-            want.schedule.warmup != saved.schedule.warmup,
-        ),
-        (
-            "--clip-grad-norm",
-            a.clip_grad_norm.is_some(),
-            want.clip_grad_norm != saved.clip_grad_norm,
-        ),
-        (
-            "--early-stopping",
-            a.early_stopping.is_some(),
-            want.early_stopping != saved.early_stopping,
-        ),
-        ("--seed", a.seed.is_some(), want.seed != saved.seed),
-        (
-            "--val-split",
-            a.val_split.is_some(),
-            want.val_split != saved.val_split,
-        ),
-        (
-            "--test-split",
-            a.test_split.is_some(),
-            want.test_split != saved.test_split,
-        ),
-    ];
-    for (flag, present, changed) in checks {
-        if present && changed {
-            differ.push(flag);
-        }
-    }
+    let mut differ = changed_flags(a, &want, saved);
     if a.normalize.is_some() {
         differ.push("--normalize"); // the checkpoint keeps the statistics it was fitted with
     }
@@ -460,6 +395,63 @@ pub fn refuse_changes(
         );
     }
     Ok(())
+}
+
+/// The options given that set another value than the checkpoint's settings.
+fn changed_flags(a: &TrainArgs, w: &Settings, s: &Settings) -> Vec<&'static str> {
+    let (ws, ss) = (&w.schedule, &s.schedule);
+    [
+        ("--task", a.task.is_some(), w.task != s.task),
+        ("--label", a.label.is_some(), w.label != s.label),
+        (
+            "--batch-size",
+            a.batch_size.is_some(),
+            w.batch_size != s.batch_size,
+        ),
+        (
+            "--optimizer",
+            a.optimizer.is_some(),
+            w.optimizer != s.optimizer,
+        ),
+        ("--lr", a.lr.is_some(), ws.base_lr != ss.base_lr),
+        ("--momentum", a.momentum.is_some(), w.momentum != s.momentum),
+        (
+            "--weight-decay",
+            a.weight_decay.is_some(),
+            w.weight_decay != s.weight_decay,
+        ),
+        (
+            "--schedule",
+            a.schedule.is_some(),
+            ws.schedule != ss.schedule,
+        ),
+        ("--warmup", a.warmup.is_some(), ws.warmup != ss.warmup),
+        (
+            "--clip-grad-norm",
+            a.clip_grad_norm.is_some(),
+            w.clip_grad_norm != s.clip_grad_norm,
+        ),
+        (
+            "--early-stopping",
+            a.early_stopping.is_some(),
+            w.early_stopping != s.early_stopping,
+        ),
+        ("--seed", a.seed.is_some(), w.seed != s.seed),
+        (
+            "--val-split",
+            a.val_split.is_some(),
+            w.val_split != s.val_split,
+        ),
+        (
+            "--test-split",
+            a.test_split.is_some(),
+            w.test_split != s.test_split,
+        ),
+    ]
+    .into_iter()
+    .filter(|&(_, given, differs)| given && differs)
+    .map(|(flag, ..)| flag)
+    .collect()
 }
 
 /// `--layers` or `--model-spec` when given and describing another network than `model`:

@@ -1,5 +1,5 @@
 //! The GEMM kernel behind [`matmul_into`](crate::matmul_into): the `gemm` crate (pure Rust,
-//! AVX-512/AVX2/NEON kernels chosen at run time), threaded with rayon.
+//! AVX-512/AVX2/NEON kernels chosen at run time), threaded by the toolkit's own pool.
 //!
 //! Measured on the workload shapes (2-core AVX-512 machine, `docs/PERFORMANCE.md`), it beats
 //! ndarray's `matrixmultiply` by 1.3–2× with two threads and by 3–5× for a single row.

@@ -33,7 +33,7 @@ pub use init::{Init, fans};
 pub use matmul::{matmul, matmul_into};
 pub use param::Param;
 pub use rng::{Rng, RngState, seeded};
-pub use tensor::{Buffer, Tensor, TensorData};
+pub use tensor::{Buffer, Tensor, TensorData, row_major};
 
 /// Re-export of the `ndarray` version this crate is built on.
 pub use ndarray;

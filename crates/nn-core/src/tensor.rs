@@ -204,6 +204,15 @@ impl TensorData {
     }
 }
 
+/// The entries of `x` in row-major order: borrowed when `x` lies that way in memory (a
+/// layer's input nearly always does), copied otherwise.
+pub fn row_major<'a>(x: &ArrayViewD<'a, f32>) -> std::borrow::Cow<'a, [f32]> {
+    match x.to_slice() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(x.iter().copied().collect()),
+    }
+}
+
 /// Views `x` as a matrix `[rows, cols]`, checking that it has two axes and, where given,
 /// the number of columns. The error names `op` and both shapes.
 pub fn as_matrix<'a>(

@@ -102,52 +102,7 @@ pub fn parse_idx(r: impl Read, path: &Path) -> Result<IdxArray> {
 /// As [`parse_idx`] for a source that can yield at most `most` bytes (what the reader
 /// reserves is bounded by it).
 fn parse_idx_within(mut r: impl Read, path: &Path, most: u64) -> Result<IdxArray> {
-    let read_err = |e: std::io::Error| idx_error(path, format!("cannot decompress or read: {e}"));
-    let mut magic = [0u8; 4];
-    let got = read_up_to(&mut r, &mut magic).map_err(read_err)?;
-    if got < 4 {
-        return Err(idx_error(
-            path,
-            format!("file too short for an IDX header: {got} bytes"),
-        ));
-    }
-    if magic[0] != 0 || magic[1] != 0 {
-        return Err(idx_error(
-            path,
-            format!(
-                "not an IDX file: magic starts with {:02x} {:02x}, expected 00 00",
-                magic[0], magic[1]
-            ),
-        ));
-    }
-    if magic[2] != 0x08 {
-        return Err(idx_error(
-            path,
-            format!(
-                "element type 0x{:02x} is not supported, expected 0x08 (unsigned byte)",
-                magic[2]
-            ),
-        ));
-    }
-    let ndim = magic[3] as usize;
-    if ndim == 0 {
-        return Err(idx_error(
-            path,
-            "an IDX file needs at least one dimension, header says 0".into(),
-        ));
-    }
-    let mut dims_bytes = vec![0u8; 4 * ndim];
-    let got = read_up_to(&mut r, &mut dims_bytes).map_err(read_err)?;
-    if got < dims_bytes.len() {
-        return Err(idx_error(
-            path,
-            format!("header declares {ndim} dimensions but the file ends inside them"),
-        ));
-    }
-    let dims: Vec<usize> = dims_bytes
-        .chunks_exact(4)
-        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
-        .collect();
+    let dims = read_header(&mut r, path)?;
     let expected = nn_core::limits::product(&dims).unwrap_or(usize::MAX);
     if expected > MAX_IDX_BYTES {
         return Err(Error::Limit {
@@ -163,23 +118,57 @@ fn parse_idx_within(mut r: impl Read, path: &Path, most: u64) -> Result<IdxArray
     let mut data = Vec::with_capacity(usize::try_from(reserve).unwrap_or(expected));
     r.take(expected as u64 + 1)
         .read_to_end(&mut data)
-        .map_err(read_err)?;
-    if data.len() < expected {
+        .map_err(|e| read_error(path, e))?;
+    if data.len() != expected {
+        let holds = if data.len() > expected {
+            "more".to_string()
+        } else {
+            data.len().to_string()
+        };
         return Err(idx_error(
             path,
-            format!(
-                "dimensions {dims:?} need {expected} bytes of data, the file holds {}",
-                data.len()
-            ),
-        ));
-    }
-    if data.len() > expected {
-        return Err(idx_error(
-            path,
-            format!("dimensions {dims:?} need {expected} bytes of data, the file holds more"),
+            format!("dimensions {dims:?} need {expected} bytes of data, the file holds {holds}"),
         ));
     }
     Ok(IdxArray { dims, data })
+}
+
+/// The header: magic `00 00 08 n` (unsigned bytes, `n` dimensions), then `n` big-endian
+/// 32-bit sizes.
+fn read_header(r: &mut impl Read, path: &Path) -> Result<Vec<usize>> {
+    let mut magic = [0u8; 4];
+    let got = read_up_to(r, &mut magic).map_err(|e| read_error(path, e))?;
+    let problem = match magic {
+        _ if got < 4 => format!("file too short for an IDX header: {got} bytes"),
+        [a, b, ..] if a != 0 || b != 0 => {
+            format!("not an IDX file: magic starts with {a:02x} {b:02x}, expected 00 00")
+        }
+        [_, _, t, _] if t != 0x08 => {
+            format!("element type 0x{t:02x} is not supported, expected 0x08 (unsigned byte)")
+        }
+        [.., 0] => "an IDX file needs at least one dimension, header says 0".into(),
+        _ => String::new(),
+    };
+    if !problem.is_empty() {
+        return Err(idx_error(path, problem));
+    }
+    let ndim = magic[3] as usize;
+    let mut dims_bytes = vec![0u8; 4 * ndim];
+    let got = read_up_to(r, &mut dims_bytes).map_err(|e| read_error(path, e))?;
+    if got < dims_bytes.len() {
+        return Err(idx_error(
+            path,
+            format!("header declares {ndim} dimensions but the file ends inside them"),
+        ));
+    }
+    Ok(dims_bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
+        .collect())
+}
+
+fn read_error(path: &Path, e: std::io::Error) -> Error {
+    idx_error(path, format!("cannot decompress or read: {e}"))
 }
 
 /// Reads an images file (`[n, h, w]`) and a labels file (`[n]`) into a data set of

@@ -21,7 +21,7 @@
 //! `momentum = 0.1`, `γ = 1`, `β = 0`, running mean 0 and variance 1.
 
 use ndarray::ArrayViewD;
-use nn_core::{Buffer, Param, Rng, Tensor};
+use nn_core::{Buffer, Param, Rng, Tensor, row_major};
 
 use crate::config::{
     Context, Domain, LayerConfig, TensorSpec, checked_output, ensure, param_elements,
@@ -307,12 +307,11 @@ impl Layer for BatchNorm {
                 ),
             });
         }
-        let x = x.as_standard_layout();
-        let xs = x.as_slice().expect("standard layout");
+        let xs = row_major(&x);
         y.resize(x.shape());
         match mode {
-            Mode::Train => self.forward_train(xs, y.as_mut_slice(), (n, f, sp)),
-            Mode::Eval => self.forward_eval(xs, y.as_mut_slice(), (n, f, sp)),
+            Mode::Train => self.forward_train(&xs, y.as_mut_slice(), (n, f, sp)),
+            Mode::Eval => self.forward_eval(&xs, y.as_mut_slice(), (n, f, sp)),
         }
         self.ready = mode == Mode::Train;
         Ok(())
@@ -329,11 +328,7 @@ impl Layer for BatchNorm {
         let (n, f, sp) = self.layout_of(x.shape())?;
         check_backward(|| self.label(), x.shape(), &y, &dy)?;
         let m = (n * sp) as f32;
-        let (x, dy) = (x.as_standard_layout(), dy.as_standard_layout());
-        let (xs, dys) = (
-            x.as_slice().expect("standard"),
-            dy.as_slice().expect("standard"),
-        );
+        let (xs, dys) = (row_major(&x), row_major(&dy));
         let mut dx = dx.map(|d| d.resized(x.shape()));
         for j in 0..f {
             let (mu, inv) = (self.mean[j], self.inv_std[j]);

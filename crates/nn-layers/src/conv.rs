@@ -38,7 +38,7 @@
 
 use ndarray::ArrayViewD;
 use nn_core::conv::{self, Scratch};
-use nn_core::{Buffer, Param, Rng};
+use nn_core::{Buffer, Param, Rng, row_major};
 
 use crate::config::LayerConfig;
 use crate::error::Result;
@@ -127,12 +127,17 @@ impl Parameterized for Conv2d {
 impl Layer for Conv2d {
     fn forward(&mut self, x: ArrayViewD<'_, f32>, y: &mut Buffer, _mode: Mode) -> Result<()> {
         let g = self.cfg.geometry(x.shape())?; // [n, c_in, h, w], or an error naming both shapes
-        let x = x.as_standard_layout();
         y.resize(&[g.n, g.c_out, g.oh, g.ow]);
         let bias = self.bias.as_ref().map(Param::values);
-        let xs = x.as_slice().expect("standard layout");
         let w = wmat(&self.weight.value);
-        conv::forward(&g, xs, w, bias, y.as_mut_slice(), &mut self.scratch)?; // Yᵢ = Wmat·colsᵢ + b
+        conv::forward(
+            &g,
+            &row_major(&x),
+            w,
+            bias,
+            y.as_mut_slice(),
+            &mut self.scratch,
+        )?; // Yᵢ = Wmat·colsᵢ + b
         Ok(())
     }
 
@@ -145,25 +150,24 @@ impl Layer for Conv2d {
     ) -> Result<()> {
         let g = self.cfg.geometry(x.shape())?;
         check_backward(|| self.cfg.name(), &[g.n, g.c_out, g.oh, g.ow], &y, &dy)?;
-        let (x, dy) = (x.as_standard_layout(), dy.as_standard_layout());
         let dx = dx.map(|d| {
             d.resize(&[g.n, g.c, g.h, g.w]);
             d.as_mut_slice()
         });
-        let (xs, dys) = (
-            x.as_slice().expect("standard"),
-            dy.as_slice().expect("standard"),
-        );
+        let (xs, dys) = (row_major(&x), row_major(&dy));
         let Conv2d {
             weight,
             bias,
             scratch,
             ..
         } = self;
-        let dw = weight.grad.as_slice_mut().expect("contiguous gradient");
+        let dw = weight
+            .grad
+            .as_slice_mut()
+            .expect("a gradient is contiguous");
         let db = bias.as_mut().map(Param::grads_mut);
         // ∂E/∂W += Σᵢ dYᵢ·colsᵢᵀ, ∂E/∂b += Σ dY, ∂E/∂Xᵢ = col2im(Wmatᵀ·dYᵢ)
-        conv::backward(&g, xs, wmat(&weight.value), dys, dw, db, dx, scratch)?;
+        conv::backward(&g, &xs, wmat(&weight.value), &dys, dw, db, dx, scratch)?;
         Ok(())
     }
 

@@ -15,7 +15,7 @@
 
 use ndarray::ArrayViewD;
 use nn_core::parallel::{split_runs, split_runs2};
-use nn_core::{Buffer, Rng};
+use nn_core::{Buffer, Rng, row_major};
 
 use crate::config::{Context, LayerConfig, TensorSpec, checked_output, ensure};
 use crate::error::{Error, Result};
@@ -305,8 +305,7 @@ impl Layer for Pool2d {
     fn forward(&mut self, x: ArrayViewD<'_, f32>, y: &mut Buffer, mode: Mode) -> Result<()> {
         let (oh, ow) = self.geometry(x.shape())?;
         let (n, c, h, w) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
-        let x = x.as_standard_layout();
-        let xs = x.as_slice().expect("standard layout");
+        let xs = row_major(&x);
         y.resize(&[n, c, oh, ow]);
         let pl = Plane {
             w,
@@ -362,8 +361,7 @@ impl Layer for Pool2d {
         let Some(dx) = dx else {
             return Ok(()); // no parameters
         };
-        let dy = dy.as_standard_layout();
-        let dys = dy.as_slice().expect("standard layout");
+        let dys = row_major(&dy);
         dx.resize(x.shape());
         let pl = Plane {
             w,
