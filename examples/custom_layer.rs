@@ -18,88 +18,69 @@
 use std::path::Path;
 
 use anyhow::{Result, ensure};
-use ndarray::{ArrayViewD, Axis, Ix2, Zip};
+use ndarray::{ArrayViewD, Axis, Ix2};
 use nn::core::tensor::as_matrix;
-use nn::core::{Buffer, Param, Rng, Tensor};
+use nn::core::{Buffer, Param, Rng, Tensor, row_major};
 use nn::io::{
     CsvOptions, Metadata, Normalization, load_model, read_csv, save_model, split_indices,
 };
 use nn::layers::activation::sigmoid;
+use nn::layers::layer::check_backward;
 use nn::layers::{
-    Attr, Context, Dense, DenseConfig, GradCheckConfig, Layer, LayerConfig, LayerSpec, Mode,
-    Parameterized, Registry, Sequential, Slot, SoftmaxCrossEntropy, TensorSpec, check_layer,
+    Context, Dense, DenseConfig, GradCheckConfig, Layer, LayerConfig, LayerSpec, Mode, Registry,
+    Sequential, Slot, SoftmaxCrossEntropy, TensorSpec, check_layer,
 };
 use nn::optim::{Adam, AdamConfig, Data, Silent, TrainConfig, Trainer, evaluate};
 
 type LResult<T> = nn::layers::Result<T>;
+type View<'a> = ArrayViewD<'a, f32>;
 
 // ---- the layer: its parameter, forward, backward and configuration ------------------------
 
-/// `y = x · σ(β·x)` on `[n, features]`, with a learnable `β` per feature.
-#[derive(Debug)]
-struct Swish {
-    beta: Param,
-}
-
-impl Parameterized for Swish {
-    fn visit<'a>(&'a mut self, f: &mut dyn FnMut(&str, Slot<'a>)) {
-        f("beta", Slot::Param(&mut self.beta)); // optimizers and files find it by name
-    }
-}
+/// `y = x · σ(β·x)` on `[n, features]`; the field is `β`, one learnable slope per feature.
+struct Swish(Param);
 
 impl Layer for Swish {
-    fn forward(&mut self, x: ArrayViewD<f32>, y: &mut Buffer, _: Mode) -> LResult<()> {
-        let x = as_matrix(x, "swish", Some(self.beta.len()))?;
-        y.resize(&[x.nrows(), x.ncols()]);
-        Zip::from(&mut y.view2_mut())
-            .and(&x)
-            .and_broadcast(&self.beta.vector())
-            .for_each(|y, &x, &b| *y = x * sigmoid(b * x)); // y = x·σ(βx)
+    fn visit<'a>(&'a mut self, f: &mut dyn FnMut(&str, Slot<'a>)) {
+        f("beta", Slot::Param(&mut self.0)); // optimizers and files find it by name
+    }
+
+    fn forward(&mut self, x: View, y: &mut Buffer, _: Mode) -> LResult<()> {
+        let x = as_matrix(x, "swish", Some(self.0.len()))?;
+        let (beta, y) = (&self.0.value, y.resized(x.shape()));
+        for (k, ((_, j), &x)) in x.indexed_iter().enumerate() {
+            y[k] = x * sigmoid(beta[j] * x); // y = x·σ(βx)
+        }
         Ok(())
     }
 
-    fn backward(
-        &mut self,
-        x: ArrayViewD<f32>,
-        _y: ArrayViewD<f32>,
-        dy: ArrayViewD<f32>,
-        dx: Option<&mut Buffer>,
-    ) -> LResult<()> {
-        let k = self.beta.len();
-        let (x, dy) = (
-            as_matrix(x, "swish", Some(k))?,
-            as_matrix(dy, "swish", Some(k))?,
-        );
-        let mut dx = dx.map(|d| d.resized(&[x.nrows(), k]));
-        let (b, g) = (
-            self.beta.value.as_slice().unwrap(),
-            self.beta.grad.as_slice_mut().unwrap(),
-        );
-        for (r, (x, dy)) in x.rows().into_iter().zip(dy.rows()).enumerate() {
-            for j in 0..k {
-                let s = sigmoid(b[j] * x[j]);
-                let ds = s * (1.0 - s); // σ′(βx)
-                g[j] += dy[j] * x[j] * x[j] * ds; // ∂E/∂β += ∂E/∂y·x²·σ′
-                if let Some(dx) = dx.as_deref_mut() {
-                    dx[r * k + j] = dy[j] * (s + b[j] * x[j] * ds); // ∂E/∂x = ∂E/∂y·(σ + βx·σ′)
-                }
+    fn backward(&mut self, x: View, y: View, dy: View, dx: Option<&mut Buffer>) -> LResult<()> {
+        let x = as_matrix(x, "swish", Some(self.0.len()))?;
+        check_backward(|| "swish".into(), x.shape(), &y, &dy)?; // y and ∂E/∂y fit x
+        let (dy, mut dx) = (row_major(&dy), dx.map(|d| d.resized(x.shape())));
+        let Param { value: beta, grad } = &mut self.0;
+        for (k, ((_, j), &x)) in x.indexed_iter().enumerate() {
+            let s = sigmoid(beta[j] * x);
+            let ds = s * (1.0 - s); // σ′(βx)
+            grad[j] += dy[k] * x * x * ds; // ∂E/∂β += ∂E/∂y · x²·σ′(βx)
+            if let Some(dx) = dx.as_deref_mut() {
+                dx[k] = dy[k] * (s + beta[j] * x * ds); // ∂E/∂x = ∂E/∂y · (σ + βx·σ′)
             }
         }
         Ok(())
     }
 
     fn config(&self) -> Box<dyn LayerConfig> {
-        Box::new(SwishConfig(self.beta.len()))
+        Box::new(SwishConfig(self.0.len()))
     }
 }
 
 /// What a Swish layer is: its width. Model files store it; the registry reads it back.
-#[derive(Debug)]
 struct SwishConfig(usize);
 
 impl LayerConfig for SwishConfig {
     fn spec(&self) -> LayerSpec {
-        LayerSpec::new("swish").with("features", Attr::Int(self.0 as i64))
+        LayerSpec::new("swish").with("features", self.0)
     }
     fn tensors(&self) -> LResult<Vec<TensorSpec>> {
         Ok(vec![TensorSpec::param("beta", vec![self.0])])
@@ -112,10 +93,9 @@ impl LayerConfig for SwishConfig {
 // ---- what the example needs besides the layer ----------------------------------------------
 
 impl Swish {
+    /// `features` slopes, all `β`.
     fn new(features: usize, beta: f32) -> Self {
-        Swish {
-            beta: Param::new(Tensor::from_elem(vec![features], beta)),
-        }
+        Swish(Param::new(Tensor::from_elem(vec![features], beta)))
     }
 }
 
@@ -130,8 +110,19 @@ fn read_swish(spec: &LayerSpec, _: &Context<'_>) -> LResult<Box<dyn LayerConfig>
     Ok(Box::new(SwishConfig(n)))
 }
 
-fn main() -> Result<()> {
-    // 1. Check the gradients numerically, as the built-in layers are checked.
+/// Checks, trains, saves, loads and uses the Swish layer (also run by
+/// `tests/custom_layer_example.rs`).
+pub fn main() -> Result<()> {
+    // 1. Check the forward values by hand and the gradients numerically, as the built-in
+    //    layers are checked: y = x·σ(βx) with β = 0.5 gives 2·σ(1) = 1.4621172 and
+    //    −1·σ(−0.5) = −0.37754067.
+    let x = ndarray::array![[2.0f32, -1.0]].into_dyn();
+    let y = nn::layers::layer::apply(&mut Swish::new(2, 0.5), x.view(), Mode::Eval)?;
+    let want = [1.4621172f32, -0.37754067];
+    ensure!(
+        y.iter().zip(want).all(|(y, w)| (y - w).abs() < 1e-6),
+        "swish forward gave {y}, not {want:?}"
+    );
     let mut rng = nn::core::seeded(1);
     let x = Tensor::from_shape_fn(vec![5, 7], |_| nn::core::rng::uniform(&mut rng, -2.0, 2.0));
     let mut probe = Swish::new(7, 0.8);

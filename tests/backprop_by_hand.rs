@@ -29,7 +29,7 @@
 //! ```
 
 use ndarray::{ArrayD, array};
-use nn::layers::{Dense, Loss, Mode, Mse, Parameterized, Sequential, Sigmoid, Slot, Target};
+use nn::layers::{Dense, Layer, Loss, Mode, Mse, Sequential, Sigmoid, Slot, Target};
 
 fn assert_close(got: &ArrayD<f32>, want: &[f32], what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: length");

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use nn::io::{CsvOptions, Normalization, read_csv, split_indices};
-use nn::layers::{Dense, DenseConfig, Parameterized, Relu, Sequential, Slot, SoftmaxCrossEntropy};
+use nn::layers::{Dense, DenseConfig, Layer, Relu, Sequential, Slot, SoftmaxCrossEntropy};
 use nn::optim::{Data, Sgd, SgdConfig, Silent, TrainConfig, Trainer, evaluate};
 
 fn run(seed: u64) -> (f32, Vec<u32>) {

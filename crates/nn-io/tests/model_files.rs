@@ -8,8 +8,8 @@ use nn_core::{Buffer, Param, seeded};
 use nn_io::{Error, Metadata, Normalization, load_model, save_model, write_atomic};
 use nn_layers::layer::apply;
 use nn_layers::{
-    Attr, Context, Dense, DenseConfig, Layer, LayerConfig, LayerSpec, Mode, Parameterized,
-    Registry, Relu, Sequential, Slot, TensorSpec,
+    Attr, Context, Dense, DenseConfig, Layer, LayerConfig, LayerSpec, Mode, Registry, Relu,
+    Sequential, Slot, TensorSpec,
 };
 
 fn model() -> Sequential {
@@ -133,13 +133,11 @@ impl Scale {
     }
 }
 
-impl Parameterized for Scale {
+impl Layer for Scale {
     fn visit<'a>(&'a mut self, f: &mut dyn FnMut(&str, Slot<'a>)) {
         f("scale", Slot::Param(&mut self.s));
     }
-}
 
-impl Layer for Scale {
     fn forward(
         &mut self,
         x: ArrayViewD<'_, f32>,

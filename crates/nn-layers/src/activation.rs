@@ -23,7 +23,7 @@ use nn_core::{Buffer, Rng};
 
 use crate::config::{Context, LayerConfig, TensorSpec, checked_output, ensure};
 use crate::error::Result;
-use crate::layer::{Layer, Mode, Parameterized, Slot, check_backward};
+use crate::layer::{Layer, Mode, Slot, check_backward};
 use crate::spec::{Attr, LayerSpec};
 
 /// A scalar function and its derivative, written in terms of the output.
@@ -244,11 +244,9 @@ impl<A: Activation> LayerConfig for ActivationConfig<A> {
     }
 }
 
-impl<A: Activation> Parameterized for Elementwise<A> {
-    fn visit<'a>(&'a mut self, _f: &mut dyn FnMut(&str, Slot<'a>)) {}
-}
-
 impl<A: Activation> Layer for Elementwise<A> {
+    fn visit<'a>(&'a mut self, _f: &mut dyn FnMut(&str, Slot<'a>)) {}
+
     fn forward(&mut self, x: ArrayViewD<'_, f32>, y: &mut Buffer, _mode: Mode) -> Result<()> {
         y.resize(x.shape());
         let act = &self.act;

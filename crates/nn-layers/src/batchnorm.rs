@@ -27,7 +27,7 @@ use crate::config::{
     Context, Domain, LayerConfig, TensorSpec, checked_output, ensure, param_elements,
 };
 use crate::error::{Error, Result};
-use crate::layer::{Layer, Mode, Parameterized, Slot, check_backward, require_forward};
+use crate::layer::{Layer, Mode, Slot, check_backward, require_forward};
 use crate::spec::{Attr, LayerSpec};
 
 /// Configuration of a [`BatchNorm`] layer; the defaults (`ε = 1e-5`, momentum 0.1) are
@@ -236,15 +236,6 @@ impl BatchNorm {
     }
 }
 
-impl Parameterized for BatchNorm {
-    fn visit<'a>(&'a mut self, f: &mut dyn FnMut(&str, Slot<'a>)) {
-        f("weight", Slot::Param(&mut self.gamma));
-        f("bias", Slot::Param(&mut self.beta));
-        f("running_mean", Slot::Buffer(&mut self.running_mean));
-        f("running_var", Slot::Buffer(&mut self.running_var));
-    }
-}
-
 /// `(μ, σ²)` of feature `j` over its `m` values in `xs` (value `k` of feature `j` in sample
 /// `i` at `(i·f + j)·sp + k`), summed in f64.
 fn statistics(xs: &[f32], (n, f, sp): (usize, usize, usize), j: usize) -> (f32, f32) {
@@ -295,6 +286,13 @@ impl BatchNorm {
 }
 
 impl Layer for BatchNorm {
+    fn visit<'a>(&'a mut self, f: &mut dyn FnMut(&str, Slot<'a>)) {
+        f("weight", Slot::Param(&mut self.gamma));
+        f("bias", Slot::Param(&mut self.beta));
+        f("running_mean", Slot::Buffer(&mut self.running_mean));
+        f("running_var", Slot::Buffer(&mut self.running_var));
+    }
+
     fn forward(&mut self, x: ArrayViewD<'_, f32>, y: &mut Buffer, mode: Mode) -> Result<()> {
         let (n, f, sp) = self.layout_of(x.shape())?;
         if mode == Mode::Train && n * sp < 2 {

@@ -39,7 +39,7 @@ pub enum Domain {
 /// One tensor a layer owns, as its configuration declares it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TensorSpec {
-    /// The name the layer's [`visit`](crate::Parameterized::visit) gives it (`"weight"`).
+    /// The name the layer's [`visit`](crate::Layer::visit) gives it (`"weight"`).
     pub name: String,
     /// Its shape.
     pub shape: Vec<usize>,
@@ -85,11 +85,11 @@ impl TensorSpec {
 ///
 /// # Contract
 /// - [`tensors`](LayerConfig::tensors) lists exactly the names and shapes the built layer's
-///   [`visit`](crate::Parameterized::visit) shows, in the same order;
+///   [`visit`](crate::Layer::visit) shows, in the same order;
 /// - [`output_shape`](LayerConfig::output_shape) is the shape the built layer's `forward`
 ///   returns, and refuses (never panics on) an input the layer cannot take;
 /// - neither allocates anything sized by the configuration's numbers: they only compute.
-pub trait LayerConfig: Debug + Send + Sync {
+pub trait LayerConfig: Send + Sync {
     /// The kind and its attributes, as model files store them.
     fn spec(&self) -> LayerSpec;
 
@@ -128,6 +128,14 @@ pub trait LayerConfig: Debug + Send + Sync {
     /// As [`LayerConfig::output_shape`].
     fn output_elements(&self, input: &[usize]) -> Result<usize> {
         Ok(limits::product(&self.output_shape(input)?).unwrap_or(usize::MAX))
+    }
+}
+
+/// A configuration shows as its spec (kind and attributes), so that a configuration type
+/// need not derive `Debug`.
+impl Debug for dyn LayerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.spec())
     }
 }
 

@@ -42,7 +42,7 @@ use nn_core::{Buffer, Param, Rng, row_major};
 
 use crate::config::LayerConfig;
 use crate::error::Result;
-use crate::layer::{Layer, Mode, Parameterized, Slot, check_backward, require_shape};
+use crate::layer::{Layer, Mode, Slot, check_backward, require_shape};
 
 mod config;
 
@@ -115,16 +115,14 @@ fn wmat(weight: &nn_core::Tensor) -> ndarray::ArrayView2<'_, f32> {
         .expect("a contiguous [c_out, c_in, kh, kw] weight")
 }
 
-impl Parameterized for Conv2d {
+impl Layer for Conv2d {
     fn visit<'a>(&'a mut self, f: &mut dyn FnMut(&str, Slot<'a>)) {
         f("weight", Slot::Param(&mut self.weight));
         if let Some(b) = &mut self.bias {
             f("bias", Slot::Param(b));
         }
     }
-}
 
-impl Layer for Conv2d {
     fn forward(&mut self, x: ArrayViewD<'_, f32>, y: &mut Buffer, _mode: Mode) -> Result<()> {
         let g = self.cfg.geometry(x.shape())?; // [n, c_in, h, w], or an error naming both shapes
         y.resize(&[g.n, g.c_out, g.oh, g.ow]);

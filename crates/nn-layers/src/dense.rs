@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Context, LayerConfig, TensorSpec, checked_output, ensure, param_elements};
 use crate::error::Result;
-use crate::layer::{Layer, Mode, Parameterized, Slot, check_backward};
+use crate::layer::{Layer, Mode, Slot, check_backward};
 use crate::registry::parse_init;
 use crate::spec::{Attr, LayerSpec};
 
@@ -255,16 +255,14 @@ impl DenseConfig {
     }
 }
 
-impl Parameterized for Dense {
+impl Layer for Dense {
     fn visit<'a>(&'a mut self, f: &mut dyn FnMut(&str, Slot<'a>)) {
         f("weight", Slot::Param(&mut self.weight));
         if let Some(b) = &mut self.bias {
             f("bias", Slot::Param(b));
         }
     }
-}
 
-impl Layer for Dense {
     fn forward(&mut self, x: ArrayViewD<'_, f32>, y: &mut Buffer, _mode: Mode) -> Result<()> {
         let x = self.rows(x)?; // [n, n_in], or an error naming both shapes
         y.resize(&[x.nrows(), self.n_out]);

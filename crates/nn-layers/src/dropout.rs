@@ -17,9 +17,7 @@ use nn_core::{Buffer, Rng, Tensor, rng};
 
 use crate::config::{Context, Domain, LayerConfig, TensorSpec, checked_output, ensure};
 use crate::error::Result;
-use crate::layer::{
-    Layer, Mode, Parameterized, Slot, check_backward, require_forward, require_shape,
-};
+use crate::layer::{Layer, Mode, Slot, check_backward, require_forward, require_shape};
 use crate::spec::{Attr, LayerSpec};
 
 /// Configuration of a [`Dropout`] layer.
@@ -156,13 +154,11 @@ impl Dropout {
     }
 }
 
-impl Parameterized for Dropout {
+impl Layer for Dropout {
     fn visit<'a>(&'a mut self, f: &mut dyn FnMut(&str, Slot<'a>)) {
         f("counter", Slot::Buffer(&mut self.counter));
     }
-}
 
-impl Layer for Dropout {
     fn forward(&mut self, x: ArrayViewD<'_, f32>, y: &mut Buffer, mode: Mode) -> Result<()> {
         if mode == Mode::Eval {
             self.ready = false;

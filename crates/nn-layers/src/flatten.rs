@@ -13,7 +13,7 @@ use nn_core::{Buffer, Rng, limits};
 
 use crate::config::{Context, LayerConfig, TensorSpec, checked_output};
 use crate::error::Result;
-use crate::layer::{Layer, Mode, Parameterized, Slot, check_backward};
+use crate::layer::{Layer, Mode, Slot, check_backward};
 use crate::spec::LayerSpec;
 
 /// Configuration of a [`Flatten`] layer (it has no attribute).
@@ -60,10 +60,6 @@ impl Flatten {
     }
 }
 
-impl Parameterized for Flatten {
-    fn visit<'a>(&'a mut self, _f: &mut dyn FnMut(&str, Slot<'a>)) {}
-}
-
 fn flat(shape: &[usize]) -> Result<[usize; 2]> {
     if shape.is_empty() {
         return Err(nn_core::Error::shape("flatten forward", "[n, …]", shape).into());
@@ -73,6 +69,8 @@ fn flat(shape: &[usize]) -> Result<[usize; 2]> {
 }
 
 impl Layer for Flatten {
+    fn visit<'a>(&'a mut self, _f: &mut dyn FnMut(&str, Slot<'a>)) {}
+
     fn forward(&mut self, x: ArrayViewD<'_, f32>, y: &mut Buffer, _mode: Mode) -> Result<()> {
         let out = flat(x.shape())?;
         y.assign(x); // row-major copy: y[i, :] is x[i, …] in order

@@ -16,7 +16,7 @@
 //! pooling indices); it never copies its input or its output. Buffers keep their allocation
 //! from batch to batch, so a training step allocates nothing once they have grown.
 //!
-//! Parameters are reached only through [`Parameterized::visit`], by name: optimizers, model
+//! Parameters are reached only through [`Layer::visit`], by name: optimizers, model
 //! files and the gradient checker never need to know a layer's type, and a layer defined in
 //! another crate trains, saves and loads like a built-in one.
 
@@ -27,6 +27,14 @@ use nn_core::{Buffer, Param, Tensor};
 
 use crate::config::LayerConfig;
 use crate::error::{Error, Result};
+
+/// A layer shows as its name (`dense(784 → 128)`), so that a layer type need not derive
+/// `Debug` to be held in a network.
+impl Debug for dyn Layer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
 
 /// Whether a forward pass is part of training or of inference.
 ///
@@ -49,16 +57,6 @@ pub enum Slot<'a> {
     Buffer(&'a mut Tensor),
 }
 
-/// Access to a layer's named tensors.
-///
-/// There is deliberately no default body: a layer that forgot to list its parameters would
-/// silently never train.
-pub trait Parameterized {
-    /// Calls `f` once for every parameter and buffer with a name unique within the layer
-    /// (`"weight"`, `"bias"`). Containers prefix their children's names (`"0.weight"`).
-    fn visit<'a>(&'a mut self, f: &mut dyn FnMut(&str, Slot<'a>));
-}
-
 /// A differentiable building block of a network.
 ///
 /// # Contract
@@ -70,7 +68,15 @@ pub trait Parameterized {
 ///   *adds* `∂E/∂θ` into every parameter's `grad` and, when `dx` is given, resizes it to
 ///   `x`'s shape and writes `∂E/∂x`. A layer whose backward needs working memory from the
 ///   forward pass returns [`Error::NoForward`] without it.
-pub trait Layer: Parameterized + Debug + Send {
+pub trait Layer: Send {
+    /// Calls `f` once for every parameter and buffer with a name unique within the layer
+    /// (`"weight"`, `"bias"`); containers prefix their children's names (`"0.weight"`).
+    /// Optimizers, model files and the gradient checker reach the tensors only this way.
+    ///
+    /// There is deliberately no default body: a layer that forgot to list its parameters
+    /// would silently never train.
+    fn visit<'a>(&'a mut self, f: &mut dyn FnMut(&str, Slot<'a>));
+
     /// `y = f(x; θ)` for a batch `x`.
     ///
     /// # Errors

@@ -6,7 +6,7 @@
 //! formula, stated in its module doc and beside the line that computes it.
 //!
 //! - [`Layer`]: `forward(x, y, mode)` / `backward(x, y, dy, dx)`, explicit [`Mode`], named
-//!   parameters through [`Parameterized::visit`] — optimizers and files never need a layer's
+//!   parameters through [`Layer::visit`] — optimizers and files never need a layer's
 //!   type;
 //! - [`Dense`], the activations in [`activation`], [`Softmax`];
 //! - [`Conv2d`] (im2col + GEMM), [`MaxPool2d`]/[`AvgPool2d`], [`Flatten`], [`BatchNorm`],
@@ -71,7 +71,7 @@ pub use dropout::{Dropout, DropoutConfig};
 pub use error::{Error, Result};
 pub use flatten::{Flatten, FlattenConfig};
 pub use gradcheck::{GradCheckConfig, GradCheckReport, check_layer, check_loss};
-pub use layer::{Layer, Mode, Parameterized, Slot};
+pub use layer::{Layer, Mode, Slot};
 pub use loss::{BceWithLogits, Loss, Mse, SoftmaxCrossEntropy, Target};
 pub use pool::{AvgPool2d, MaxPool2d, Pool2d, Pool2dConfig, Reduce};
 pub use registry::{Parser, Registry};

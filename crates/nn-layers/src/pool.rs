@@ -19,7 +19,7 @@ use nn_core::{Buffer, Rng, row_major};
 
 use crate::config::{Context, LayerConfig, TensorSpec, checked_output, ensure};
 use crate::error::{Error, Result};
-use crate::layer::{Layer, Mode, Parameterized, Slot, check_backward, require_forward};
+use crate::layer::{Layer, Mode, Slot, check_backward, require_forward};
 use crate::spec::{Attr, LayerSpec};
 
 /// Which reduction a pooling layer applies.
@@ -197,10 +197,6 @@ impl Pool2d {
     }
 }
 
-impl Parameterized for Pool2d {
-    fn visit<'a>(&'a mut self, _f: &mut dyn FnMut(&str, Slot<'a>)) {}
-}
-
 /// The sizes of one plane: input width `w`, output `(oh, ow)`, window `k`, stride `s`.
 #[derive(Clone, Copy, Debug)]
 struct Plane {
@@ -302,6 +298,8 @@ impl Plane {
 }
 
 impl Layer for Pool2d {
+    fn visit<'a>(&'a mut self, _f: &mut dyn FnMut(&str, Slot<'a>)) {}
+
     fn forward(&mut self, x: ArrayViewD<'_, f32>, y: &mut Buffer, mode: Mode) -> Result<()> {
         let (oh, ow) = self.geometry(x.shape())?;
         let (n, c, h, w) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);

@@ -16,7 +16,7 @@ use nn_core::{Buffer, Rng, limits};
 
 use crate::config::{Context, LayerConfig, TensorSpec};
 use crate::error::Result;
-use crate::layer::{Layer, Mode, Parameterized, Slot, require_forward};
+use crate::layer::{Layer, Mode, Slot, require_forward};
 use crate::spec::{Attr, LayerSpec};
 
 /// How deeply containers may nest: parsing a nested spec recurses once per level, so the
@@ -261,20 +261,6 @@ impl Sequential {
     }
 }
 
-impl Parameterized for Sequential {
-    fn visit<'a>(&'a mut self, f: &mut dyn FnMut(&str, Slot<'a>)) {
-        let Sequential { layers, name, .. } = self;
-        for (i, layer) in layers.iter_mut().enumerate() {
-            layer.visit(&mut |n, slot| {
-                name.clear();
-                use std::fmt::Write;
-                let _ = write!(name, "{i}.{n}"); // "0.weight"
-                f(name, slot);
-            });
-        }
-    }
-}
-
 impl Sequential {
     /// Forward through every layer, keeping the output in the network: a convenience for
     /// inference and examples. Returns a view of the output.
@@ -305,6 +291,18 @@ impl Sequential {
 }
 
 impl Layer for Sequential {
+    fn visit<'a>(&'a mut self, f: &mut dyn FnMut(&str, Slot<'a>)) {
+        let Sequential { layers, name, .. } = self;
+        for (i, layer) in layers.iter_mut().enumerate() {
+            layer.visit(&mut |n, slot| {
+                name.clear();
+                use std::fmt::Write;
+                let _ = write!(name, "{i}.{n}"); // "0.weight"
+                f(name, slot);
+            });
+        }
+    }
+
     /// `a⁰ = x`, `aˡ = layerₗ(aˡ⁻¹)` for `l = 1 … L`, `y = aᴸ`.
     fn forward(&mut self, x: ArrayViewD<'_, f32>, y: &mut Buffer, mode: Mode) -> Result<()> {
         let Sequential {

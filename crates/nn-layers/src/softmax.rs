@@ -16,7 +16,7 @@ use nn_core::{Buffer, Rng};
 
 use crate::config::{Context, LayerConfig, TensorSpec, checked_output};
 use crate::error::Result;
-use crate::layer::{Layer, Mode, Parameterized, Slot, check_backward};
+use crate::layer::{Layer, Mode, Slot, check_backward};
 use crate::spec::LayerSpec;
 
 /// Configuration of a [`Softmax`] layer (it has no attribute).
@@ -66,11 +66,9 @@ impl Softmax {
     }
 }
 
-impl Parameterized for Softmax {
-    fn visit<'a>(&'a mut self, _f: &mut dyn FnMut(&str, Slot<'a>)) {}
-}
-
 impl Layer for Softmax {
+    fn visit<'a>(&'a mut self, _f: &mut dyn FnMut(&str, Slot<'a>)) {}
+
     fn forward(&mut self, x: ArrayViewD<'_, f32>, y: &mut Buffer, _mode: Mode) -> Result<()> {
         let x = as_matrix(x, "softmax forward", None)?;
         y.resize(&[x.nrows(), x.ncols()]);

@@ -26,6 +26,45 @@ pub enum Attr {
     Layers(Vec<LayerSpec>),
 }
 
+/// A size (sizes in files are integers; no size the limits allow comes near `i64::MAX`,
+/// and a larger one saturates, to be refused when read back).
+impl From<usize> for Attr {
+    fn from(n: usize) -> Self {
+        Attr::Int(i64::try_from(n).unwrap_or(i64::MAX))
+    }
+}
+
+impl From<i64> for Attr {
+    fn from(n: i64) -> Self {
+        Attr::Int(n)
+    }
+}
+
+impl From<f64> for Attr {
+    fn from(x: f64) -> Self {
+        Attr::Float(x)
+    }
+}
+
+/// A rate or slope, stored as the `f64` it converts to exactly.
+impl From<f32> for Attr {
+    fn from(x: f32) -> Self {
+        Attr::Float(x as f64)
+    }
+}
+
+impl From<bool> for Attr {
+    fn from(b: bool) -> Self {
+        Attr::Bool(b)
+    }
+}
+
+impl From<&str> for Attr {
+    fn from(s: &str) -> Self {
+        Attr::Str(s.to_string())
+    }
+}
+
 /// The kind and attributes of a layer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LayerSpec {
@@ -44,9 +83,10 @@ impl LayerSpec {
         }
     }
 
-    /// Adds an attribute (builder style).
-    pub fn with(mut self, key: impl Into<String>, value: Attr) -> Self {
-        self.attrs.push((key.into(), value));
+    /// Adds an attribute (builder style): an [`Attr`], or a size, number, flag or word
+    /// that converts into one.
+    pub fn with(mut self, key: impl Into<String>, value: impl Into<Attr>) -> Self {
+        self.attrs.push((key.into(), value.into()));
         self
     }
 

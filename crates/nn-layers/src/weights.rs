@@ -3,13 +3,13 @@
 //!
 //! Model files, checkpoints and early stopping's best weights all go through these three,
 //! so a stored tensor is matched to its layer the same way everywhere: by its name and
-//! shape, in the order [`Parameterized::visit`] lists them.
+//! shape, in the order [`Layer::visit`] lists them.
 
 use nn_core::limits::{excerpt, product};
 use nn_core::{Shape, Tensor, TensorData};
 
 use crate::error::{Error, Result};
-use crate::layer::{Parameterized, Slot};
+use crate::layer::{Layer, Slot};
 
 /// Named tensors in visiting order, as files and snapshots hold them.
 pub type Weights = Vec<(String, TensorData)>;
@@ -38,7 +38,7 @@ impl<'a> Slot<'a> {
 /// # Errors
 /// The first error `f` returned.
 pub fn try_visit<E>(
-    model: &mut dyn Parameterized,
+    model: &mut dyn Layer,
     mut f: impl FnMut(&str, Slot<'_>) -> Result<(), E>,
 ) -> Result<(), E> {
     let mut first = Ok(());
@@ -51,7 +51,7 @@ pub fn try_visit<E>(
 }
 
 /// A copy of every parameter and buffer of `model`, by name, in visiting order.
-pub fn snapshot(model: &mut dyn Parameterized) -> Weights {
+pub fn snapshot(model: &mut dyn Layer) -> Weights {
     let mut out = Vec::new();
     model.visit(&mut |name, slot| {
         out.push((
@@ -67,7 +67,7 @@ pub fn snapshot(model: &mut dyn Parameterized) -> Weights {
 ///
 /// # Errors
 /// [`Error::Weights`] naming the first tensor that does not fit.
-pub fn check(model: &mut dyn Parameterized, weights: &[(String, TensorData)]) -> Result<()> {
+pub fn check(model: &mut dyn Layer, weights: &[(String, TensorData)]) -> Result<()> {
     let mut i = 0;
     try_visit(model, |name, slot| {
         let entry = weights.get(i);
@@ -89,7 +89,7 @@ pub fn check(model: &mut dyn Parameterized, weights: &[(String, TensorData)]) ->
 ///
 /// # Errors
 /// As [`check`].
-pub fn restore(model: &mut dyn Parameterized, weights: &[(String, TensorData)]) -> Result<()> {
+pub fn restore(model: &mut dyn Layer, weights: &[(String, TensorData)]) -> Result<()> {
     check(model, weights)?;
     let mut given = weights.iter();
     model.visit(&mut |_, slot| {

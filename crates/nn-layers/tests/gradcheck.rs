@@ -6,9 +6,8 @@ use nn_core::{Buffer, Init, Param, seeded};
 use nn_layers::gradcheck::{GradCheckConfig, check_layer, check_loss};
 use nn_layers::{
     AvgPool2d, BatchNorm, BceWithLogits, Conv2d, Conv2dConfig, Dense, DenseConfig, Dropout,
-    Flatten, Identity, Layer, LayerConfig, LayerSpec, LeakyRelu, MaxPool2d, Mode, Mse,
-    Parameterized, Relu, Sequential, Sigmoid, Slot, Softmax, SoftmaxCrossEntropy, Tanh, Target,
-    TensorSpec,
+    Flatten, Identity, Layer, LayerConfig, LayerSpec, LeakyRelu, MaxPool2d, Mode, Mse, Relu,
+    Sequential, Sigmoid, Slot, Softmax, SoftmaxCrossEntropy, Tanh, Target, TensorSpec,
 };
 use proptest::prelude::*;
 
@@ -288,13 +287,11 @@ impl BrokenScale {
     }
 }
 
-impl Parameterized for BrokenScale {
+impl Layer for BrokenScale {
     fn visit<'a>(&'a mut self, f: &mut dyn FnMut(&str, Slot<'a>)) {
         f("scale", Slot::Param(&mut self.scale));
     }
-}
 
-impl Layer for BrokenScale {
     fn forward(
         &mut self,
         x: ArrayViewD<'_, f32>,

@@ -14,8 +14,7 @@ use nn_core::{Buffer, seeded};
 use nn_layers::layer::{apply, apply_backward};
 use nn_layers::loss::{Loss, SoftmaxCrossEntropy, Target};
 use nn_layers::{
-    BatchNorm, Conv2d, Conv2dConfig, Layer, LeakyRelu, Mode, Parameterized, Pool2d, Sequential,
-    Slot,
+    BatchNorm, Conv2d, Conv2dConfig, Layer, LeakyRelu, Mode, Pool2d, Sequential, Slot,
 };
 use serde_json::Value;
 

@@ -16,7 +16,7 @@
 //! Decoupling (AdamW, Loshchilov & Hutter) keeps the decay from being rescaled by `1/√v̂`,
 //! so every weight shrinks at the same rate `η·λ`.
 
-use nn_layers::Parameterized;
+use nn_layers::Layer;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, config};
@@ -115,7 +115,7 @@ impl Adam {
 }
 
 impl Optimizer for Adam {
-    fn step(&mut self, model: &mut dyn Parameterized, lr: f32) -> Result<()> {
+    fn step(&mut self, model: &mut dyn Layer, lr: f32) -> Result<()> {
         let AdamConfig {
             beta1: b1,
             beta2: b2,

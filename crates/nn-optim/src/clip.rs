@@ -8,10 +8,10 @@
 //! All gradients are scaled by the same factor, so the update keeps its direction and only
 //! its length is capped (PyTorch's `clip_grad_norm_`, including its `1e-6`).
 
-use nn_layers::{Parameterized, Slot};
+use nn_layers::{Layer, Slot};
 
 /// The global L2 norm of all parameter gradients.
-pub fn grad_norm(model: &mut dyn Parameterized) -> f32 {
+pub fn grad_norm(model: &mut dyn Layer) -> f32 {
     let mut sum = 0.0f64;
     model.visit(&mut |_, slot| {
         if let Slot::Param(p) = slot {
@@ -26,7 +26,7 @@ pub fn grad_norm(model: &mut dyn Parameterized) -> f32 {
 
 /// Scales all gradients so that their global norm is at most `max_norm`; returns the norm
 /// before clipping.
-pub fn clip_grad_norm(model: &mut dyn Parameterized, max_norm: f32) -> f32 {
+pub fn clip_grad_norm(model: &mut dyn Layer, max_norm: f32) -> f32 {
     let norm = grad_norm(model);
     let scale = max_norm / (norm + 1e-6); // c / (‖g‖ + 1e-6)
     if scale < 1.0 {

@@ -14,7 +14,7 @@
 //! - [`metrics`]: accuracy, confusion matrix, precision and recall.
 //!
 //! Optimizers reach parameters only by name through
-//! [`Parameterized::visit`](nn_layers::Parameterized::visit), so they work on any layer,
+//! [`Layer::visit`](nn_layers::Layer::visit), so they work on any layer,
 //! including layers defined in other crates.
 
 pub mod adam;

@@ -1,6 +1,6 @@
 //! The [`Optimizer`] trait and its serialisable state.
 //!
-//! An optimizer sees a model only through [`Parameterized::visit`]: named parameters, never
+//! An optimizer sees a model only through [`Layer::visit`]: named parameters, never
 //! layer types. Its per-parameter state (momentum velocity, Adam moments) is keyed by the
 //! parameter's name (`"0.weight"`), so it can be saved in a checkpoint and matched back to
 //! the same parameters after loading.
@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 
 use nn_core::{Tensor, TensorData};
-use nn_layers::Parameterized;
+use nn_layers::Layer;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -25,7 +25,7 @@ pub trait Optimizer: Debug + Send {
     ///
     /// # Errors
     /// [`Error::State`] when a parameter changed shape since the state was created.
-    fn step(&mut self, model: &mut dyn Parameterized, lr: f32) -> Result<()>;
+    fn step(&mut self, model: &mut dyn Layer, lr: f32) -> Result<()>;
 
     /// Everything needed to continue exactly where this optimizer stands.
     fn state(&self) -> OptimizerState;
@@ -57,7 +57,7 @@ impl OptimizerState {
     ///
     /// # Errors
     /// [`Error::State`] naming the first slot that does not fit.
-    pub fn validate(&self, model: &mut dyn Parameterized) -> Result<()> {
+    pub fn validate(&self, model: &mut dyn Layer) -> Result<()> {
         let mut shapes = BTreeMap::new();
         model.visit(&mut |name, slot| {
             if let nn_layers::Slot::Param(p) = slot {

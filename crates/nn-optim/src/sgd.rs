@@ -20,7 +20,7 @@
 //! Note PyTorch's form puts `η` outside the velocity (Sutskever et al. put it inside); the
 //! two agree for a constant learning rate.
 
-use nn_layers::Parameterized;
+use nn_layers::Layer;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, config};
@@ -103,7 +103,7 @@ impl Sgd {
 }
 
 impl Optimizer for Sgd {
-    fn step(&mut self, model: &mut dyn Parameterized, lr: f32) -> Result<()> {
+    fn step(&mut self, model: &mut dyn Layer, lr: f32) -> Result<()> {
         let SgdConfig {
             momentum: mu,
             nesterov,

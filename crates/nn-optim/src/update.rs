@@ -14,7 +14,7 @@
 
 use nn_core::{Param, Tensor};
 use nn_layers::weights::try_visit;
-use nn_layers::{Parameterized, Slot};
+use nn_layers::{Layer, Slot};
 
 use crate::error::Result;
 
@@ -24,7 +24,7 @@ use crate::error::Result;
 /// # Errors
 /// The first error `f` returned.
 pub(crate) fn each_param(
-    model: &mut dyn Parameterized,
+    model: &mut dyn Layer,
     mut f: impl FnMut(&str, &mut Param) -> Result<()>,
 ) -> Result<()> {
     try_visit(model, |name, slot| match slot {

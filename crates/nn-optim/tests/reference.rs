@@ -53,7 +53,7 @@
 
 use ndarray::{ArrayD, array};
 use nn_layers::layer::apply;
-use nn_layers::{Dense, Layer, Loss, Mode, Mse, Parameterized, Slot, Target};
+use nn_layers::{Dense, Layer, Loss, Mode, Mse, Slot, Target};
 use nn_optim::{Adam, AdamConfig, LrSchedule, Optimizer, Schedule, Sgd, SgdConfig, clip_grad_norm};
 
 fn problem() -> (Dense, ArrayD<f32>, ArrayD<f32>) {

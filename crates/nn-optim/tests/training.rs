@@ -2,9 +2,7 @@
 
 use ndarray::{Array2, ArrayD};
 use nn_core::{Init, rng, seeded};
-use nn_layers::{
-    Dense, DenseConfig, Parameterized, Relu, Sequential, Slot, SoftmaxCrossEntropy, Target,
-};
+use nn_layers::{Dense, DenseConfig, Layer, Relu, Sequential, Slot, SoftmaxCrossEntropy, Target};
 use nn_optim::{
     Data, EpochEnd, EpochRecord, Error, Monitor, Observer, ObserverError, Sgd, SgdConfig, Silent,
     TrainConfig, Trainer, evaluate,
