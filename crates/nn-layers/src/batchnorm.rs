@@ -421,4 +421,34 @@ mod tests {
         bn.visit(&mut |n, s| names.push((n.to_string(), matches!(s, Slot::Buffer(_)))));
         assert_eq!(names.iter().filter(|(_, buf)| *buf).count(), 2);
     }
+
+    #[test]
+    fn a_large_epsilon_shows_in_the_output() {
+        // values [0, 2]: μ = 1, σ² = 1; ε = 0.5 → x̂ = ∓1/√1.5 = ∓0.81649658 (γ = 1, β = 0)
+        let cfg = BatchNormConfig {
+            eps: 0.5,
+            ..BatchNormConfig::new(1)
+        };
+        let mut bn = BatchNorm::from_config(&cfg).unwrap();
+        let x = array![[0.0f32], [2.0]].into_dyn();
+        let y = crate::layer::apply(&mut bn, x.view(), Mode::Train).unwrap();
+        assert!((y[[0, 0]] + 0.816_496_6).abs() < 1e-6, "{y}");
+        assert!((y[[1, 0]] - 0.816_496_6).abs() < 1e-6, "{y}");
+    }
+
+    #[test]
+    fn training_needs_two_values_per_feature() {
+        let mut bn = BatchNorm::with_features(2).unwrap();
+        for shape in [vec![1, 2], vec![1, 2, 1, 1]] {
+            let e = crate::layer::apply(&mut bn, Tensor::zeros(shape).view(), Mode::Train)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("at least 2 values per feature"), "{e}");
+        }
+        // two rows, or one image of two pixels, are enough; Eval needs no batch statistics
+        for shape in [vec![2, 2], vec![1, 2, 1, 2]] {
+            crate::layer::apply(&mut bn, Tensor::zeros(shape).view(), Mode::Train).unwrap();
+        }
+        crate::layer::apply(&mut bn, Tensor::zeros(vec![1, 2]).view(), Mode::Eval).unwrap();
+    }
 }

@@ -268,7 +268,12 @@ mod tests {
                 vec![1, 2, 3, 3],
             ),
             (LayerSpec::new("batchnorm"), vec![3, 2, 2, 2]),
-            (LayerSpec::new("batchnorm"), vec![3, 4]),
+            (
+                LayerSpec::new("batchnorm")
+                    .with("eps", 0.0009765625) // 2⁻¹⁰, exact in f32
+                    .with("momentum", 0.25),
+                vec![3, 4],
+            ),
             (
                 LayerSpec::new("dropout").with("p", Attr::Float(0.5)),
                 vec![2, 3],
@@ -278,6 +283,7 @@ mod tests {
             (LayerSpec::new("tanh"), vec![2, 3]),
             (LayerSpec::new("identity"), vec![2, 3]),
             (LayerSpec::new("leaky_relu"), vec![2, 3]),
+            (LayerSpec::new("leaky_relu").with("alpha", 0.25), vec![2, 3]),
             (LayerSpec::new("softmax"), vec![2, 3]),
             (LayerSpec::new("flatten"), vec![2, 3, 2]),
             (
@@ -329,8 +335,22 @@ mod tests {
                 "{}",
                 spec.kind
             );
-            // the layer reports the same configuration it was built from
+            // the layer reports the same configuration it was built from, every attribute
+            // given kept, and that spec reads back to the same configuration
             assert_eq!(layer.config().spec(), cfg.spec(), "{}", spec.kind);
+            for (key, given) in &spec.attrs {
+                let kept = cfg.spec().get(key).cloned();
+                let same = match (&kept, given) {
+                    (Some(Attr::Ints(v)), Attr::Int(i)) => v.iter().all(|x| x == i), // k → (k, k)
+                    (_, Attr::Layers(_)) => true, // the nested kinds are cases of their own
+                    (kept, given) => kept.as_ref() == Some(given),
+                };
+                assert!(same, "{} {key}: {kept:?} for {given:?}", spec.kind);
+            }
+            let again = registry
+                .config(&cfg.spec(), &Context::new(&registry))
+                .unwrap();
+            assert_eq!(again.spec(), cfg.spec(), "{}", spec.kind);
             assert_eq!(layer.name(), cfg.name());
         }
     }
@@ -481,5 +501,128 @@ mod tests {
             )
             .unwrap_err();
         assert!(e.to_string().contains("expected: none"), "{e}");
+    }
+
+    #[test]
+    fn settings_out_of_range_are_refused_naming_the_kind() {
+        let registry = Registry::new();
+        let ctx = Context::new(&registry).with_input(&[2, 3]);
+        let bn = |eps: f64, m: f64| {
+            LayerSpec::new("batchnorm")
+                .with("eps", eps)
+                .with("momentum", m)
+        };
+        let cases = [
+            (bn(0.0, 0.1), "batchnorm"),
+            (bn(-1e-5, 0.1), "batchnorm"),
+            (bn(f64::INFINITY, 0.1), "batchnorm"),
+            (bn(f64::NAN, 0.1), "batchnorm"),
+            (bn(1e-5, -0.1), "batchnorm"),
+            (bn(1e-5, 1.5), "batchnorm"),
+            (
+                LayerSpec::new("batchnorm").with("features", 0usize),
+                "batchnorm",
+            ),
+            (
+                LayerSpec::new("leaky_relu").with("alpha", -0.1),
+                "leaky_relu",
+            ),
+            (
+                LayerSpec::new("leaky_relu").with("alpha", f64::NAN),
+                "leaky_relu",
+            ),
+            (LayerSpec::new("dropout").with("p", 1.0), "dropout"),
+            (LayerSpec::new("dropout").with("p", -0.5), "dropout"),
+            (LayerSpec::new("dense").with("n_out", 0usize), "dense"),
+            (
+                LayerSpec::new("maxpool2d").with("kernel", 0usize),
+                "maxpool2d",
+            ),
+        ];
+        for (spec, kind) in cases {
+            let e = registry.config(&spec, &ctx).map(|c| c.spec()).unwrap_err();
+            assert!(e.to_string().contains(kind), "{spec:?}: {e}");
+        }
+        // the edges of the ranges are accepted: momentum 0 and 1, α = 0
+        for spec in [
+            bn(1e-9, 0.0),
+            bn(1e-5, 1.0),
+            LayerSpec::new("leaky_relu").with("alpha", 0.0),
+        ] {
+            registry.config(&spec, &ctx).unwrap();
+        }
+    }
+
+    /// A configuration that keeps every default: output of the input's shape.
+    struct Plain;
+
+    impl LayerConfig for Plain {
+        fn spec(&self) -> LayerSpec {
+            LayerSpec::new("plain").with("width", 3usize)
+        }
+        fn tensors(&self) -> Result<Vec<TensorSpec>> {
+            Ok(vec![TensorSpec::param("w", vec![3, 0])])
+        }
+        fn build(&self, _: &mut Rng) -> Result<Box<dyn Layer>> {
+            Ok(Box::new(crate::Identity::new()))
+        }
+    }
+
+    #[test]
+    fn the_defaults_of_a_configuration() {
+        let cfg: Box<dyn LayerConfig> = Box::new(Plain);
+        assert_eq!(cfg.name(), "plain");
+        assert_eq!(cfg.output_shape(&[4, 3]).unwrap(), [4, 3]);
+        assert_eq!(cfg.output_elements(&[4, 3, 2]).unwrap(), 24);
+        let huge = [1usize << 20, 1 << 20];
+        let e = cfg.output_shape(&huge).unwrap_err().to_string();
+        assert!(e.starts_with("plain output [1048576, 1048576]: "), "{e}");
+        assert_eq!(
+            format!("{cfg:?}"),
+            r#"LayerSpec { kind: "plain", attrs: [("width", Int(3))] }"#
+        );
+        let t = &cfg.tensors().unwrap()[0];
+        assert!(t.is_empty() && t.len() == 0);
+        assert!(!TensorSpec::param("b", vec![2, 3]).is_empty());
+        assert_eq!(TensorSpec::param("b", vec![2, 3]).len(), 6);
+    }
+
+    #[test]
+    fn an_inferred_width_needs_an_input_of_a_rank_the_kind_takes() {
+        let registry = Registry::new();
+        let dense = LayerSpec::new("dense").with("n_out", 2usize);
+        let width = |input: &[usize]| {
+            registry
+                .config(&dense, &Context::new(&registry).with_input(input))
+                .map(|c| c.spec().usize("n_in").unwrap())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(width(&[8, 5]), Ok(5));
+        assert_eq!(
+            width(&[8, 1, 4, 4]),
+            Err(
+                "dense (put `flatten` before it): expected shape [n, features], got [8, 1, 4, 4]"
+                    .into()
+            )
+        );
+        assert_eq!(
+            width(&[8]),
+            Err("dense: expected shape [n, features], got [8]".into())
+        );
+        // batch norm takes rank 2 or 4, and no flatten hint is given for it
+        let bn = LayerSpec::new("batchnorm");
+        let ctx = Context::new(&registry).with_input(&[2, 3, 4]);
+        let e = registry.config(&bn, &ctx).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "batchnorm: expected shape [n, f] or [n, c, h, w], got [2, 3, 4]"
+        );
+        // a width given is used, whatever the input
+        let given = LayerSpec::new("dense")
+            .with("n_in", 7usize)
+            .with("n_out", 2usize);
+        let ctx = Context::new(&registry).with_input(&[8, 5]);
+        let cfg = registry.config(&given, &ctx).unwrap();
+        assert_eq!(cfg.spec().usize("n_in").unwrap(), 7);
     }
 }

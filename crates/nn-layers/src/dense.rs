@@ -311,7 +311,7 @@ mod tests {
     use crate::error::Error;
     use crate::layer::{apply, apply_backward};
     use ndarray::{Array2, array};
-    use nn_core::seeded;
+    use nn_core::{Tensor, seeded};
 
     fn layer() -> Dense {
         // W = [[1, 2, 3], [4, 5, 6]] (2 neurons, 3 inputs), b = [0.5, -1]
@@ -404,9 +404,57 @@ mod tests {
 
     #[test]
     fn zero_width_is_a_config_error() {
-        assert!(matches!(
-            Dense::new(&DenseConfig::new(0, 3), &mut seeded(0)),
-            Err(Error::Config { .. })
-        ));
+        for (n_in, n_out) in [(0, 3), (3, 0)] {
+            assert!(matches!(
+                Dense::new(&DenseConfig::new(n_in, n_out), &mut seeded(0)),
+                Err(Error::Config { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn given_weights_must_be_a_matrix_with_a_matching_bias() {
+        let d = layer();
+        assert_eq!((d.n_in(), d.n_out()), (3, 2));
+        let refused = |w: Vec<usize>, b: Option<Vec<usize>>| {
+            Dense::from_weights(Tensor::zeros(w), b.map(Tensor::zeros))
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            refused(vec![6], None),
+            "dense weight: expected shape [n_out, n_in], got [6]"
+        );
+        assert_eq!(
+            refused(vec![0, 3], None),
+            "dense weight: expected shape [n_out, n_in], got [0, 3]"
+        );
+        assert_eq!(
+            refused(vec![2, 3], Some(vec![3])),
+            "dense bias: expected shape [2], got [3]"
+        );
+        // a rank-1 input is refused, not indexed past its one axis
+        let mut d = layer();
+        let e = apply(&mut d, Tensor::zeros(vec![3]).view(), Mode::Eval).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "dense(3 → 2) forward: expected shape [n, 3], got [3]"
+        );
+    }
+
+    #[test]
+    fn a_constant_bias_initialiser_is_used_and_fan_based_ones_mean_zeros() {
+        let cfg = DenseConfig {
+            bias_init: Init::Constant(0.25),
+            ..DenseConfig::new(3, 2)
+        };
+        let d = Dense::new(&cfg, &mut seeded(0)).unwrap();
+        assert_eq!(d.bias().unwrap().values(), [0.25, 0.25]);
+        let cfg = DenseConfig {
+            bias_init: Init::HeUniform,
+            ..DenseConfig::new(3, 2)
+        };
+        let d = Dense::new(&cfg, &mut seeded(0)).unwrap();
+        assert_eq!(d.bias().unwrap().values(), [0.0, 0.0]);
     }
 }

@@ -313,4 +313,31 @@ mod tests {
                 .to_owned()
         );
     }
+
+    #[test]
+    fn the_default_seed_is_the_position_plus_one_and_a_given_seed_is_kept() {
+        let registry = crate::Registry::new();
+        let drop = LayerSpec::new("dropout").with("p", 0.5);
+        let specs = [drop.clone(), LayerSpec::new("relu"), drop.clone()];
+        let cfg = registry.sequential(&specs, &[4, 3]).unwrap();
+        let spec = cfg.spec();
+        let layers = spec.layers("layers").unwrap();
+        let seed = |l: &LayerSpec| l.get("seed").cloned();
+        assert_eq!(seed(&layers[0]), Some(Attr::Int(1)));
+        assert_eq!(seed(&layers[2]), Some(Attr::Int(3)));
+        // the two's-complement bits of a seed above i64::MAX survive the round trip
+        let big = drop.with("seed", Attr::Int(-2));
+        let cfg = registry
+            .config(&big, &Context::new(&registry))
+            .unwrap()
+            .spec();
+        assert_eq!(cfg.get("seed"), Some(&Attr::Int(-2)));
+        let e = registry
+            .config(
+                &LayerSpec::new("dropout").with("p", 0.5).with("seed", 1.5),
+                &Context::new(&registry),
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("`seed` must be an integer"), "{e}");
+    }
 }

@@ -124,4 +124,15 @@ mod tests {
         assert_eq!(dx.view(), x);
         assert_eq!(f.output_shape(&[5, 1, 28, 28]).unwrap(), vec![5, 784]);
     }
+
+    #[test]
+    fn flatten_takes_no_attribute() {
+        let registry = crate::Registry::new();
+        let ctx = crate::Context::new(&registry);
+        registry.config(&LayerSpec::new("flatten"), &ctx).unwrap();
+        let e = registry
+            .config(&LayerSpec::new("flatten").with("axis", 1usize), &ctx)
+            .unwrap_err();
+        assert!(e.to_string().contains("`axis`"), "{e}");
+    }
 }

@@ -475,4 +475,59 @@ mod tests {
         assert_eq!(e.len(), 3);
         assert!(e.windows(2).all(|w| w[0] < w[1]));
     }
+
+    fn cmp(tensor: &str, i: usize, analytic: f32, numeric: f32) -> Comparison {
+        Comparison {
+            tensor: tensor.into(),
+            index: vec![i],
+            analytic,
+            numeric,
+        }
+    }
+
+    #[test]
+    fn errors_of_one_entry_by_hand() {
+        let c = cmp("x", 0, 3.0, 1.0);
+        assert_eq!((c.abs_err(), c.rel_err()), (2.0, 2.0 / 3.0));
+        let c = cmp("x", 0, -2.0, 1.0); // |−2 − 1| = 3, over max(2, 1)
+        assert_eq!((c.abs_err(), c.rel_err()), (3.0, 1.5));
+        let c = cmp("x", 0, 0.5, 4.0); // 3.5 over 4
+        assert_eq!(c.rel_err(), 0.875);
+        assert_eq!(cmp("x", 0, 0.0, 0.0).rel_err(), 0.0);
+    }
+
+    #[test]
+    fn a_tensor_record_keeps_counts_the_worst_entries_and_the_first_failure() {
+        let cfg = GradCheckConfig::default(); // pass when |a − n| ≤ 0.001 + 0.01·|n|
+        let mut t = TensorCheck::new("w");
+        let seen = [
+            cmp("w", 0, 1.0, 1.0),     // agrees
+            cmp("w", 1, 1.0, 1.5),     // fails: abs 0.5, rel 1/3
+            cmp("w", 2, 0.1, 0.3),     // fails: abs 0.2, rel 2/3
+            cmp("w", 3, 2.0, 2.5),     // fails: abs 0.5 (a tie: the first stays), rel 0.2
+            cmp("w", 4, 0.01, 0.0105), // agrees: abs 0.0005, rel 1/21
+        ];
+        for c in seen.iter().cloned() {
+            t.record(c, &cfg);
+        }
+        assert_eq!((t.checked, t.failed), (5, 3));
+        assert_eq!(t.worst_abs.as_ref().unwrap().index, [1]);
+        assert_eq!(t.worst_rel.as_ref().unwrap().index, [2]);
+        assert_eq!(t.first_failure.as_ref().unwrap().index, [1]);
+        let mut other = TensorCheck::new("b");
+        other.record(cmp("b", 7, 1.0, 0.0), &cfg); // abs 1, rel 1
+        let report = GradCheckReport {
+            config: cfg,
+            tensors: vec![t, other],
+        };
+        assert!(!report.passed());
+        assert_eq!(report.worst_abs().unwrap().tensor, "b");
+        assert_eq!(report.worst_rel().unwrap().tensor, "b");
+        let text = report.to_string();
+        assert!(text.starts_with("gradient check FAILED"), "{text}");
+        assert!(
+            text.contains("first failure at [1]: analytic 1.000000 numeric 1.500000"),
+            "{text}"
+        );
+    }
 }

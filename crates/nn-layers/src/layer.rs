@@ -205,3 +205,19 @@ pub fn check_backward(
         dy.shape(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Dense, DenseConfig, Relu, Sequential};
+
+    #[test]
+    fn a_layer_shows_as_its_name() {
+        let mut rng = nn_core::seeded(0);
+        let net = Sequential::new()
+            .with(Dense::new(&DenseConfig::new(3, 2), &mut rng).unwrap())
+            .with(Relu::new());
+        let boxed: Box<dyn Layer> = Box::new(net);
+        assert_eq!(format!("{boxed:?}"), "sequential[dense(3 → 2), relu]");
+    }
+}

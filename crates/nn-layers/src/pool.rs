@@ -477,5 +477,34 @@ mod tests {
             "maxpool2d(3×3, stride 3) forward: expected shape [n, c, h, w] with h, w ≥ 3, got [1, 1, 2, 2]"
         );
         assert!(MaxPool2d::max(0, 1).is_err());
+        assert!(MaxPool2d::max(2, 0).is_err());
+        // too short or too narrow alone is enough to refuse
+        for shape in [[1, 1, 2, 3], [1, 1, 3, 2]] {
+            let x = nn_core::Tensor::zeros(shape.to_vec());
+            assert!(crate::layer::apply(&mut mp, x.view(), Mode::Eval).is_err());
+        }
+    }
+
+    #[test]
+    fn ties_and_windows_of_minus_infinity_on_every_path() {
+        // every window holds equal values: the output is that value and the whole gradient
+        // of each window goes to its first (top-left) entry, (oy·s, ox·s)
+        for (k, s) in [(2, 2), (2, 1), (3, 1), (3, 2)] {
+            for v in [3.0f32, f32::NEG_INFINITY] {
+                let x = nn_core::Tensor::from_elem(vec![1, 1, 5, 5], v);
+                let mut mp = MaxPool2d::max(k, s).unwrap();
+                let o = (5 - k) / s + 1;
+                let dy = nn_core::Tensor::ones(vec![1, 1, o, o]);
+                let (y, dx) = apply_backward(&mut mp, x.view(), dy.view()).unwrap();
+                assert!(y.iter().all(|&y| y == v), "k {k} s {s}: {y}");
+                let mut want = nn_core::Tensor::zeros(vec![1, 1, 5, 5]);
+                for oy in 0..o {
+                    for ox in 0..o {
+                        want[[0, 0, oy * s, ox * s]] += 1.0;
+                    }
+                }
+                assert_eq!(dx, want, "k {k} s {s} value {v}");
+            }
+        }
     }
 }

@@ -397,3 +397,47 @@ fn checker_reports_a_wrong_parameter_gradient() {
     // the sign is flipped: analytic = −numeric
     assert!((c.analytic + c.numeric).abs() < 1e-3, "{c:?}");
 }
+
+/// Softmax with a backward that gives no input gradient at all. Its outputs sum to 1 in
+/// every row, so only a projection `Σ r ⊙ y` with unequal weights `r` sees the mistake.
+struct ZeroGradSoftmax(Softmax);
+
+impl Layer for ZeroGradSoftmax {
+    fn visit<'a>(&'a mut self, _f: &mut dyn FnMut(&str, Slot<'a>)) {}
+
+    fn forward(
+        &mut self,
+        x: ArrayViewD<'_, f32>,
+        y: &mut Buffer,
+        mode: Mode,
+    ) -> nn_layers::Result<()> {
+        self.0.forward(x, y, mode)
+    }
+
+    fn backward(
+        &mut self,
+        x: ArrayViewD<'_, f32>,
+        _y: ArrayViewD<'_, f32>,
+        _dy: ArrayViewD<'_, f32>,
+        dx: Option<&mut Buffer>,
+    ) -> nn_layers::Result<()> {
+        if let Some(dx) = dx {
+            dx.resized(x.shape()).fill(0.0); // wrong: ∂E/∂x = 0
+        }
+        Ok(())
+    }
+
+    fn config(&self) -> Box<dyn LayerConfig> {
+        self.0.config()
+    }
+}
+
+#[test]
+fn checker_projects_with_unequal_weights() {
+    // with r = 1 everywhere, L = Σ y = rows is constant and a zero gradient would pass
+    let x = ArrayD::from_shape_fn(IxDyn(&[2, 4]), |i| 0.3 * i[1] as f32 - 0.2 * i[0] as f32);
+    let mut layer = ZeroGradSoftmax(Softmax::new());
+    let report = check_layer(&mut layer, x.view(), &GradCheckConfig::default()).unwrap();
+    assert!(!report.passed(), "{report}");
+    assert!(report.tensors[0].failed > 0, "{report}");
+}
