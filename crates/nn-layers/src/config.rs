@@ -582,7 +582,8 @@ mod tests {
             r#"LayerSpec { kind: "plain", attrs: [("width", Int(3))] }"#
         );
         let t = &cfg.tensors().unwrap()[0];
-        assert!(t.is_empty() && t.len() == 0);
+        assert!(t.is_empty());
+        assert_eq!(t.len(), 0);
         assert!(!TensorSpec::param("b", vec![2, 3]).is_empty());
         assert_eq!(TensorSpec::param("b", vec![2, 3]).len(), 6);
     }

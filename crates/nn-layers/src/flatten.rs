@@ -128,7 +128,7 @@ mod tests {
     #[test]
     fn flatten_takes_no_attribute() {
         let registry = crate::Registry::new();
-        let ctx = crate::Context::new(&registry);
+        let ctx = Context::new(&registry);
         registry.config(&LayerSpec::new("flatten"), &ctx).unwrap();
         let e = registry
             .config(&LayerSpec::new("flatten").with("axis", 1usize), &ctx)
