@@ -507,4 +507,72 @@ mod tests {
             }
         }
     }
+
+    /// Max or mean pooling and its backward, one window at a time, straight from the
+    /// definitions: `y = max` (first maximum) or `y = mean` of the window; `∂E/∂x` gets
+    /// `∂E/∂y` at the window's maximum, or `∂E/∂y / k²` on every entry of the window.
+    fn by_definition(
+        max: bool,
+        (k, s): (usize, usize),
+        x: &Array4<f32>,
+        dy: &Array4<f32>,
+    ) -> (Array4<f32>, Array4<f32>) {
+        let (n, c, h, w) = x.dim();
+        let (oh, ow) = ((h - k) / s + 1, (w - k) / s + 1);
+        let mut y = Array4::zeros((n, c, oh, ow));
+        let mut dx = Array4::zeros((n, c, h, w));
+        for (i, ch, oy, ox) in ndarray::indices((n, c, oh, ow)) {
+            let window = || {
+                ndarray::indices((k, k))
+                    .into_iter()
+                    .map(|(u, v)| (oy * s + u, ox * s + v))
+            };
+            let g = dy[[i, ch, oy, ox]];
+            if max {
+                let (mut best, mut at) = (f32::NEG_INFINITY, (oy * s, ox * s));
+                for (r, q) in window() {
+                    if x[[i, ch, r, q]] > best {
+                        (best, at) = (x[[i, ch, r, q]], (r, q));
+                    }
+                }
+                y[[i, ch, oy, ox]] = best;
+                dx[[i, ch, at.0, at.1]] += g;
+            } else {
+                y[[i, ch, oy, ox]] =
+                    window().map(|(r, q)| x[[i, ch, r, q]]).sum::<f32>() / (k * k) as f32;
+                window().for_each(|(r, q)| dx[[i, ch, r, q]] += g / (k * k) as f32);
+            }
+        }
+        (y, dx)
+    }
+
+    #[test]
+    fn batches_large_enough_to_split_across_threads_match_the_definition() {
+        // 2·8·48·48 = 36 864 values: over the split threshold, so each thread takes a run of
+        // planes, the second one starting inside the batch
+        let mut rng = nn_core::seeded(4);
+        let x = Array4::from_shape_fn((2, 8, 48, 48), |_| {
+            nn_core::rng::uniform(&mut rng, -1.0, 1.0)
+        });
+        for (max, k, s) in [(true, 2, 2), (true, 3, 2), (false, 2, 2), (false, 3, 1)] {
+            let o = (48 - k) / s + 1;
+            let dy = Array4::from_shape_fn((2, 8, o, o), |(i, c, a, b)| {
+                (i + 2 * c + 3 * a + 5 * b) as f32 * 0.01
+            });
+            let (want_y, want_dx) = by_definition(max, (k, s), &x, &dy);
+            let mut pool = if max {
+                MaxPool2d::max(k, s)
+            } else {
+                AvgPool2d::avg(k, s)
+            }
+            .unwrap();
+            let (y, dx) =
+                apply_backward(&mut pool, x.view().into_dyn(), dy.view().into_dyn()).unwrap();
+            let close = |a: &ndarray::ArrayD<f32>, b: ndarray::ArrayD<f32>| {
+                a.shape() == b.shape() && a.iter().zip(&b).all(|(a, b)| (a - b).abs() < 1e-6)
+            };
+            assert!(close(&y, want_y.into_dyn()), "y: max {max} k {k} s {s}");
+            assert!(close(&dx, want_dx.into_dyn()), "dx: max {max} k {k} s {s}");
+        }
+    }
 }

@@ -237,4 +237,64 @@ mod tests {
             .with("init", Attr::Str("magic".into()));
         assert!(Registry::new().build(&s, &mut seeded(0)).is_err());
     }
+
+    #[test]
+    fn kinds_initialisers_and_built_stacks() {
+        let registry = Registry::new();
+        assert!(registry.contains("dense") && registry.contains("sequential"));
+        assert!(!registry.contains("swish"));
+        let names = [
+            ("xavier_uniform", Init::XavierUniform),
+            ("glorot_uniform", Init::XavierUniform),
+            ("xavier_normal", Init::XavierNormal),
+            ("glorot_normal", Init::XavierNormal),
+            ("he_uniform", Init::HeUniform),
+            ("kaiming_uniform", Init::HeUniform),
+            ("he_normal", Init::HeNormal),
+            ("kaiming_normal", Init::HeNormal),
+            ("zeros", Init::Zeros),
+        ];
+        for (name, init) in names {
+            assert_eq!(parse_init(name), Some(init), "{name}");
+        }
+        assert_eq!(parse_init("ones"), None);
+        // a built stack: its layers in order, each knowing its position (dropout's seed)
+        let drop = LayerSpec::new("dropout").with("p", 0.5);
+        let specs = [
+            LayerSpec::new("dense")
+                .with("n_in", 3usize)
+                .with("n_out", 2usize),
+            drop,
+        ];
+        let mut net = registry.build_sequential(&specs, &mut seeded(0)).unwrap();
+        assert_eq!(net.name(), "sequential[dense(3 → 2), dropout(0.5)]");
+        let spec = net.config().spec();
+        let seed = spec.layers("layers").unwrap()[1].get("seed").cloned();
+        assert_eq!(seed, Some(Attr::Int(2)));
+        assert_eq!(net.num_params(), 8);
+    }
+
+    #[test]
+    fn containers_nest_at_most_max_depth_levels() {
+        use crate::sequential::MAX_DEPTH;
+        let registry = Registry::new();
+        let nest = |levels: usize| {
+            (0..levels).fold(LayerSpec::new("relu"), |inner, _| {
+                LayerSpec::new("sequential").with("layers", Attr::Layers(vec![inner]))
+            })
+        };
+        let ctx = Context::new(&registry);
+        registry.config(&nest(MAX_DEPTH), &ctx).unwrap();
+        let e = registry.config(&nest(MAX_DEPTH + 1), &ctx).unwrap_err();
+        assert!(e.to_string().contains("nest deeper than 64 levels"), "{e}");
+        // a stack built from a list is itself the first level
+        let mut rng = seeded(0);
+        registry
+            .build_sequential(&[nest(MAX_DEPTH - 1)], &mut rng)
+            .unwrap();
+        let e = registry
+            .build_sequential(&[nest(MAX_DEPTH)], &mut rng)
+            .unwrap_err();
+        assert!(e.to_string().contains("nest deeper than 64 levels"), "{e}");
+    }
 }

@@ -556,4 +556,31 @@ mod tests {
             .join()
             .unwrap();
     }
+
+    #[test]
+    fn a_stack_lists_its_layers_and_counts_what_they_output() {
+        let mut s = net();
+        assert_eq!((s.len(), s.is_empty()), (3, false));
+        assert!(Sequential::new().is_empty());
+        assert_eq!(Sequential::new().len(), 0);
+        let names: Vec<String> = s.layers().iter().map(|l| l.name()).collect();
+        assert_eq!(names[1], "relu");
+        assert_eq!(s.layers_mut()[0].num_params(), 4 * 3 + 3);
+        // every layer's output for 4 rows: dense 3 + relu 3 + dense 2 values per row
+        assert_eq!(
+            s.config().output_elements(&[4, 4]).unwrap(),
+            4 * (3 + 3 + 2)
+        );
+    }
+
+    #[test]
+    fn too_many_layers_are_refused() {
+        let relu =
+            || Box::new(crate::ActivationConfig(crate::activation::ReluFn)) as Box<dyn LayerConfig>;
+        let ok = SequentialConfig::new((0..10).map(|_| relu()).collect());
+        ok.validate().unwrap();
+        let many = SequentialConfig::new((0..=limits::MAX_LAYERS).map(|_| relu()).collect());
+        let e = many.validate().unwrap_err().to_string();
+        assert!(e.contains("10000"), "{e}");
+    }
 }

@@ -138,4 +138,13 @@ mod tests {
             "softmax forward: expected shape [n, features], got [2]"
         );
     }
+
+    #[test]
+    fn softmax_takes_no_attribute() {
+        let registry = crate::Registry::new();
+        let ctx = Context::new(&registry);
+        registry.config(&LayerSpec::new("softmax"), &ctx).unwrap();
+        let spec = LayerSpec::new("softmax").with("axis", 1usize);
+        assert!(registry.config(&spec, &ctx).is_err());
+    }
 }

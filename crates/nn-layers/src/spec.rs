@@ -368,4 +368,39 @@ mod tests {
                 .contains("given twice")
         );
     }
+
+    #[test]
+    fn flags_pairs_and_converted_values() {
+        let s = LayerSpec::new("x")
+            .with("on", true)
+            .with("off", false)
+            .with("three", Attr::Ints(vec![3, 3, 3]))
+            .with("n", 5usize)
+            .with("r", 0.5f32)
+            .with("i", -2i64)
+            .with("w", "he_uniform");
+        assert!(s.bool("on").unwrap());
+        assert!(!s.bool("off").unwrap());
+        assert!(s.bool("n").is_err() && s.bool("missing").is_err());
+        assert!(!s.bool_or("missing", false).unwrap());
+        let e = s.pair_or("three", (1, 1)).unwrap_err().to_string();
+        assert!(
+            e.contains("a non-negative integer or a pair of them"),
+            "{e}"
+        );
+        assert_eq!(s.pair_or("n", (1, 1)).unwrap(), (5, 5));
+        assert_eq!(
+            s.attrs[3..]
+                .iter()
+                .map(|(_, v)| v.clone())
+                .collect::<Vec<_>>(),
+            [
+                Attr::Int(5),
+                Attr::Float(0.5),
+                Attr::Int(-2),
+                Attr::Str("he_uniform".into())
+            ]
+        );
+        assert_eq!(s.str_opt("w").unwrap(), Some("he_uniform"));
+    }
 }

@@ -242,3 +242,40 @@ impl LayerConfig for Conv2dConfig {
         Ok(Box::new(Conv2d::new(self, rng)?))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_size_must_be_positive() {
+        let ok = Conv2dConfig::new(2, 3, 3);
+        ok.validate().unwrap();
+        let spoilt: [fn(&mut Conv2dConfig); 6] = [
+            |c| c.in_channels = 0,
+            |c| c.out_channels = 0,
+            |c| c.kernel.0 = 0,
+            |c| c.kernel.1 = 0,
+            |c| c.stride.0 = 0,
+            |c| c.stride.1 = 0,
+        ];
+        for spoil in spoilt {
+            let mut c = ok.clone();
+            spoil(&mut c);
+            let e = c.validate().unwrap_err().to_string();
+            assert!(
+                e.starts_with(
+                    "conv2d: invalid configuration: channels, kernel and stride must be positive"
+                ),
+                "{e}"
+            );
+        }
+        // padding may be 0, and a kernel of 1
+        let one = Conv2dConfig {
+            kernel: (1, 1),
+            padding: (0, 0),
+            ..ok
+        };
+        one.validate().unwrap();
+    }
+}

@@ -142,4 +142,20 @@ mod tests {
         );
         assert!(l.forward(z.view(), Target::Classes(&[0])).is_err());
     }
+
+    #[test]
+    fn class_targets_take_one_logit_per_row() {
+        let mut l = BceWithLogits::new();
+        for shape in [vec![2, 2], vec![2, 1, 1], vec![1, 2]] {
+            let z = nn_core::Tensor::zeros(shape.clone());
+            let e = l.forward(z.view(), Target::Classes(&[0, 1]));
+            assert!(e.is_err(), "{shape:?}");
+        }
+        for shape in [vec![2], vec![2, 1]] {
+            let z = nn_core::Tensor::zeros(shape);
+            // σ(0) = ½ for both rows: E = ln 2
+            let e = l.forward(z.view(), Target::Classes(&[0, 1])).unwrap();
+            assert!((e - std::f32::consts::LN_2).abs() < 1e-6);
+        }
+    }
 }
