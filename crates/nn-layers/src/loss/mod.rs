@@ -54,3 +54,17 @@ pub trait Loss: Debug + Send {
     /// The loss's name in messages and specs.
     fn name(&self) -> &'static str;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names model files record as the training loss, which `nn predict` and the ONNX
+    /// export read back to decide what the outputs mean.
+    #[test]
+    fn names_are_those_files_record() {
+        assert_eq!(SoftmaxCrossEntropy::new().name(), "softmax_cross_entropy");
+        assert_eq!(BceWithLogits::new().name(), "bce_with_logits");
+        assert_eq!(Mse::new().name(), "mse");
+    }
+}
