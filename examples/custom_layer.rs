@@ -9,7 +9,8 @@
 //!
 //! The example checks the layer's gradients numerically, trains it inside a `Sequential` on
 //! the digits data, saves the model, loads it back through a registry that knows the new
-//! kind, and predicts with the loaded model.
+//! kind, predicts with the loaded model, and exports it (safetensors keeps the layer's own
+//! tensor names; ONNX has no Swish operator and refuses it by name).
 //!
 //! ```sh
 //! cargo run --release --example custom_layer
@@ -187,7 +188,7 @@ pub fn main() -> Result<()> {
     let before = model.run(first.view(), Mode::Eval)?.to_owned();
     let after = nn::layers::layer::apply(loaded.model.as_mut(), first.view(), Mode::Eval)?;
     ensure!(before == after, "the loaded model predicts differently");
-    let names = meta.class_names.unwrap_or_default();
+    let names = meta.class_names.clone().unwrap_or_default();
     let after = after.into_dimensionality::<Ix2>()?;
     for (i, row) in after.rows().into_iter().enumerate() {
         let class = nn::optim::predicted_class(row);
@@ -196,6 +197,19 @@ pub fn main() -> Result<()> {
             names[class],
             names[test.classes().unwrap()[i]]
         );
+    }
+
+    // 5. Interchange: in safetensors the Swish slope keeps its own name (PyTorch has no such
+    //    module) and the export says so; ONNX has no Swish operator, so it is refused.
+    let export = nn::io::torch::export_safetensors(&mut model, &meta)?;
+    ensure!(
+        export.notes.iter().any(|n| n.contains("layer `1` (swish)")),
+        "the safetensors export should say the swish layer keeps its own names: {:?}",
+        export.notes
+    );
+    match nn::io::onnx::export_onnx(&mut model, &meta) {
+        Err(e) if e.to_string().contains("layer `1` is a `swish`") => println!("ONNX: {e}"),
+        other => anyhow::bail!("ONNX export of a swish layer should be refused: {other:?}"),
     }
     Ok(())
 }

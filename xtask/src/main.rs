@@ -5,10 +5,12 @@
 //! - `cargo xtask bench [w1|w2|w3|w4|all] [--peer torch]`: the standard workloads, with
 //!   ratios against the PyTorch peer measured in the same invocation;
 //! - `cargo xtask fuzz [TARGET] [--seconds N]`: the fuzz targets (nightly, cargo-fuzz);
+//! - `cargo xtask test`: the whole test suite, its Python side (ONNX Runtime) prepared;
 //! - `cargo xtask ci`: the checks CI runs (`.ci/run` runs the same steps).
 
 mod bench;
 mod fuzz;
+mod test;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,7 +31,11 @@ commands:
         fuzz the parsers (model_file, checkpoint_file, csv, idx, layers, spec_file; all
         by default) for N seconds each (default 60) with cargo-fuzz on the nightly
         toolchain; crashes are kept in fuzz/regressions/ for the stable tests to replay
-  ci    run the CI checks (fmt, clippy, docs, tests)";
+  test [ARGS]
+        run the whole test suite (cargo test --workspace --locked [ARGS]) after making
+        target/python, a Python venv with onnx, onnxruntime and numpy for the ONNX
+        Runtime test, and building the nn binary the end-to-end tests run
+  ci    run the CI checks (fmt, clippy, docs, test)";
 
 fn main() {
     if let Err(e) = run() {
@@ -42,6 +48,7 @@ fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
+        Some("test") => test::test(&args[1..]),
         Some("train") => train(&args[1..]),
         Some("bench") => bench::bench(&args[1..]),
         Some("fuzz") => fuzz::fuzz(&args[1..]),
@@ -95,8 +102,7 @@ fn ci() -> Result<()> {
         &["doc", "--workspace", "--no-deps"],
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
-    cargo(&["test", "--workspace"], &[])?;
-    Ok(())
+    test::test(&[])
 }
 
 /// Value of `--name VALUE` in `args`, if present.

@@ -37,7 +37,7 @@ pub struct GradcheckArgs {
 }
 
 /// `8`, `1x28x28` or `1,28,28`: positive sizes whose product is within the tensor limit.
-fn parse_shape(text: &str) -> Result<Vec<usize>> {
+pub(crate) fn parse_shape(text: &str) -> Result<Vec<usize>> {
     let shape: Vec<usize> = text
         .split(['x', ','])
         .map(|s| s.trim().parse::<usize>().ok().filter(|&d| d > 0))

@@ -6,6 +6,8 @@
 //! nn predict --model digits.nnm --input rows.csv
 //! nn inspect digits.nnm
 //! nn gradcheck --layers "dense:8,tanh,dense:3" --input-shape 5
+//! nn export --model digits.nnm --format onnx --out digits.onnx
+//! nn import --weights mlp.safetensors --layers "dense:16,relu,dense:3" --input-shape 4 --out mlp.nnm
 //! ```
 //!
 //! Every user error is one line on stderr and exit code 1; usage errors exit with 2. Output
@@ -19,6 +21,7 @@ mod plot;
 mod predict;
 mod progress;
 mod train;
+mod transfer;
 
 mod data;
 
@@ -50,6 +53,10 @@ enum Command {
     },
     /// Check every layer's gradients of a network spec numerically.
     Gradcheck(gradcheck::GradcheckArgs),
+    /// Write a model as safetensors (PyTorch's names) or ONNX.
+    Export(transfer::ExportArgs),
+    /// Make a model file from safetensors weights (exported by nn, or PyTorch's).
+    Import(transfer::ImportArgs),
 }
 
 fn main() {
@@ -60,5 +67,7 @@ fn main() {
         Command::Predict(a) => predict::run(&a),
         Command::Inspect { file } => inspect::run(&file),
         Command::Gradcheck(a) => gradcheck::run(&a),
+        Command::Export(a) => transfer::export(&a),
+        Command::Import(a) => transfer::import(&a),
     })
 }

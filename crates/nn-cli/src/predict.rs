@@ -38,6 +38,10 @@ pub struct PredictArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Csv)]
     pub format: Format,
+    /// Also give every class's probability (a `probabilities` column of `;`-separated
+    /// values in CSV, a `probabilities` array in JSON).
+    #[arg(long)]
+    pub all_probabilities: bool,
 }
 
 /// Reads the inputs of `nn predict`, bounded by the input limits.
@@ -99,7 +103,11 @@ pub fn run(a: &PredictArgs) -> Result<()> {
             .into_dimensionality::<ndarray::Ix2>()
             .context("the model's output is not one row per input")?;
         for (i, z) in y.rows().into_iter().enumerate() {
-            rows.push(prediction(start * batch + i + 1, z, &meta));
+            let mut p = prediction(start * batch + i + 1, z, &meta);
+            if !a.all_probabilities {
+                p.drop_probabilities();
+            }
+            rows.push(p);
         }
     }
     match a.format {
@@ -111,7 +119,7 @@ pub fn run(a: &PredictArgs) -> Result<()> {
 
 /// The prediction for one row of outputs `z`.
 fn prediction(row: usize, z: ArrayView1<'_, f32>, meta: &Metadata) -> Prediction {
-    let (class, probability) = match meta.loss.as_str() {
+    let (class, probability, all) = match meta.loss.as_str() {
         "mse" => {
             return Prediction::Value {
                 row,
@@ -120,13 +128,18 @@ fn prediction(row: usize, z: ArrayView1<'_, f32>, meta: &Metadata) -> Prediction
         }
         "bce_with_logits" => {
             let p1 = nn_layers::activation::sigmoid(z[0]); // P(class 1) = σ(z)
-            if z[0] > 0.0 { (1, p1) } else { (0, 1.0 - p1) }
+            let all = vec![1.0 - p1, p1];
+            if z[0] > 0.0 {
+                (1, p1, all)
+            } else {
+                (0, 1.0 - p1, all)
+            }
         }
         _ => {
             let class = nn_optim::predicted_class(z);
             let mut p = ndarray::Array1::zeros(z.len());
             nn_core::softmax::softmax_row(z, p.view_mut());
-            (class, p[class])
+            (class, p[class], p.to_vec())
         }
     };
     let class = meta
@@ -138,12 +151,17 @@ fn prediction(row: usize, z: ArrayView1<'_, f32>, meta: &Metadata) -> Prediction
         row,
         class,
         probability,
+        probabilities: Some(all),
     }
 }
 
 fn print_csv(rows: &[Prediction]) -> Result<()> {
     match rows.first() {
         Some(Prediction::Value { .. }) => say!("row,value"),
+        Some(Prediction::Class {
+            probabilities: Some(_),
+            ..
+        }) => say!("row,class,probability,probabilities"),
         _ => say!("row,class,probability"),
     }
     for r in rows {
@@ -152,7 +170,21 @@ fn print_csv(rows: &[Prediction]) -> Result<()> {
                 row,
                 class,
                 probability,
+                probabilities: None,
             } => say!("{row},{},{probability:.6}", csv_field(class)),
+            Prediction::Class {
+                row,
+                class,
+                probability,
+                probabilities: Some(all),
+            } => {
+                let all: Vec<String> = all.iter().map(|p| format!("{p:.6}")).collect();
+                say!(
+                    "{row},{},{probability:.6},{}",
+                    csv_field(class),
+                    all.join(";")
+                );
+            }
             Prediction::Value { row, values } => {
                 let v: Vec<String> = values.iter().map(|v| v.to_string()).collect();
                 say!("{row},{}", v.join(";"));
@@ -177,9 +209,21 @@ enum Prediction {
         row: usize,
         class: String,
         probability: f32,
+        /// Every class's probability, by class index (`--all-probabilities`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        probabilities: Option<Vec<f32>>,
     },
     Value {
         row: usize,
         values: Vec<f32>,
     },
+}
+
+impl Prediction {
+    /// Leaves out every class's probability (only the predicted class's is printed).
+    fn drop_probabilities(&mut self) {
+        if let Prediction::Class { probabilities, .. } = self {
+            *probabilities = None;
+        }
+    }
 }

@@ -178,6 +178,23 @@ pub enum Error {
         /// The failure.
         source: std::io::Error,
     },
+    /// A safetensors file that cannot be imported (malformed, or without the description
+    /// it needs).
+    #[error("{}: {message}", path.display())]
+    Safetensors {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A model that cannot be written in an interchange format.
+    #[error("cannot export to {format}: {message}")]
+    Export {
+        /// The format (`ONNX`).
+        format: &'static str,
+        /// What stands in the way, naming the layer.
+        message: String,
+    },
     /// A setting out of range (split fractions, normalisation statistics).
     #[error("invalid {what}: {message}")]
     Config {

@@ -8,7 +8,9 @@
 //!   training rows and kept for inference);
 //! - [`split`]: seeded train/validation/test splits, optionally stratified by class;
 //! - [`model`]: model files and checkpoints (framed by [`container`], payload encoded by
-//!   [`codec`], the one module that calls bincode), saved atomically and checked on load.
+//!   [`codec`], the one module that calls bincode), saved atomically and checked on load;
+//! - [`onnx`]: models as ONNX graphs that ONNX Runtime runs;
+//! - [`torch`]: weights as safetensors files named as PyTorch names them, in and out.
 
 pub mod codec;
 pub mod container;
@@ -18,7 +20,9 @@ pub mod error;
 pub mod idx;
 pub mod limits;
 pub mod model;
+pub mod onnx;
 pub mod split;
+pub mod torch;
 
 pub use crate::csv::{CsvOptions, LabelKind, parse_csv_features, read_csv, read_csv_features};
 pub use container::{FORMAT_VERSION, FileKind, Header, write_atomic};

@@ -177,7 +177,7 @@ fn check_names(what: &str, names: &[String], max: usize) -> Result<(), String> {
 /// the flat list instead of being nested, so decoding a file never recurses deeper than
 /// the fixed structure of these types, whatever a hostile file holds.
 #[derive(Serialize, Deserialize)]
-struct StoredLayer {
+pub(crate) struct StoredLayer {
     kind: String,
     #[serde(deserialize_with = "nn_core::bounded::vec::<_, _, MAX_ATTRS>")]
     attrs: Vec<(String, StoredAttr)>,
@@ -185,7 +185,7 @@ struct StoredLayer {
 
 /// [`Attr`] with nested layers replaced by indices.
 #[derive(Serialize, Deserialize)]
-enum StoredAttr {
+pub(crate) enum StoredAttr {
     Int(i64),
     Float(f64),
     Bool(bool),
@@ -210,7 +210,7 @@ pub const MAX_FEATURE_NAMES: usize = 1 << 20;
 const MAX_DEPTH: usize = nn_layers::sequential::MAX_DEPTH;
 
 /// Appends `spec` and its nested layers to `out` (parents before children); returns its index.
-fn flatten(spec: &LayerSpec, out: &mut Vec<StoredLayer>) -> u32 {
+pub(crate) fn flatten(spec: &LayerSpec, out: &mut Vec<StoredLayer>) -> u32 {
     let me = out.len();
     out.push(StoredLayer {
         kind: spec.kind.clone(),
@@ -240,7 +240,7 @@ fn flatten(spec: &LayerSpec, out: &mut Vec<StoredLayer>) -> u32 {
 /// The architecture stored as `layers`: the spec tree rooted at layer 0, in which every
 /// stored layer is used exactly once, by a parent stored before it, within [`MAX_DEPTH`]
 /// levels, and there are at most [`limits::MAX_LAYERS`] layers besides the root.
-fn architecture(layers: &[StoredLayer]) -> Result<LayerSpec, String> {
+pub(crate) fn architecture(layers: &[StoredLayer]) -> Result<LayerSpec, String> {
     if layers.len() > limits::MAX_LAYERS + 1 {
         return Err(format!(
             "{} layers, more than the limit of {}",
@@ -302,12 +302,12 @@ fn unflatten(
 /// The payload of a model file. Every list in it has a bound (`nn_core::bounded`), so a
 /// crafted file of many tiny entries cannot decode to many times its size.
 #[derive(Serialize, Deserialize)]
-struct ModelPayload {
+pub(crate) struct ModelPayload {
     #[serde(deserialize_with = "nn_core::bounded::vec::<_, _, { limits::MAX_LAYERS + 1 }>")]
-    layers: Vec<StoredLayer>,
+    pub(crate) layers: Vec<StoredLayer>,
     #[serde(deserialize_with = "nn_core::bounded::vec::<_, _, MAX_TENSORS>")]
-    tensors: Vec<(String, TensorData)>,
-    metadata: Metadata,
+    pub(crate) tensors: Vec<(String, TensorData)>,
+    pub(crate) metadata: Metadata,
 }
 
 /// The payload of a checkpoint: a model and the training state.
@@ -331,7 +331,11 @@ pub struct LoadedModel {
 /// The payload of `model`, checked as the loader will check it, so that every file saved
 /// can be loaded again: a model with too many layers, a non-finite weight or metadata
 /// that does not fit it is refused here, before anything is written.
-fn payload(model: &mut dyn Layer, metadata: &Metadata, path: &Path) -> Result<ModelPayload> {
+pub(crate) fn payload(
+    model: &mut dyn Layer,
+    metadata: &Metadata,
+    path: &Path,
+) -> Result<ModelPayload> {
     let tensors = weights::snapshot(model);
     let cfg = model.config();
     let mut layers = Vec::new();
@@ -361,7 +365,7 @@ fn payload(model: &mut dyn Layer, metadata: &Metadata, path: &Path) -> Result<Mo
     })
 }
 
-fn encode_err(path: &Path, message: String) -> Error {
+pub(crate) fn encode_err(path: &Path, message: String) -> Error {
     Error::Save {
         path: path.to_path_buf(),
         source: std::io::Error::other(message),
@@ -428,7 +432,7 @@ pub fn model_from_bytes(bytes: &[u8], path: &Path, registry: &Registry) -> Resul
 
 /// Reads the architecture, checks the stored tensors and the metadata against it, and only
 /// then builds the model and moves the tensors into it.
-fn rebuild(
+pub(crate) fn rebuild(
     p: ModelPayload,
     path: &Path,
     registry: &Registry,
