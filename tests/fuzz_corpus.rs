@@ -6,13 +6,14 @@ use std::path::Path;
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 6] = [
+const TARGETS: [(&str, Target); 7] = [
     ("model_file", nn_cli::fuzzing::model_file),
     ("checkpoint_file", nn_cli::fuzzing::checkpoint_file),
     ("csv", nn_cli::fuzzing::csv),
     ("idx", nn_cli::fuzzing::idx),
     ("layers", nn_cli::fuzzing::layers),
     ("spec_file", nn_cli::fuzzing::spec_file),
+    ("safetensors_file", nn_cli::fuzzing::safetensors_file),
 ];
 
 /// The files of `fuzz/<kind>/<target>`, sorted.

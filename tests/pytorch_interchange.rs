@@ -3,6 +3,8 @@
 //! exported here have exactly the fixtures' headers; nn → safetensors → nn is exact; and
 //! hostile files are refused with a clear error.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -150,12 +152,126 @@ fn nn_to_safetensors_to_nn_is_exact() {
     let a = outputs(m.model.as_mut(), &r.input_shape, &r.inputs);
     let b = outputs(back.model.as_mut(), &r.input_shape, &r.inputs);
     assert_eq!(a, b, "bit-identical predictions");
+    let again = torch::export_safetensors(back.model.as_mut(), &back.metadata).unwrap();
+    assert!(
+        again.bytes == export.bytes,
+        "the same model exports to the same bytes"
+    );
+}
+
+#[test]
+fn a_diverged_runs_summary_is_left_out_with_a_note() {
+    let r = record("mlp");
+    let mut m = import("mlp", given(&r)).unwrap();
+    m.metadata.training = Some(nn_io::TrainingSummary {
+        epochs: 3,
+        batch_size: 4,
+        train_rows: 10,
+        train_loss: f32::NAN,
+        ..Default::default()
+    });
+    let export = torch::export_safetensors(m.model.as_mut(), &m.metadata).unwrap();
+    assert_eq!(export.notes.len(), 1);
+    assert!(export.notes[0].contains("not finite"), "{:?}", export.notes);
+    let back = torch::import_safetensors(
+        &export.bytes,
+        Path::new("x"),
+        Describe::FromFile,
+        &Registry::new(),
+    )
+    .unwrap();
+    assert_eq!(back.metadata.training, None);
+    assert_eq!(back.metadata.input_shape, vec![4]);
+}
+
+#[test]
+fn num_batches_tracked_counts_the_summarys_batches() {
+    let r = record("cnn");
+    let mut m = import("cnn", given(&r)).unwrap();
+    m.metadata.training = Some(nn_io::TrainingSummary {
+        epochs: 3,
+        batch_size: 4,
+        train_rows: 10,
+        ..Default::default()
+    });
+    let bytes = torch::export_safetensors(m.model.as_mut(), &m.metadata)
+        .unwrap()
+        .bytes;
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let v: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let at = 8
+        + n
+        + v["1.num_batches_tracked"]["data_offsets"][0]
+            .as_u64()
+            .unwrap() as usize;
+    // 3 epochs of ⌈10 / 4⌉ = 3 batches
+    assert_eq!(i64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()), 9);
+}
+
+#[test]
+fn nn_import_refuses_hostile_input_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mlp = fixture("mlp.safetensors");
+    let mlp = mlp.to_str().unwrap();
+    let evil = dir.path().join("evil.safetensors");
+    std::fs::write(&evil, crafted("{\"0.weight\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,4]}}", &[0; 4])).unwrap();
+    let evil = evil.to_str().unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &[
+                "--weights",
+                mlp,
+                "--layers",
+                "dense:99999999999,relu,dense:3",
+                "--input-shape",
+                "4",
+            ],
+            "dense",
+        ),
+        (
+            &[
+                "--weights",
+                mlp,
+                "--layers",
+                "dense:8,relu,dense:3",
+                "--input-shape",
+                "0x4",
+            ],
+            "--input-shape",
+        ),
+        (
+            &[
+                "--weights",
+                evil,
+                "--layers",
+                "dense:8,relu,dense:3",
+                "--input-shape",
+                "4",
+            ],
+            "evil.safetensors",
+        ),
+        (&["--weights", mlp, "--input-shape", "4"], "--layers"),
+    ];
+    for (args, want) in cases {
+        let mut full = vec!["import"];
+        full.extend_from_slice(args);
+        full.extend_from_slice(&["--out", "m.nnm"]);
+        let out = support::run::nn(&full, dir.path());
+        let err = support::run::stderr(&out);
+        assert!(
+            out.status.code() == Some(1) || out.status.code() == Some(2),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!dir.path().join("m.nnm").exists());
+    }
 }
 
 #[test]
 fn a_plain_pytorch_file_needs_an_architecture() {
     let e = import("mlp", Describe::FromFile).unwrap_err();
-    assert!(e.to_string().contains("no `nn.architecture`"), "{e}");
+    assert!(e.to_string().contains("no `nn` entry"), "{e}");
 }
 
 /// A safetensors file from a JSON header and data bytes, as a stranger might write one.

@@ -15,13 +15,14 @@ use anyhow::{Context, Result, bail};
 use crate::{flag, root};
 
 /// The fuzz targets, as `fuzz/Cargo.toml` lists them.
-pub const TARGETS: [&str; 6] = [
+pub const TARGETS: [&str; 7] = [
     "model_file",
     "checkpoint_file",
     "csv",
     "idx",
     "layers",
     "spec_file",
+    "safetensors_file",
 ];
 
 /// Runs `cargo xtask fuzz`.

@@ -28,7 +28,8 @@ commands:
         run the standard workloads (release build), optionally alternating with the
         PyTorch peer (../shared/bench/torch_peer.py), and print nn/torch ratios
   fuzz [TARGET] [--seconds N]
-        fuzz the parsers (model_file, checkpoint_file, csv, idx, layers, spec_file; all
+        fuzz the parsers (model_file, checkpoint_file, csv, idx, layers, spec_file,
+        safetensors_file; all
         by default) for N seconds each (default 60) with cargo-fuzz on the nightly
         toolchain; crashes are kept in fuzz/regressions/ for the stable tests to replay
   test [ARGS]

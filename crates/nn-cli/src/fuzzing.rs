@@ -166,3 +166,52 @@ fn resolve_both(specs: &[nn_layers::LayerSpec]) {
         }
     }
 }
+
+/// A safetensors file, imported as `nn import` does: with its own description, and as
+/// PyTorch weights of a small fixed network. One that imports exports to the same tensors
+/// and imports again to the same model.
+pub fn safetensors_file(data: &[u8]) {
+    use nn_io::torch::{self, Describe};
+    let registry = Registry::new();
+    let given = || {
+        let specs = spec::parse_layers("dense:4,relu,bn,dense:3").expect("a valid spec");
+        let cfg = registry
+            .sequential(&specs, &[1, 2])
+            .expect("a valid network");
+        Describe::Given {
+            architecture: cfg.spec(),
+            metadata: Box::new(nn_io::Metadata {
+                input_shape: vec![2],
+                loss: "softmax_cross_entropy".into(),
+                ..Default::default()
+            }),
+        }
+    };
+    for describe in [Describe::FromFile, given()] {
+        let path = Path::new("fuzz.safetensors");
+        let Ok(mut m) = torch::import_safetensors(data, path, describe, &registry) else {
+            continue;
+        };
+        let out = torch::export_safetensors(m.model.as_mut(), &m.metadata)
+            .expect("an imported model exports");
+        let mut again = torch::import_safetensors(&out.bytes, path, Describe::FromFile, &registry)
+            .expect("an exported model imports");
+        let twice = torch::export_safetensors(again.model.as_mut(), &again.metadata)
+            .expect("a re-imported model exports");
+        assert!(
+            out.bytes == twice.bytes,
+            "export → import → export changed the file"
+        );
+        let a = nn_layers::weights::snapshot(m.model.as_mut());
+        let b = nn_layers::weights::snapshot(again.model.as_mut());
+        // the same weights, but for dropout's stream counter, which PyTorch has no slot for
+        let same = |(x, y): (
+            &(String, nn_core::TensorData),
+            &(String, nn_core::TensorData),
+        )| { x == y || x.0.ends_with(".counter") };
+        assert!(
+            a.len() == b.len() && a.iter().zip(&b).all(same),
+            "import → export → import changed the weights"
+        );
+    }
+}

@@ -176,7 +176,7 @@ fn check_names(what: &str, names: &[String], max: usize) -> Result<(), String> {
 /// One layer of the architecture as stored: nested layers are referred to by index into
 /// the flat list instead of being nested, so decoding a file never recurses deeper than
 /// the fixed structure of these types, whatever a hostile file holds.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct StoredLayer {
     kind: String,
     #[serde(deserialize_with = "nn_core::bounded::vec::<_, _, MAX_ATTRS>")]
@@ -184,7 +184,7 @@ pub(crate) struct StoredLayer {
 }
 
 /// [`Attr`] with nested layers replaced by indices.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub(crate) enum StoredAttr {
     Int(i64),
     Float(f64),

@@ -16,10 +16,13 @@
 //! written as the number of training batches the model's summary records (0 without one)
 //! and is checked but not kept on import.
 //!
-//! The file's `__metadata__` holds `"format": "pt"` (as PyTorch's `save_file` writes) and,
-//! under [`ARCHITECTURE_KEY`] and [`METADATA_KEY`], the architecture and the model's
-//! [`Metadata`] as JSON, so a file exported here imports again without a spec. A file
-//! from PyTorch carries neither: the importer is given the architecture and metadata.
+//! The file's `__metadata__` holds one entry, [`DESCRIPTION_KEY`]: the architecture and the
+//! model's [`Metadata`] as one JSON object (`{"architecture": …, "metadata": …}`), so a file
+//! exported here imports again without a spec. (One entry, because the `safetensors` crate
+//! writes `__metadata__` from a hash map: with more, their order and the file's bytes would
+//! change from one export to the next.) A file from PyTorch carries no description: the
+//! importer is given the architecture and metadata. A training summary whose numbers are
+//! not finite (a diverged run's loss) has no JSON form and is left out, with a note.
 //!
 //! A layer kind PyTorch does not have (a custom layer) keeps its own tensor names, prefixed
 //! by its index; [`Export::notes`] says which.
@@ -40,11 +43,15 @@ use crate::container::write_atomic;
 use crate::error::{Error, Result};
 use crate::model::{self, Metadata, ModelPayload, StoredLayer};
 
-/// The `__metadata__` key holding the architecture (JSON).
-pub const ARCHITECTURE_KEY: &str = "nn.architecture";
+/// The `__metadata__` key holding the architecture and the model's [`Metadata`] (JSON).
+pub const DESCRIPTION_KEY: &str = "nn";
 
-/// The `__metadata__` key holding the model's [`Metadata`] (JSON).
-pub const METADATA_KEY: &str = "nn.metadata";
+/// What [`DESCRIPTION_KEY`] holds.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Description {
+    architecture: Vec<StoredLayer>,
+    metadata: Metadata,
+}
 
 /// The longest safetensors header read (or written): 16 MiB.
 pub const MAX_HEADER_BYTES: usize = 16 << 20;
@@ -108,10 +115,19 @@ pub enum Describe {
 /// [`MAX_HEADER_BYTES`].
 pub fn export_safetensors(model: &mut dyn Layer, metadata: &Metadata) -> Result<Export> {
     let path = Path::new("safetensors export");
-    let payload = model::payload(model, metadata, path)?;
-    let spec = model::architecture(&payload.layers).map_err(|m| model::encode_err(path, m))?;
-    let batches = batches_trained(metadata);
     let mut notes = Vec::new();
+    let mut metadata = metadata.clone();
+    if metadata
+        .training
+        .as_ref()
+        .is_some_and(|t| !summary_is_finite(t))
+    {
+        metadata.training = None;
+        notes.push("the training summary holds a number that is not finite (a diverged run's loss); JSON cannot hold it, so the file's description leaves the summary out".into());
+    }
+    let payload = model::payload(model, &metadata, path)?;
+    let spec = model::architecture(&payload.layers).map_err(|m| model::encode_err(path, m))?;
+    let batches = batches_trained(&metadata);
     let mut entries: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     for (name, t) in &payload.tensors {
         let (kind, prefix, local) = owner(&spec, name);
@@ -158,18 +174,12 @@ fn serialize(
     entries: &[(String, Dtype, Vec<usize>, Vec<u8>)],
     payload: &ModelPayload,
 ) -> Result<Vec<u8>, String> {
-    let json = |v: serde_json::Result<String>| v.map_err(|e| e.to_string());
-    let info = HashMap::from([
-        ("format".to_string(), "pt".to_string()),
-        (
-            ARCHITECTURE_KEY.into(),
-            json(serde_json::to_string(&payload.layers))?,
-        ),
-        (
-            METADATA_KEY.into(),
-            json(serde_json::to_string(&payload.metadata))?,
-        ),
-    ]);
+    let description = serde_json::to_string(&Description {
+        architecture: payload.layers.clone(),
+        metadata: payload.metadata.clone(),
+    })
+    .map_err(|e| e.to_string())?;
+    let info = HashMap::from([(DESCRIPTION_KEY.to_string(), description)]);
     let views = entries
         .iter()
         .map(|(n, d, s, b)| Ok((n.as_str(), TensorView::new(*d, s.clone(), b)?)))
@@ -195,6 +205,15 @@ fn header_len(bytes: &[u8]) -> Result<usize, String> {
         ));
     }
     Ok(n as usize)
+}
+
+/// Whether every number of a training summary is finite (JSON has no NaN or infinity).
+fn summary_is_finite(t: &model::TrainingSummary) -> bool {
+    let optional = |v: Option<f32>| v.is_none_or(f32::is_finite);
+    t.train_loss.is_finite()
+        && t.seconds.is_finite()
+        && optional(t.val_accuracy)
+        && optional(t.test_accuracy)
 }
 
 /// The number of training batches the metadata's summary records: epochs × ⌈rows / batch⌉.
@@ -306,18 +325,14 @@ fn describe_model(
         Describe::FromFile => {
             let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
             let info = header.metadata().as_ref();
-            let field = |key: &str| {
-                info.and_then(|m| m.get(key)).ok_or_else(|| {
-                    format!(
-                        "the file's metadata has no `{key}` (it was not exported by nn): give the architecture (--layers or --model-spec)"
-                    )
-                })
-            };
-            let layers = serde_json::from_str(field(ARCHITECTURE_KEY)?)
-                .map_err(|e| format!("`{ARCHITECTURE_KEY}`: {e}"))?;
-            let metadata = serde_json::from_str(field(METADATA_KEY)?)
-                .map_err(|e| format!("`{METADATA_KEY}`: {e}"))?;
-            Ok((layers, metadata))
+            let text = info.and_then(|m| m.get(DESCRIPTION_KEY)).ok_or_else(|| {
+                format!(
+                    "the file's metadata has no `{DESCRIPTION_KEY}` entry (it was not exported by nn): give the architecture (--layers or --model-spec)"
+                )
+            })?;
+            let d: Description = serde_json::from_str(text)
+                .map_err(|e| format!("`__metadata__.{DESCRIPTION_KEY}`: {e}"))?;
+            Ok((d.architecture, d.metadata))
         }
     }
 }
