@@ -5,17 +5,20 @@
 //! - `cargo xtask bench [w1|w2|w3|w4|all] [--peer torch]`: the standard workloads, with
 //!   ratios against the PyTorch peer measured in the same invocation;
 //! - `cargo xtask fuzz [TARGET] [--seconds N]`: the fuzz targets (nightly, cargo-fuzz);
-//! - `cargo xtask test`: the whole test suite, its Python side (ONNX Runtime) prepared;
+//! - `cargo xtask test`: the whole test suite, its Python side (ONNX Runtime), the page and
+//!   Chromium prepared;
+//! - `cargo xtask web [--port N] [--build-only]`: builds the draw-a-digit page into
+//!   `target/web` and serves it;
 //! - `cargo xtask ci`: the checks CI runs (`.ci/run` runs the same steps).
 
 mod bench;
 mod fuzz;
 mod test;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+pub(crate) use xtask::{cargo, root};
 
 const USAGE: &str = "usage: cargo xtask <command>
 
@@ -36,6 +39,9 @@ commands:
         run the whole test suite (cargo test --workspace --locked [ARGS]) after making
         target/python, a Python venv with onnx, onnxruntime and numpy for the ONNX
         Runtime test, and building the nn binary the end-to-end tests run
+  web [--port N] [--build-only]
+        build the draw-a-digit page (crates/nn-wasm for wasm32, wasm-bindgen, web/, the
+        digits model) into target/web and serve it on http://127.0.0.1:N/ (default 8080)
   ci    run the CI checks (fmt, clippy, docs, test)";
 
 fn main() {
@@ -50,6 +56,7 @@ fn run() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("test") => test::test(&args[1..]),
+        Some("web") => web(&args[1..]),
         Some("train") => train(&args[1..]),
         Some("bench") => bench::bench(&args[1..]),
         Some("fuzz") => fuzz::fuzz(&args[1..]),
@@ -61,28 +68,35 @@ fn run() -> Result<()> {
     }
 }
 
-/// The workspace root (the folder above `xtask/`).
-pub(crate) fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask sits in the workspace")
-        .to_path_buf()
+/// `cargo xtask web`: builds the page (training the digits model first if
+/// `models/digits.nnm` is missing) and serves it unless `--build-only`.
+fn web(args: &[String]) -> Result<()> {
+    let model = digits_model()?;
+    let dir = xtask::web::build(&model)?;
+    let wasm = std::fs::metadata(xtask::web::wasm_file(&dir)).map_or(0, |m| m.len());
+    println!(
+        "page written to {} ({} KB of wasm)",
+        dir.display(),
+        wasm / 1000
+    );
+    if args.iter().any(|a| a == "--build-only") {
+        return Ok(());
+    }
+    let port = flag(args, "--port")?.unwrap_or("8080");
+    let listener = std::net::TcpListener::bind(format!("127.0.0.1:{port}")).with_context(|| {
+        format!("cannot listen on 127.0.0.1:{port} (choose another with --port)")
+    })?;
+    println!("serving http://{}/ (Ctrl-C stops)", listener.local_addr()?);
+    xtask::web::serve(&dir, listener)
 }
 
-/// Runs `cargo <args>` in the workspace root, failing with the command line on error.
-pub(crate) fn cargo(args: &[&str], env: &[(&str, &str)]) -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    eprintln!("$ cargo {}", args.join(" "));
-    let status = Command::new(&cargo)
-        .args(args)
-        .envs(env.iter().copied())
-        .current_dir(root())
-        .status()
-        .with_context(|| format!("could not start `{cargo}`"))?;
-    if !status.success() {
-        bail!("`cargo {}` failed ({status})", args.join(" "));
+/// `models/digits.nnm`, trained by `cargo xtask train` if it is not there.
+pub(crate) fn digits_model() -> Result<std::path::PathBuf> {
+    let model = root().join("models/digits.nnm");
+    if !model.is_file() {
+        train(&[])?;
     }
-    Ok(())
+    Ok(model)
 }
 
 /// The CI steps, in the order `.ci/run` runs them.

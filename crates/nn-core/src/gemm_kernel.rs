@@ -8,6 +8,10 @@
 //! a 64×128×10 product to another core costs more than computing it); larger ones are cut
 //! into column (or row) blocks, one per thread of [`parallel`](crate::parallel), each block
 //! a single-threaded `gemm` call.
+//!
+//! On `wasm32` the `gemm` crate is not linked (its kernels for every instruction set cost
+//! more of the page's download than they save in time on a small model): the same blocks
+//! are computed by [`gemm_loops`](crate::gemm_loops).
 
 // The one place the toolkit calls an `unsafe` API: `gemm::gemm` takes raw pointers and
 // strides. Every call is preceded by the shape checks of `matmul_into`.
@@ -140,7 +144,20 @@ fn gemm_one(
     });
 }
 
+/// `C ← α·A·B + β·C` by plain loops on `wasm32` (see the module docs).
+#[cfg(target_arch = "wasm32")]
+fn gemm_raw(
+    alpha: f32,
+    a: ArrayView2<'_, f32>,
+    b: ArrayView2<'_, f32>,
+    beta: f32,
+    c: &mut ArrayViewMut2<'_, f32>,
+) {
+    crate::gemm_loops::gemm(alpha, a, b, beta, c);
+}
+
 /// `C ← α·A·B + β·C` through the `gemm` crate, for shapes already checked.
+#[cfg(not(target_arch = "wasm32"))]
 fn gemm_raw(
     alpha: f32,
     a: ArrayView2<'_, f32>,

@@ -18,6 +18,7 @@ pub mod bounded;
 pub mod conv;
 pub mod error;
 pub mod gemm_kernel;
+pub mod gemm_loops;
 pub mod init;
 pub mod limits;
 pub mod matmul;

@@ -213,14 +213,15 @@ pub fn write_atomic(
         source,
     };
     let result = (|| -> std::io::Result<()> {
-        let mut f = File::create(&tmp)?;
         {
+            // closed at the end of this block, before the rename
+            let mut f = File::create(&tmp)?;
             let mut w = std::io::BufWriter::new(&mut f);
             write(&mut w)?;
             w.flush()?;
+            drop(w);
+            f.sync_all()?;
         }
-        f.sync_all()?;
-        drop(f);
         std::fs::rename(&tmp, path)?;
         // make the rename itself durable (best effort: not every platform syncs folders)
         if let Ok(d) = File::open(&dir) {
