@@ -113,6 +113,20 @@ fn ci() -> Result<()> {
         ],
         &[],
     )?;
+    xtask::web::add_target()?;
+    cargo(
+        &[
+            "clippy",
+            "--target",
+            xtask::web::TARGET,
+            "-p",
+            "nn-wasm",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    )?;
     cargo(
         &["doc", "--workspace", "--no-deps"],
         &[("RUSTDOCFLAGS", "-D warnings")],

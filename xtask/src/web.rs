@@ -78,7 +78,10 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
 }
 
 /// Adds the wasm target with rustup when it is not installed.
-fn add_target() -> Result<()> {
+///
+/// # Errors
+/// rustup failing or missing.
+pub fn add_target() -> Result<()> {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
