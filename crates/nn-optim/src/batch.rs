@@ -159,4 +159,35 @@ mod tests {
         let e = Data::new(x.view(), Target::Classes(&[0, 1])).unwrap_err();
         assert_eq!(e.to_string(), "data: 3 input rows but 2 target rows");
     }
+
+    #[test]
+    fn large_batches_gather_every_row_in_order() {
+        // 500 rows of 3: row i holds [3i, 3i + 1, 3i + 2]; a batch of 300 rows is split
+        // across threads
+        let x = ndarray::Array2::from_shape_fn((500, 3), |(i, j)| (3 * i + j) as f32).into_dyn();
+        let c: Vec<usize> = (0..500).collect();
+        let d = Data::new(x.view(), Target::Classes(&c)).unwrap();
+        assert!(!d.is_empty());
+        let idx: Vec<usize> = (0..300).map(|k| (k * 7 + 3) % 500).collect();
+        let mut b = BatchBuffer::new();
+        let g = b.gather(&d, &idx);
+        for (k, &i) in idx.iter().enumerate() {
+            let want = [3 * i, 3 * i + 1, 3 * i + 2].map(|v| v as f32);
+            assert_eq!(
+                g.x.index_axis(ndarray::Axis(0), k).as_slice().unwrap(),
+                want
+            );
+        }
+        assert!(matches!(g.target, Target::Classes(t) if t == idx.as_slice()));
+        // rows of no values gather to an empty batch of the right shape
+        let empty = ndarray::Array2::<f32>::zeros((4, 0)).into_dyn();
+        let d = Data::new(empty.view(), Target::Classes(&c[..4])).unwrap();
+        assert_eq!(b.gather(&d, &[3, 1]).x.shape(), [2, 0]);
+        let none = ndarray::Array2::<f32>::zeros((0, 2)).into_dyn();
+        assert!(
+            Data::new(none.view(), Target::Classes(&[]))
+                .unwrap()
+                .is_empty()
+        );
+    }
 }

@@ -73,4 +73,23 @@ mod tests {
         assert!((d.bias().unwrap().grad[[0]] - 0.8).abs() < 1e-6);
         assert!((grad_norm(&mut d) - 1.0).abs() < 1e-6);
     }
+
+    #[test]
+    fn the_scale_is_the_limit_over_the_norm_plus_a_millionth() {
+        // one gradient [3, 4] stored with a stride (every other entry of [3, 9, 4, 9]):
+        // ‖g‖ = 5 read entry by entry; clipped to 2, g ← g · 2/(5 + 1e-6)
+        let mut d = Dense::from_weights(array![[1.0f32, 1.0]].into_dyn(), None).unwrap();
+        d.visit(&mut |_, slot| {
+            if let Slot::Param(p) = slot {
+                let strided = array![[3.0f32, 9.0, 4.0, 9.0]].slice_move(ndarray::s![.., ..;2]);
+                assert!(strided.as_slice_memory_order().is_none());
+                p.grad = strided.into_dyn();
+            }
+        });
+        assert_eq!(grad_norm(&mut d), 5.0);
+        assert_eq!(clip_grad_norm(&mut d, 2.0), 5.0);
+        let scale = 2.0f32 / (5.0 + 1e-6);
+        assert_eq!(d.weight().grad[[0, 0]], 3.0 * scale);
+        assert_eq!(d.weight().grad[[0, 1]], 4.0 * scale);
+    }
 }

@@ -311,4 +311,56 @@ mod tests {
         let stored = format!("{m:?}").len();
         assert!(stored < 20_000, "{stored} bytes");
     }
+
+    #[test]
+    fn merging_adds_counts_pair_by_pair() {
+        // a: (0,0) ×2, (1,2); b: (2,1), (0,0), (1,1) ×3
+        let mut a = ConfusionMatrix::new(3);
+        for (t, p) in [(0, 0), (0, 0), (1, 2)] {
+            a.add(t, p);
+        }
+        let mut b = ConfusionMatrix::new(3);
+        for (t, p) in [(2, 1), (0, 0), (1, 1), (1, 1), (1, 1)] {
+            b.add(t, p);
+        }
+        a.merge(&b);
+        assert_eq!(a.classes(), 3);
+        assert_eq!(a.get(0, 0), 3);
+        assert_eq!(a.get(1, 1), 3);
+        assert_eq!(a.get(1, 2), 1);
+        assert_eq!(a.get(2, 1), 1);
+        assert_eq!(a.get(2, 2), 0);
+        assert_eq!(a.total(), 8);
+        // precision of 1: 3 right of 4 predicted 1; recall of 1: 3 of 4 true 1
+        assert_eq!(a.precision(1), 0.75);
+        assert_eq!(a.recall(1), 0.75);
+        assert_eq!(a.precision(2), 0.0); // the one row predicted 2 is a 1
+        assert_eq!(a.recall(2), 0.0);
+        // pairs of a larger matrix outside this one are left out
+        let mut big = ConfusionMatrix::new(5);
+        big.add(4, 0);
+        big.add(0, 4);
+        big.add(2, 2);
+        a.merge(&big);
+        assert_eq!((a.get(2, 2), a.total()), (1, 9));
+    }
+
+    #[test]
+    fn rows_outside_the_classes_are_not_counted() {
+        let mut m = ConfusionMatrix::new(2);
+        m.add(2, 0);
+        m.add(0, 2);
+        m.add(1, 1);
+        assert_eq!(m.total(), 1);
+        assert_eq!(
+            (m.get(1, 1), m.get(2, 0), m.get(0, 2), m.get(1, 2)),
+            (1, 0, 0, 0)
+        );
+    }
+
+    #[test]
+    fn ties_go_to_the_first_largest_logit() {
+        assert_eq!(predicted_class(array![1.0f32, 3.0, 3.0, 2.0].view()), 1);
+        assert_eq!(predicted_class(array![0.0f32].view()), 0); // σ(0) = ½ is not > ½
+    }
 }

@@ -304,4 +304,43 @@ mod tests {
             .is_ok()
         );
     }
+
+    #[test]
+    fn each_setting_is_checked_at_its_bounds() {
+        let ok = |s: LrSchedule| s.validate().is_ok();
+        let step = |gamma| LrSchedule::new(0.1, Schedule::Step { every: 2, gamma });
+        let exp = |gamma| LrSchedule::new(0.1, Schedule::Exponential { gamma });
+        let cos = |t_max, min_lr| LrSchedule::new(0.1, Schedule::Cosine { t_max, min_lr });
+        assert!(ok(step(0.5)) && ok(exp(1.5)) && ok(cos(1, 0.0)) && ok(cos(5, 0.01)));
+        for g in [0.0, -0.5, f32::NAN, f32::INFINITY] {
+            assert!(!ok(step(g)) && !ok(exp(g)), "gamma {g}");
+        }
+        assert!(!ok(LrSchedule::new(
+            0.1,
+            Schedule::Step {
+                every: 0,
+                gamma: 0.5
+            }
+        )));
+        assert!(!ok(cos(0, 0.0)));
+        for m in [-0.01, f32::NAN, f32::INFINITY] {
+            assert!(!ok(cos(5, m)), "min_lr {m}");
+        }
+        let warm = |f| LrSchedule::constant(0.1).with_warmup(2, f);
+        assert!(ok(warm(1.0)) && ok(warm(0.01)));
+        for f in [0.0, -0.5, 1.01, f32::NAN] {
+            assert!(!ok(warm(f)), "start factor {f}");
+        }
+    }
+
+    #[test]
+    fn the_schedule_starts_when_the_warm_up_ends() {
+        // 2 warm-up epochs from 0.5×, then ×0.1 per epoch: 0.5, 0.75, then 1, 0.1, 0.01
+        let s = LrSchedule::new(1.0, Schedule::Exponential { gamma: 0.1 }).with_warmup(2, 0.5);
+        let got: Vec<f32> = (0..5).map(|t| s.lr_at(t)).collect();
+        let want = [0.5, 0.75, 1.0, 0.1, 0.01];
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-7, "{got:?}");
+        }
+    }
 }

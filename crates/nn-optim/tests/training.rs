@@ -4,8 +4,8 @@ use ndarray::{Array2, ArrayD};
 use nn_core::{Init, rng, seeded};
 use nn_layers::{Dense, DenseConfig, Layer, Relu, Sequential, Slot, SoftmaxCrossEntropy, Target};
 use nn_optim::{
-    Data, EpochEnd, EpochRecord, Error, Monitor, Observer, ObserverError, Sgd, SgdConfig, Silent,
-    TrainConfig, Trainer, evaluate,
+    Data, EpochEnd, EpochRecord, Error, Monitor, Observer, ObserverError, Optimizer, Sgd,
+    SgdConfig, Silent, TrainConfig, Trainer, evaluate,
 };
 
 /// Three Gaussian blobs in 2-D around (0, 2), (2, −1), (−2, −1), σ = 0.6, `n` rows each.
@@ -409,4 +409,213 @@ fn an_observer_that_fails_stops_the_run_with_its_message() {
         "after epoch 2: cannot write epoch-0002.nnck: disk full"
     );
     assert_eq!(t.epoch(), 2);
+}
+
+/// Rows through the identity (z = x), classes 1, 1, 0: p = [¼, ¾], [¾, ¼], [¾, ¼]; losses
+/// ln 4/3, ln 4, ln 4/3; the second row is predicted wrong.
+fn three_rows() -> (ArrayD<f32>, Vec<usize>) {
+    let l3 = 3f32.ln();
+    let x = ndarray::array![[0.0f32, l3], [l3, 0.0], [l3, 0.0]].into_dyn();
+    (x, vec![1, 1, 0])
+}
+
+fn identity() -> Dense {
+    Dense::from_weights(ndarray::array![[1.0f32, 0.0], [0.0, 1.0]].into_dyn(), None).unwrap()
+}
+
+#[test]
+fn an_epochs_loss_and_accuracy_are_means_over_rows() {
+    let (x, c) = three_rows();
+    let data = Data::new(x.view(), Target::Classes(&c)).unwrap();
+    let mean = (2.0 * (4f64 / 3.0).ln() + 4f64.ln()) / 3.0;
+    for batch in [1, 2, 3] {
+        // η = 0: the weights stay, so every batch sees the same model
+        let h = Trainer::new(TrainConfig::new(2, batch, 0.0))
+            .unwrap()
+            .fit(
+                &mut identity(),
+                &mut SoftmaxCrossEntropy::new(),
+                &mut Sgd::new(SgdConfig::plain()).unwrap(),
+                &data,
+                None,
+                &mut Silent,
+            )
+            .unwrap();
+        for r in &h.epochs {
+            assert!(
+                (f64::from(r.train_loss) - mean).abs() < 1e-6,
+                "batch {batch}: {r:?}"
+            );
+            assert!((r.train_accuracy.unwrap() - 2.0 / 3.0).abs() < 1e-6);
+        }
+    }
+}
+
+#[test]
+fn early_stopping_needs_an_improvement_of_min_delta() {
+    // a model that does not learn (η = 0): the monitored value stays, which is no
+    // improvement by min_delta = 0.01, so the run stops after 1 + patience epochs and keeps
+    // epoch 1's weights
+    let (x, c) = three_rows();
+    let data = Data::new(x.view(), Target::Classes(&c)).unwrap();
+    for monitor in [Monitor::ValLoss, Monitor::ValAccuracy] {
+        let mut cfg = TrainConfig::new(10, 2, 0.0).early_stopping(monitor, 3);
+        cfg.early_stopping.as_mut().unwrap().min_delta = 0.01;
+        let h = Trainer::new(cfg)
+            .unwrap()
+            .fit(
+                &mut identity(),
+                &mut SoftmaxCrossEntropy::new(),
+                &mut Sgd::new(SgdConfig::plain()).unwrap(),
+                &data,
+                Some(&data),
+                &mut Silent,
+            )
+            .unwrap();
+        assert!(h.stopped_early, "{monitor:?}");
+        assert_eq!((h.epochs.len(), h.best_epoch), (4, Some(1)), "{monitor:?}");
+    }
+}
+
+fn momentum_sgd() -> Sgd {
+    Sgd::new(SgdConfig::plain().momentum(0.9)).unwrap()
+}
+
+/// Gradients of 1 everywhere on `model`.
+fn unit_grads(model: &mut dyn Layer) {
+    model.visit(&mut |_, slot| {
+        if let Slot::Param(p) = slot {
+            p.grad.fill(1.0);
+        }
+    });
+}
+
+#[test]
+fn saved_states_count_steps_and_round_trip_with_their_tensors() {
+    let mut m = identity();
+    let mut opt = momentum_sgd();
+    for _ in 0..2 {
+        unit_grads(&mut m);
+        opt.step(&mut m, 0.1).unwrap();
+    }
+    let state = opt.state();
+    assert_eq!((state.kind.as_str(), state.steps), ("sgd", 2));
+    // v = 0.9·1 + 1 = 1.9 after two steps, for the one weight tensor
+    assert_eq!(state.slots["weight"][0].data, vec![1.9f32; 4]);
+    let json = serde_json::to_string(&state).unwrap();
+    let back: nn_optim::OptimizerState = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, state);
+    // a state whose tensor has another shape than the parameter is refused at the step
+    let mut wrong = state.clone();
+    wrong.slots.get_mut("weight").unwrap()[0] = nn_core::TensorData {
+        shape: vec![4],
+        data: vec![0.0; 4],
+    };
+    let mut opt = momentum_sgd();
+    let refused = opt
+        .load_state(wrong)
+        .and_then(|()| opt.step(&mut identity(), 0.1));
+    assert!(refused.is_err());
+}
+
+#[test]
+fn trainer_states_and_histories_round_trip_and_are_checked() {
+    let (x, c) = three_rows();
+    let data = Data::new(x.view(), Target::Classes(&c)).unwrap();
+    let mut trainer =
+        Trainer::new(TrainConfig::new(2, 2, 0.0).early_stopping(Monitor::ValLoss, 5)).unwrap();
+    let mut m = identity();
+    let h = trainer
+        .fit(
+            &mut m,
+            &mut SoftmaxCrossEntropy::new(),
+            &mut momentum_sgd(),
+            &data,
+            Some(&data),
+            &mut Silent,
+        )
+        .unwrap();
+    let json = serde_json::to_string(&h).unwrap();
+    assert_eq!(
+        serde_json::from_str::<nn_optim::History>(&json)
+            .unwrap()
+            .epochs
+            .len(),
+        2
+    );
+    let state = trainer.state();
+    let json = serde_json::to_string(&state).unwrap();
+    let back: nn_optim::TrainerState = serde_json::from_str(&json).unwrap();
+    back.validate(&mut m).unwrap();
+    let mut longer = back.clone();
+    longer.epoch = 1; // two epochs of history after one epoch
+    assert!(longer.validate(&mut m).is_err());
+}
+
+#[test]
+fn adam_l2_adds_lambda_w_to_the_gradient_and_adamw_decays_by_default() {
+    assert_eq!(nn_optim::AdamConfig::adamw().weight_decay, 0.01);
+    // w = 1 on the diagonal, 0 off it; g = 0, λ = 0.5: g′ = λ·w, and the first step moves w
+    // by η·m̂/(√v̂ + ε) = η·g′/(|g′| + ε): 1 → 1 − 0.1·0.5/(0.5 + ε); 0 stays 0
+    let mut cfg = nn_optim::AdamConfig::adam();
+    cfg.weight_decay = 0.5;
+    let mut opt = nn_optim::Adam::new(cfg.clone()).unwrap();
+    let mut m = identity();
+    opt.step(&mut m, 0.1).unwrap();
+    let want = 1.0 - 0.1 * 0.5 / (0.5 + cfg.eps);
+    let w = m.weight().value.clone();
+    assert!((w[[0, 0]] - want).abs() < 1e-6 && w[[0, 1]] == 0.0, "{w}");
+}
+
+#[test]
+fn clipping_needs_a_positive_finite_norm() {
+    let cfg = |c: f32| TrainConfig::new(1, 1, 0.1).clip_grad_norm(c).validate();
+    assert!(cfg(0.5).is_ok());
+    for c in [0.0, -1.0, f32::NAN, f32::INFINITY] {
+        assert!(cfg(c).is_err(), "{c}");
+    }
+}
+
+#[test]
+fn a_table_up_to_twenty_classes_and_a_summary_beyond() {
+    let table = |k: usize| {
+        let mut m = nn_optim::ConfusionMatrix::new(k);
+        m.add(0, 1);
+        m.display_with(None).to_string()
+    };
+    assert!(table(20).contains("precision"), "{}", table(20));
+    assert!(
+        table(21).contains("most frequent confusions"),
+        "{}",
+        table(21)
+    );
+}
+
+/// Records `is_last` at each epoch's end.
+struct Lasts(Vec<bool>);
+
+impl Observer for Lasts {
+    fn on_epoch_end(&mut self, end: &mut EpochEnd<'_>) -> Result<(), ObserverError> {
+        self.0.push(end.is_last());
+        Ok(())
+    }
+}
+
+#[test]
+fn only_the_last_epoch_is_last() {
+    let (x, c) = three_rows();
+    let data = Data::new(x.view(), Target::Classes(&c)).unwrap();
+    let mut lasts = Lasts(Vec::new());
+    Trainer::new(TrainConfig::new(3, 2, 0.0))
+        .unwrap()
+        .fit(
+            &mut identity(),
+            &mut SoftmaxCrossEntropy::new(),
+            &mut momentum_sgd(),
+            &data,
+            None,
+            &mut lasts,
+        )
+        .unwrap();
+    assert_eq!(lasts.0, vec![false, false, true]);
 }
