@@ -174,7 +174,7 @@ mod tests {
         for (k, &i) in idx.iter().enumerate() {
             let want = [3 * i, 3 * i + 1, 3 * i + 2].map(|v| v as f32);
             assert_eq!(
-                g.x.index_axis(ndarray::Axis(0), k).as_slice().unwrap(),
+                g.x.index_axis(Axis(0), k).as_slice().unwrap(),
                 want
             );
         }
