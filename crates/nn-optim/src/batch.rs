@@ -173,10 +173,7 @@ mod tests {
         let g = b.gather(&d, &idx);
         for (k, &i) in idx.iter().enumerate() {
             let want = [3 * i, 3 * i + 1, 3 * i + 2].map(|v| v as f32);
-            assert_eq!(
-                g.x.index_axis(Axis(0), k).as_slice().unwrap(),
-                want
-            );
+            assert_eq!(g.x.index_axis(Axis(0), k).as_slice().unwrap(), want);
         }
         assert!(matches!(g.target, Target::Classes(t) if t == idx.as_slice()));
         // rows of no values gather to an empty batch of the right shape

@@ -559,7 +559,7 @@ fn adam_l2_adds_lambda_w_to_the_gradient_and_adamw_decays_by_default() {
     // by η·m̂/(√v̂ + ε) = η·g′/(|g′| + ε): 1 → 1 − 0.1·0.5/(0.5 + ε); 0 stays 0
     let mut cfg = nn_optim::AdamConfig::adam();
     cfg.weight_decay = 0.5;
-    let mut opt = nn_optim::Adam::new(cfg.clone()).unwrap();
+    let mut opt = nn_optim::Adam::new(cfg).unwrap();
     let mut m = identity();
     opt.step(&mut m, 0.1).unwrap();
     let want = 1.0 - 0.1 * 0.5 / (0.5 + cfg.eps);

@@ -143,7 +143,7 @@ mod tests {
     use nn_layers::{Dense, Sequential};
 
     /// `z = W·x' + b` with `x' = (x − μ)/σ`, saved and loaded as the page loads it.
-    fn model(loss: &str, w: nn_core::Tensor, b: nn_core::Tensor) -> Predictor {
+    fn model(loss: &str, w: Tensor, b: Tensor) -> Predictor {
         let mut net = Sequential::new().with(Dense::from_weights(w, Some(b)).unwrap());
         let meta = Metadata {
             input_shape: vec![2],
