@@ -105,7 +105,7 @@ pub fn bench(args: &[String]) -> Result<()> {
         );
     }
     let workloads: Vec<&str> = if which == "all" {
-        vec!["w1", "w4", "w2", "w3"]
+        vec!["w1", "w4", "w2", "w3", "w5", "w6"]
     } else {
         which.split(',').collect()
     };

@@ -2,7 +2,7 @@
 //!
 //! - `cargo xtask train [--dataset digits|fashion-mnist] [--data-dir DIR] [--out FILE]`:
 //!   trains the default model with the `nn` command (release build) and saves it;
-//! - `cargo xtask bench [w1|w2|w3|w4|all] [--peer torch]`: the standard workloads, with
+//! - `cargo xtask bench [w1|…|w6|all] [--peer torch]`: the standard workloads, with
 //!   ratios against the PyTorch peer measured in the same invocation;
 //! - `cargo xtask fuzz [TARGET] [--seconds N]`: the fuzz targets (nightly, cargo-fuzz);
 //! - `cargo xtask test`: the whole test suite, its Python side (ONNX Runtime), the page and
@@ -27,7 +27,7 @@ commands:
         train the default model (digits: from data/digits.csv; fashion-mnist: from the
         IDX files, default folder /usr/share/datasets/fashion-mnist; --model cnn trains a
         LeNet-style network with batch norm on Fashion-MNIST)
-  bench [w1|w2|w3|w4|all] [--reps N] [--peer torch] [--peer-script PATH] [--out FILE]
+  bench [w1|w2|w3|w4|w5|w6|all] [--reps N] [--peer torch] [--peer-script PATH] [--out FILE]
         run the standard workloads (release build), optionally alternating with the
         PyTorch peer (../shared/bench/torch_peer.py), and print nn/torch ratios
   fuzz [TARGET] [--seconds N]
@@ -97,6 +97,27 @@ pub(crate) fn digits_model() -> Result<std::path::PathBuf> {
         train(&[])?;
     }
     Ok(model)
+}
+
+/// The page's model for the tests: `models/digits.nnm` when present, else the default digits
+/// model trained by the dev-profile `nn` (which the tests build anyway) into `target/web-model`.
+pub(crate) fn test_digits_model() -> Result<std::path::PathBuf> {
+    let model = root().join("models/digits.nnm");
+    if model.is_file() {
+        return Ok(model);
+    }
+    let out = root().join("target/web-model/digits.nnm");
+    std::fs::create_dir_all(root().join("target/web-model"))?;
+    let out_text = out.to_str().context("a path that is not UTF-8")?;
+    let data = root().join("data/digits.csv");
+    let data = data.to_str().context("a path that is not UTF-8")?;
+    let mut full = vec![
+        "run", "--quiet", "--locked", "-p", "nn-cli", "--bin", "nn", "--", "train",
+    ];
+    full.extend(["--data", data, "--out", out_text]);
+    full.extend(DIGITS.split_whitespace());
+    cargo(&full, &[])?;
+    Ok(out)
 }
 
 /// The CI steps, in the order `.ci/run` runs them.

@@ -27,9 +27,9 @@ use crate::{cargo, root};
 /// Runs the test suite with its Python side prepared.
 pub fn test(args: &[String]) -> Result<()> {
     let python = python_env()?;
-    let web = xtask::web::build(&crate::digits_model()?)?;
-    let (chromium, driver) = browser()?;
     cargo(&["build", "--locked", "-p", "nn-cli", "--bin", "nn"], &[])?;
+    let web = xtask::web::build(&crate::test_digits_model()?)?;
+    let (chromium, driver) = browser()?;
     let text = |p: &Path| {
         p.to_str()
             .map(String::from)

@@ -1,8 +1,9 @@
 //! The draw-a-digit page in a real browser: headless Chromium, driven through WebDriver
 //! (`chromedriver`), loads the page `cargo xtask web` built, draws digits with pointer
 //! strokes replayed from rows of `data/digits.csv`, and checks the top class of each, that
-//! the probabilities sum to 1, the size of the `.wasm` and the prediction times; it saves a
-//! screenshot to `target/web-test/browser.png`.
+//! the probabilities sum to 1, the size of the `.wasm` (≤ 400 KB) and the prediction times
+//! (the first ≤ 200 ms after the page's load event, one ≤ 1 ms); it saves a screenshot to
+//! `target/web-test/browser.png`.
 //!
 //! `cargo xtask test` builds the page and sets `NN_WEB_DIR`, `NN_CHROMIUM`,
 //! `NN_CHROMEDRIVER` and `NN_REQUIRE_BROWSER=1`. Plain `cargo test` without a built page or
@@ -182,6 +183,10 @@ fn the_page_reads_digits_drawn_in_chromium() {
         .as_f64()
         .unwrap();
     let loaded_ms = s.script("return window.nn.loadedMs;").as_f64().unwrap();
+    let load_event_ms = s
+        .script("return performance.getEntriesByType('navigation')[0].loadEventStart;")
+        .as_f64()
+        .unwrap();
     let pad = s.element("#pad");
     let clear = s.element("#clear");
     let rows = digit_rows();
@@ -213,18 +218,22 @@ fn the_page_reads_digits_drawn_in_chromium() {
         .unwrap();
     let shot = screenshot(&s);
     println!(
-        "browser: {} digits read right ({}); wasm {wasm} bytes; module and model in at {loaded_ms:.1} ms, first prediction at {first_ms:.1} ms after navigation; one prediction {predict_ms:.4} ms (mean of 1000); screenshot {}",
+        "browser: {} digits read right ({}); wasm {wasm} bytes; page loaded (load event) at {load_event_ms:.1} ms, module and model in at {loaded_ms:.1} ms, first prediction at {first_ms:.1} ms after navigation start ({:.1} ms after the load event); one prediction {predict_ms:.4} ms (mean of 1000); screenshot {}",
         report.len(),
         report.join(", "),
+        first_ms - load_event_ms,
         shot.display()
     );
     assert!(
         wasm <= MAX_WASM_BYTES,
         "the .wasm is {wasm} bytes, over {MAX_WASM_BYTES}"
     );
+    // "after page load": from the page's load event (from navigation start the figure
+    // also holds the browser fetching the page, which depends on the machine's load)
+    let after_load = first_ms - load_event_ms;
     assert!(
-        first_ms <= 200.0,
-        "first prediction {first_ms} ms after navigation, over 200"
+        after_load <= 200.0,
+        "first prediction {after_load} ms after the load event, over 200"
     );
     assert!(
         predict_ms <= 1.0,

@@ -1,6 +1,7 @@
 //! Criterion benchmarks of the kernels on the hot path, at the workloads' shapes:
-//! GEMM, dense forward/backward, softmax + cross-entropy, convolution forward/backward and
-//! the optimizer step.
+//! GEMM, dense forward/backward, softmax + cross-entropy, convolution forward/backward (W6's
+//! padded one too), batch norm in both layouts, dropout and the optimizer steps (W1's and
+//! W5's parameters).
 //!
 //! ```sh
 //! cargo bench -p nn-bench --bench kernels
@@ -12,8 +13,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use ndarray::Array2;
 use nn_core::{Buffer, Tensor, matmul_into, seeded};
 use nn_layers::{
-    Conv2d, Conv2dConfig, Dense, DenseConfig, Layer, Loss, Mode, Sequential, SoftmaxCrossEntropy,
-    Target,
+    BatchNormConfig, Conv2d, Conv2dConfig, Dense, DenseConfig, Dropout, Layer, LayerConfig, Loss,
+    Mode, Sequential, SoftmaxCrossEntropy, Target,
 };
 use nn_optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 
@@ -109,6 +110,51 @@ fn conv(c: &mut Criterion) {
     });
 }
 
+/// W6's layers besides the dense ones: the padded first convolution, batch norm on images
+/// and on rows, dropout.
+fn w6_layers(c: &mut Criterion) {
+    let mut cfg = Conv2dConfig::new(1, 12, 5);
+    cfg.padding = (2, 2);
+    let mut conv = Conv2d::new(&cfg, &mut seeded(0)).unwrap();
+    let x = ramp(&[64, 1, 28, 28]);
+    let dy = ramp(&[64, 12, 28, 28]);
+    let (mut y, mut dx) = (Buffer::new(), Buffer::new());
+    c.bench_function("conv_1to12_5x5_pad2_b64_forward_train", |b| {
+        b.iter(|| conv.forward(x.view(), &mut y, Mode::Train).unwrap())
+    });
+    c.bench_function("conv_1to12_5x5_pad2_b64_backward_params", |b| {
+        b.iter(|| conv.backward(x.view(), y.view(), dy.view(), None).unwrap())
+    });
+    for (name, shape) in [
+        ("batchnorm_12ch_28x28_b64", vec![64, 12, 28, 28]),
+        ("batchnorm_24ch_10x10_b64", vec![64, 24, 10, 10]),
+        ("batchnorm_120_rows_b64", vec![64, 120]),
+    ] {
+        let mut bn = BatchNormConfig::new(shape[1])
+            .build(&mut seeded(0))
+            .unwrap();
+        let (x, dy) = (ramp(&shape), ramp(&shape));
+        c.bench_function(&format!("{name}_forward_train"), |b| {
+            b.iter(|| bn.forward(x.view(), &mut y, Mode::Train).unwrap())
+        });
+        c.bench_function(&format!("{name}_backward"), |b| {
+            b.iter(|| {
+                bn.backward(x.view(), y.view(), dy.view(), Some(&mut dx))
+                    .unwrap()
+            })
+        });
+    }
+    let mut drop = Dropout::new(0.25, 7).unwrap();
+    let (x, dy) = (ramp(&[64, 120]), ramp(&[64, 120]));
+    c.bench_function("dropout_120_b64_forward_backward", |b| {
+        b.iter(|| {
+            drop.forward(x.view(), &mut y, Mode::Train).unwrap();
+            drop.backward(x.view(), y.view(), dy.view(), Some(&mut dx))
+                .unwrap()
+        })
+    });
+}
+
 fn optimizer(c: &mut Criterion) {
     let mut r = seeded(1);
     let mut net = Sequential::new()
@@ -126,7 +172,15 @@ fn optimizer(c: &mut Criterion) {
     c.bench_function("adam_step_w1_params", |b| {
         b.iter(|| adam.step(&mut net, 1e-3).unwrap())
     });
+    let mut w5 = Sequential::new()
+        .with(Dense::new(&DenseConfig::new(784, 256), &mut r).unwrap())
+        .with(Dense::new(&DenseConfig::new(256, 128), &mut r).unwrap())
+        .with(Dense::new(&DenseConfig::new(128, 10), &mut r).unwrap());
+    let mut adam = Adam::new(AdamConfig::adam()).unwrap();
+    c.bench_function("adam_step_w5_params", |b| {
+        b.iter(|| adam.step(&mut w5, 1e-3).unwrap())
+    });
 }
 
-criterion_group!(benches, gemm, dense, softmax_ce, conv, optimizer);
+criterion_group!(benches, gemm, dense, softmax_ce, conv, w6_layers, optimizer);
 criterion_main!(benches);

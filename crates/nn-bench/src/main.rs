@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo run --release -p nn-bench -- w1 --reps 3 --out results.jsonl
 //! cargo xtask bench all --peer torch      # the same, alternating with the PyTorch peer
+//! cargo run --release -p nn-bench -- w5,w6 # the CLI's default networks (Adam; batch norm, dropout)
 //! ```
 //!
 //! - Data: Fashion-MNIST (`FMNIST_DIR`, default `/usr/share/datasets/fashion-mnist`),
@@ -22,11 +23,12 @@ use ndarray::{ArrayViewD, Axis, IxDyn};
 use nn_core::{Buffer, Rng, seeded};
 use nn_io::{Dataset, Normalization, load_idx_dir};
 use nn_layers::{
-    Conv2d, Conv2dConfig, Dense, DenseConfig, Flatten, Layer, MaxPool2d, Mode, Relu, Sequential,
-    SoftmaxCrossEntropy,
+    BatchNormConfig, Conv2d, Conv2dConfig, Dense, DenseConfig, Dropout, Flatten, Layer,
+    LayerConfig, MaxPool2d, Mode, Relu, Sequential, SoftmaxCrossEntropy,
 };
 use nn_optim::{
-    Data, EpochEnd, Observer, ObserverError, Sgd, SgdConfig, TrainConfig, Trainer, evaluate,
+    Adam, AdamConfig, Data, EpochEnd, Observer, ObserverError, Optimizer, Sgd, SgdConfig,
+    TrainConfig, Trainer, evaluate,
 };
 use serde_json::json;
 
@@ -57,64 +59,124 @@ fn fmt(s: &serde_json::Value, prec: usize) -> String {
     )
 }
 
+/// The network of a workload.
+#[derive(Clone, Copy, PartialEq)]
+enum Net {
+    /// Dense layers of these widths with ReLU between them.
+    Mlp(&'static [usize]),
+    /// W3's LeNet-style CNN.
+    Cnn,
+    /// W6's CNN with padded convolutions, batch norm and dropout.
+    CnnBn,
+}
+
+/// The update rule of a workload.
+#[derive(Clone, Copy, PartialEq)]
+enum Rule {
+    /// SGD with this momentum (0: plain).
+    Sgd(f32),
+    /// Adam (β 0.9/0.999, ε 1e-8, no weight decay).
+    Adam,
+}
+
 struct Workload {
     name: &'static str,
     batch: usize,
     lr: f32,
-    momentum: f32,
+    rule: Rule,
     epochs: usize,
-    cnn: bool,
-    sizes: &'static [usize],
+    net: Net,
 }
 
 const W1: Workload = Workload {
     name: "w1",
     batch: 64,
     lr: 0.1,
-    momentum: 0.0,
+    rule: Rule::Sgd(0.0),
     epochs: 5,
-    cnn: false,
-    sizes: &[784, 128, 10],
+    net: Net::Mlp(&[784, 128, 10]),
 };
 const W2: Workload = Workload {
     name: "w2",
     batch: 128,
     lr: 0.05,
-    momentum: 0.9,
+    rule: Rule::Sgd(0.9),
     epochs: 5,
-    cnn: false,
-    sizes: &[784, 512, 256, 10],
+    net: Net::Mlp(&[784, 512, 256, 10]),
 };
 const W3: Workload = Workload {
     name: "w3",
     batch: 64,
     lr: 0.05,
-    momentum: 0.9,
+    rule: Rule::Sgd(0.9),
     epochs: 3,
-    cnn: true,
-    sizes: &[],
+    net: Net::Cnn,
+};
+const W5: Workload = Workload {
+    name: "w5",
+    batch: 64,
+    lr: 0.001,
+    rule: Rule::Adam,
+    epochs: 3,
+    net: Net::Mlp(&[784, 256, 128, 10]),
+};
+const W6: Workload = Workload {
+    name: "w6",
+    batch: 64,
+    lr: 0.002,
+    rule: Rule::Adam,
+    epochs: 2,
+    net: Net::CnnBn,
 };
 
 fn build(w: &Workload, rng: &mut Rng) -> Result<Sequential> {
     let mut m = Sequential::new();
-    if w.cnn {
-        m.push(Conv2d::new(&Conv2dConfig::new(1, 8, 5), rng)?);
-        m.push(Relu::new());
-        m.push(MaxPool2d::max(2, 2)?);
-        m.push(Conv2d::new(&Conv2dConfig::new(8, 16, 5), rng)?);
-        m.push(Relu::new());
-        m.push(MaxPool2d::max(2, 2)?);
-        m.push(Flatten::new());
-        m.push(Dense::new(&DenseConfig::new(256, 10), rng)?);
-    } else {
-        for (i, pair) in w.sizes.windows(2).enumerate() {
-            m.push(Dense::new(&DenseConfig::new(pair[0], pair[1]), rng)?); // He uniform, b = 0
-            if i + 2 < w.sizes.len() {
-                m.push(Relu::new());
+    match w.net {
+        Net::Cnn => {
+            m.push(Conv2d::new(&Conv2dConfig::new(1, 8, 5), rng)?);
+            m.push(Relu::new());
+            m.push(MaxPool2d::max(2, 2)?);
+            m.push(Conv2d::new(&Conv2dConfig::new(8, 16, 5), rng)?);
+            m.push(Relu::new());
+            m.push(MaxPool2d::max(2, 2)?);
+            m.push(Flatten::new());
+            m.push(Dense::new(&DenseConfig::new(256, 10), rng)?);
+        }
+        Net::CnnBn => {
+            let mut conv1 = Conv2dConfig::new(1, 12, 5);
+            conv1.padding = (2, 2);
+            m.push(Conv2d::new(&conv1, rng)?);
+            m.push_boxed(BatchNormConfig::new(12).build(rng)?);
+            m.push(Relu::new());
+            m.push(MaxPool2d::max(2, 2)?);
+            m.push(Conv2d::new(&Conv2dConfig::new(12, 24, 5), rng)?);
+            m.push_boxed(BatchNormConfig::new(24).build(rng)?);
+            m.push(Relu::new());
+            m.push(MaxPool2d::max(2, 2)?);
+            m.push(Flatten::new());
+            m.push(Dense::new(&DenseConfig::new(600, 120), rng)?);
+            m.push(Relu::new());
+            m.push(Dropout::new(0.25, SEED)?);
+            m.push(Dense::new(&DenseConfig::new(120, 10), rng)?);
+        }
+        Net::Mlp(sizes) => {
+            for (i, pair) in sizes.windows(2).enumerate() {
+                m.push(Dense::new(&DenseConfig::new(pair[0], pair[1]), rng)?); // He uniform, b = 0
+                if i + 2 < sizes.len() {
+                    m.push(Relu::new());
+                }
             }
         }
     }
     Ok(m)
+}
+
+/// The workload's optimizer.
+fn optimizer(w: &Workload) -> Result<Box<dyn Optimizer>> {
+    Ok(match w.rule {
+        Rule::Sgd(mu) => Box::new(Sgd::new(SgdConfig::plain().momentum(mu))?),
+        Rule::Adam => Box::new(Adam::new(AdamConfig::adam())?),
+    })
 }
 
 struct Times(Vec<f64>);
@@ -168,19 +230,20 @@ fn train(
     out: &mut Vec<serde_json::Value>,
 ) -> Result<Sequential> {
     let (train, test) = (&data.train, &data.test);
-    let (train_x, test_x) = (inputs(train, w.cnn), inputs(test, w.cnn));
+    let cnn = !matches!(w.net, Net::Mlp(_));
+    let (train_x, test_x) = (inputs(train, cnn), inputs(test, cnn));
     let mut epoch_times = Vec::new();
     let (mut first, mut accs) = (Vec::new(), Vec::new());
     let mut model = None;
     for rep in 0..reps {
         let mut m = build(w, &mut seeded(SEED))?;
         let mut loss = SoftmaxCrossEntropy::new();
-        let mut opt = Sgd::new(SgdConfig::plain().momentum(w.momentum))?;
+        let mut opt = optimizer(w)?;
         let mut times = Times(Vec::new());
         Trainer::new(TrainConfig::new(w.epochs, w.batch, w.lr).seed(SEED))?.fit(
             &mut m,
             &mut loss,
-            &mut opt,
+            opt.as_mut(),
             &Data::new(train_x.view(), train.target())?,
             None,
             &mut times,
@@ -282,7 +345,7 @@ fn main() -> Result<()> {
             "--out" => out_path = Some(args.next().context("--out needs a file")?.into()),
             w if !w.starts_with("--") => which = w.to_string(),
             other => bail!(
-                "unknown option `{other}`; usage: nn-bench [w1|w2|w3|w4|all] [--reps N] [--out FILE]"
+                "unknown option `{other}`; usage: nn-bench [w1|w2|w3|w4|w5|w6|all] [--reps N] [--out FILE]"
             ),
         }
     }
@@ -291,8 +354,11 @@ fn main() -> Result<()> {
     } else {
         which.split(',').collect()
     };
-    if let Some(bad) = list.iter().find(|w| !["w1", "w2", "w3", "w4"].contains(w)) {
-        bail!("unknown workload `{bad}`; expected w1, w2, w3, w4 or all");
+    if let Some(bad) = list
+        .iter()
+        .find(|w| !["w1", "w2", "w3", "w4", "w5", "w6"].contains(w))
+    {
+        bail!("unknown workload `{bad}`; expected w1 to w6 or all");
     }
     let data = load()?;
     let mut out = Vec::new();
@@ -302,6 +368,8 @@ fn main() -> Result<()> {
             "w1" => w1_model = Some(train(&W1, &data, reps, &mut out)?),
             "w2" => drop(train(&W2, &data, reps, &mut out)?),
             "w3" => drop(train(&W3, &data, reps, &mut out)?),
+            "w5" => drop(train(&W5, &data, reps, &mut out)?),
+            "w6" => drop(train(&W6, &data, reps, &mut out)?),
             _ => {
                 let mut m = match w1_model.take() {
                     Some(m) => m,
