@@ -338,9 +338,9 @@ mod tests {
         assert_eq!(a.recall(2), 0.0);
         // pairs of a larger matrix outside this one are left out
         let mut big = ConfusionMatrix::new(5);
-        big.add(4, 0);
-        big.add(0, 4);
-        big.add(2, 2);
+        for (t, p) in [(4, 0), (0, 4), (3, 1), (1, 3), (2, 2)] {
+            big.add(t, p);
+        }
         a.merge(&big);
         assert_eq!((a.get(2, 2), a.total()), (1, 9));
     }

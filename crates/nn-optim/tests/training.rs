@@ -458,9 +458,14 @@ fn early_stopping_needs_an_improvement_of_min_delta() {
     // epoch 1's weights
     let (x, c) = three_rows();
     let data = Data::new(x.view(), Target::Classes(&c)).unwrap();
-    for monitor in [Monitor::ValLoss, Monitor::ValAccuracy] {
+    for (monitor, min_delta) in [
+        (Monitor::ValLoss, 0.01),
+        (Monitor::ValAccuracy, 0.01),
+        (Monitor::ValLoss, 0.0),
+        (Monitor::ValAccuracy, 0.0),
+    ] {
         let mut cfg = TrainConfig::new(10, 2, 0.0).early_stopping(monitor, 3);
-        cfg.early_stopping.as_mut().unwrap().min_delta = 0.01;
+        cfg.early_stopping.as_mut().unwrap().min_delta = min_delta;
         let h = Trainer::new(cfg)
             .unwrap()
             .fit(
@@ -544,6 +549,7 @@ fn trainer_states_and_histories_round_trip_and_are_checked() {
         2
     );
     let state = trainer.state();
+    assert_eq!((state.epoch, state.step), (2, 4)); // 2 epochs of ⌈3 / 2⌉ batches
     let json = serde_json::to_string(&state).unwrap();
     let back: nn_optim::TrainerState = serde_json::from_str(&json).unwrap();
     back.validate(&mut m).unwrap();
@@ -618,4 +624,23 @@ fn only_the_last_epoch_is_last() {
         )
         .unwrap();
     assert_eq!(lasts.0, vec![false, false, true]);
+}
+
+#[test]
+fn regression_has_no_accuracy() {
+    let (x, _) = three_rows();
+    let t = ndarray::array![[1.0f32, 0.0], [0.0, 1.0], [0.5, 0.5]].into_dyn();
+    let data = Data::new(x.view(), Target::Values(t.view())).unwrap();
+    let h = Trainer::new(TrainConfig::new(1, 2, 0.0))
+        .unwrap()
+        .fit(
+            &mut identity(),
+            &mut nn_layers::Mse::new(),
+            &mut momentum_sgd(),
+            &data,
+            None,
+            &mut Silent,
+        )
+        .unwrap();
+    assert_eq!(h.epochs[0].train_accuracy, None);
 }
