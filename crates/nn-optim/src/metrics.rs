@@ -351,11 +351,22 @@ mod tests {
         m.add(2, 0);
         m.add(0, 2);
         m.add(1, 1);
-        assert_eq!(m.total(), 1);
+        m.add(1, 0);
+        assert_eq!(m.total(), 2);
+        // (0, 2) would share its key 0·2 + 2 with (1, 0) if it were not refused
         assert_eq!(
-            (m.get(1, 1), m.get(2, 0), m.get(0, 2), m.get(1, 2)),
-            (1, 0, 0, 0)
+            (
+                m.get(1, 1),
+                m.get(2, 0),
+                m.get(0, 2),
+                m.get(1, 2),
+                m.get(1, 0)
+            ),
+            (1, 0, 0, 0, 1)
         );
+        // saved and read back (the saved pairs are bounded, not refused)
+        let json = serde_json::to_string(&m).unwrap();
+        assert_eq!(serde_json::from_str::<ConfusionMatrix>(&json).unwrap(), m);
     }
 
     #[test]
