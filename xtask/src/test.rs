@@ -20,7 +20,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use xtask::web::which;
+use xtask::web::{run, which};
 
 use crate::{cargo, root};
 
@@ -116,14 +116,4 @@ fn imports(python: &Path) -> bool {
         .args(["-c", "import onnx, onnxruntime, numpy"])
         .output()
         .is_ok_and(|o| o.status.success())
-}
-
-fn run(c: &mut Command) -> Result<()> {
-    let status = c
-        .status()
-        .with_context(|| format!("could not start {c:?}"))?;
-    if !status.success() {
-        bail!("{c:?} failed ({status})");
-    }
-    Ok(())
 }

@@ -149,7 +149,11 @@ pub fn which(program: &str) -> Result<PathBuf> {
         .with_context(|| format!("`{program}` is not on the PATH"))
 }
 
-fn run(c: &mut Command) -> Result<()> {
+/// Runs a command, failing with it and its status.
+///
+/// # Errors
+/// The command could not start or failed.
+pub fn run(c: &mut Command) -> Result<()> {
     let status = c
         .status()
         .with_context(|| format!("could not start {c:?}"))?;

@@ -119,29 +119,14 @@ pub fn run(a: &PredictArgs) -> Result<()> {
 
 /// The prediction for one row of outputs `z`.
 fn prediction(row: usize, z: ArrayView1<'_, f32>, meta: &Metadata) -> Prediction {
-    let (class, probability, all) = match meta.loss.as_str() {
-        "mse" => {
-            return Prediction::Value {
-                row,
-                values: z.to_vec(),
-            };
-        }
-        "bce_with_logits" => {
-            let p1 = nn_layers::activation::sigmoid(z[0]); // P(class 1) = σ(z)
-            let all = vec![1.0 - p1, p1];
-            if z[0] > 0.0 {
-                (1, p1, all)
-            } else {
-                (0, 1.0 - p1, all)
-            }
-        }
-        _ => {
-            let class = nn_optim::predicted_class(z);
-            let mut p = ndarray::Array1::zeros(z.len());
-            nn_core::softmax::softmax_row(z, p.view_mut());
-            (class, p[class], p.to_vec())
-        }
+    let Some(all) = meta.class_probabilities(z) else {
+        return Prediction::Value {
+            row,
+            values: z.to_vec(),
+        };
     };
+    let class = nn_optim::predicted_class(z); // one logit: 1 when z > 0
+    let probability = all[class];
     let class = meta
         .class_names
         .as_ref()

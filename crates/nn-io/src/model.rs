@@ -117,6 +117,25 @@ impl Metadata {
         Ok(())
     }
 
+    /// What one row of the model's outputs `z` means: the probability of each class —
+    /// `softmax(z)` for softmax cross-entropy, `[1 − σ(z), σ(z)]` for a one-logit binary
+    /// cross-entropy model — or `None` for a regression (`mse`) model, whose outputs are the
+    /// values themselves. `nn predict` and the browser bindings both answer with this.
+    pub fn class_probabilities(&self, z: ndarray::ArrayView1<'_, f32>) -> Option<Vec<f32>> {
+        match self.loss.as_str() {
+            "mse" => None,
+            "bce_with_logits" => {
+                let p1 = nn_layers::activation::sigmoid(z[0]); // P(class 1) = σ(z)
+                Some(vec![1.0 - p1, p1])
+            }
+            _ => {
+                let mut p = ndarray::Array1::zeros(z.len());
+                nn_core::softmax::softmax_row(z, p.view_mut());
+                Some(p.to_vec())
+            }
+        }
+    }
+
     /// The input shape's element count, checked.
     fn check_input_shape(&self) -> Result<usize, String> {
         let s = &self.input_shape;

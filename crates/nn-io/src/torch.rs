@@ -36,7 +36,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use nn_core::{Shape, TensorData};
-use nn_layers::{Attr, Layer, LayerSpec, Registry, TensorSpec};
+use nn_layers::{Layer, LayerSpec, Registry, TensorSpec};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use crate::container::write_atomic;
@@ -234,21 +234,13 @@ fn owner(spec: &LayerSpec, name: &str) -> (String, String, String) {
         let child = head
             .parse::<usize>()
             .ok()
-            .and_then(|i| children(layer)?.get(i));
+            .and_then(|i| layer.layers("layers").ok()?.get(i));
         let Some(child) = child else { break };
         layer = child;
         prefix.push(head);
         rest = tail;
     }
     (layer.kind.clone(), prefix.join("."), rest.to_string())
-}
-
-/// The nested layers of a container spec.
-fn children(spec: &LayerSpec) -> Option<&[LayerSpec]> {
-    spec.attrs.iter().find_map(|(_, v)| match v {
-        Attr::Layers(ls) => Some(ls.as_slice()),
-        _ => None,
-    })
 }
 
 /// Reads a safetensors file at `path` (see [`import_safetensors`]).

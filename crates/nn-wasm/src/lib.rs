@@ -85,23 +85,10 @@ impl Predictor {
             .map_err(|e| e.to_string())?;
         let z = self.out.view();
         let z = ArrayView1::from(z.as_slice().unwrap_or_default());
-        Ok(outputs(&self.metadata.loss, z))
-    }
-}
-
-/// What the outputs `z` of one row mean for a model trained with `loss`.
-fn outputs(loss: &str, z: ArrayView1<'_, f32>) -> Vec<f32> {
-    match loss {
-        "softmax_cross_entropy" => {
-            let mut p = ndarray::Array1::zeros(z.len());
-            nn_core::softmax::softmax_row(z, p.view_mut());
-            p.to_vec()
-        }
-        "bce_with_logits" => {
-            let p1 = nn_layers::activation::sigmoid(z[0]); // P(class 1) = σ(z)
-            vec![1.0 - p1, p1]
-        }
-        _ => z.to_vec(),
+        Ok(self
+            .metadata
+            .class_probabilities(z)
+            .unwrap_or_else(|| z.to_vec()))
     }
 }
 

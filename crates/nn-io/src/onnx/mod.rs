@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use nn_core::TensorData;
-use nn_layers::{Attr, Layer, LayerSpec};
+use nn_layers::{Layer, LayerSpec};
 use prost::Message;
 
 use crate::container::write_atomic;
@@ -192,22 +192,24 @@ fn float(name: &str, f: f32) -> AttributeProto {
     }
 }
 
-/// An integer pair attribute of a spec (`kernel`, `stride`, `padding` of `conv2d`).
-fn pair(spec: &LayerSpec, key: &str) -> Vec<i64> {
-    match spec.attrs.iter().find(|(k, _)| k == key) {
-        Some((_, Attr::Ints(v))) => v.clone(),
-        Some((_, Attr::Int(i))) => vec![*i, *i],
-        _ => Vec::new(),
-    }
+/// An attribute the exported layer's complete spec holds (its configuration wrote every
+/// one), read with the spec's own getters.
+fn attr<T>(read: nn_layers::Result<T>) -> Result<T> {
+    read.map_err(|e| Error::Export {
+        format: "ONNX",
+        message: e.to_string(),
+    })
 }
 
-/// A number attribute of a spec.
-fn number(spec: &LayerSpec, key: &str) -> Option<f64> {
-    spec.attrs.iter().find_map(|(k, v)| match v {
-        Attr::Float(f) if k == key => Some(*f),
-        Attr::Int(i) if k == key => Some(*i as f64),
-        _ => None,
-    })
+/// An integer pair attribute (`kernel`, `stride`, `padding`) as ONNX integers.
+fn pair(spec: &LayerSpec, key: &str) -> Result<[i64; 2]> {
+    let (a, b) = attr(spec.pair_or(key, (0, 0)))?;
+    Ok([a as i64, b as i64])
+}
+
+/// A number attribute (`alpha`, `eps`) as an ONNX float.
+fn number(spec: &LayerSpec, key: &str) -> Result<f32> {
+    Ok(attr(spec.float(key))? as f32)
 }
 
 impl Graph {
@@ -279,13 +281,13 @@ impl Graph {
             "sigmoid" => simple("Sigmoid"),
             "tanh" => simple("Tanh"),
             "identity" => simple("Identity"),
-            "leaky_relu" => {
-                let alpha = number(spec, "alpha").unwrap_or(0.01) as f32;
-                Some(("LeakyRelu".into(), vec![float("alpha", alpha)]))
-            }
+            "leaky_relu" => Some((
+                "LeakyRelu".into(),
+                vec![float("alpha", number(spec, "alpha")?)],
+            )),
             "softmax" => Some(("Softmax".into(), vec![int("axis", 1)])),
             "flatten" => Some(("Flatten".into(), vec![int("axis", 1)])),
-            "maxpool2d" | "avgpool2d" => Some(pool(spec)),
+            "maxpool2d" | "avgpool2d" => Some(pool(spec)?),
             _ => None,
         }
         .ok_or_else(|| Error::Export {
@@ -302,12 +304,8 @@ impl Graph {
 
     /// A container's children in order, the `i`-th under `prefix + "i."`.
     fn children(&mut self, spec: &LayerSpec, prefix: &str) -> Result<()> {
-        for (_, v) in &spec.attrs {
-            if let Attr::Layers(ls) = v {
-                for (i, l) in ls.iter().enumerate() {
-                    self.layer(l, &format!("{prefix}{i}."))?;
-                }
-            }
+        for (i, l) in attr(spec.layers("layers"))?.iter().enumerate() {
+            self.layer(l, &format!("{prefix}{i}."))?;
         }
         Ok(())
     }
@@ -324,10 +322,10 @@ impl Graph {
     fn conv(&mut self, spec: &LayerSpec, prefix: &str) -> Result<()> {
         let mut inputs: Vec<String> = self.weight(prefix, "weight").into_iter().collect();
         inputs.extend(self.weight(prefix, "bias"));
-        let p = pair(spec, "padding");
+        let p = pair(spec, "padding")?;
         let attrs = vec![
-            ints("kernel_shape", &pair(spec, "kernel")),
-            ints("strides", &pair(spec, "stride")),
+            ints("kernel_shape", &pair(spec, "kernel")?),
+            ints("strides", &pair(spec, "stride")?),
             ints("pads", &[p[0], p[1], p[0], p[1]]), // top, left, bottom, right
         ];
         self.node("Conv", prefix, &inputs, attrs);
@@ -340,7 +338,7 @@ impl Graph {
             .iter()
             .filter_map(|t| self.weight(prefix, t))
             .collect();
-        let eps = number(spec, "eps").unwrap_or(1e-5) as f32;
+        let eps = number(spec, "eps")?;
         self.node(
             "BatchNormalization",
             prefix,
@@ -379,16 +377,16 @@ impl Graph {
 }
 
 /// `MaxPool`/`AveragePool` with the layer's square kernel and stride.
-fn pool(spec: &LayerSpec) -> (String, Vec<AttributeProto>) {
-    let k = number(spec, "kernel").unwrap_or(2.0) as i64;
-    let s = number(spec, "stride").unwrap_or(k as f64) as i64;
+fn pool(spec: &LayerSpec) -> Result<(String, Vec<AttributeProto>)> {
+    let [k, _] = pair(spec, "kernel")?;
+    let [s, _] = pair(spec, "stride")?;
     let op = if spec.kind == "maxpool2d" {
         "MaxPool"
     } else {
         "AveragePool"
     };
-    (
+    Ok((
         op.into(),
         vec![ints("kernel_shape", &[k, k]), ints("strides", &[s, s])],
-    )
+    ))
 }
