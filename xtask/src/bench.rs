@@ -10,10 +10,10 @@ use serde_json::Value;
 use crate::{cargo, flag, root};
 
 /// Median, min and max of a sample.
-type Stats = Option<(f64, f64, f64)>;
+pub(crate) type Stats = Option<(f64, f64, f64)>;
 
 /// Median, min and max.
-fn stats(xs: &[f64]) -> Stats {
+pub(crate) fn stats(xs: &[f64]) -> Stats {
     if xs.is_empty() {
         return None;
     }
@@ -74,9 +74,7 @@ pub fn bench(args: &[String]) -> Result<()> {
     let reps: usize =
         flag(args, "--reps")?.map_or(Ok(3), |r| r.parse().context("--reps needs a number"))?;
     let peer = flag(args, "--peer")?;
-    if peer.is_some_and(|p| p != "torch") {
-        bail!("the only peer is torch");
-    }
+    let python = flag(args, "--python")?.unwrap_or("python3");
     let script = PathBuf::from(flag(args, "--peer-script")?.map_or_else(
         || {
             root()
@@ -104,6 +102,14 @@ pub fn bench(args: &[String]) -> Result<()> {
             script.display()
         );
     }
+    match peer {
+        None | Some("torch") => {}
+        Some("ort") if ["w4", "all"].contains(&which) => {
+            return crate::bench_ort::bench(args, reps, python, &out);
+        }
+        Some("ort") => bail!("the ONNX Runtime peer measures W4 only (`bench w4 --peer ort`)"),
+        Some(other) => bail!("unknown peer `{other}`; expected torch or ort"),
+    }
     let workloads: Vec<&str> = if which == "all" {
         vec!["w1", "w4", "w2", "w3", "w5", "w6"]
     } else {
@@ -126,7 +132,7 @@ pub fn bench(args: &[String]) -> Result<()> {
             if peer.is_some() {
                 eprintln!("== {w} run {} of {reps}: torch", rep + 1);
                 let before = theirs.epoch_s.len();
-                run_torch(&script, w, &out, theirs)?;
+                run_torch(python, &script, w, &out, theirs)?;
                 theirs.close_run(before);
             }
         }
@@ -160,17 +166,17 @@ fn run_ours(bin: &Path, w: &str, out: &Path) -> Result<Vec<Value>> {
         .collect())
 }
 
-fn run_torch(script: &Path, w: &str, out: &Path, side: &mut Side) -> Result<()> {
+fn run_torch(python: &str, script: &Path, w: &str, out: &Path, side: &mut Side) -> Result<()> {
     let tmp = out.with_extension("torch.tmp");
     let _ = std::fs::remove_file(&tmp);
     let dir = script.parent().unwrap_or(Path::new("."));
-    let output = Command::new("python3")
+    let output = Command::new(python)
         .arg(script)
         .args([w, "--reps", "1", "--out"])
         .arg(&tmp)
         .current_dir(dir)
         .output()
-        .context("could not run python3")?;
+        .with_context(|| format!("could not run {python}"))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         bail!(
@@ -207,7 +213,7 @@ fn run_torch(script: &Path, w: &str, out: &Path, side: &mut Side) -> Result<()> 
     Ok(())
 }
 
-fn append(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn append(path: &Path, text: &str) -> Result<()> {
     use std::io::Write;
     let mut f = std::fs::OpenOptions::new()
         .create(true)

@@ -2,8 +2,8 @@
 //!
 //! - `cargo xtask train [--dataset digits|fashion-mnist] [--data-dir DIR] [--out FILE]`:
 //!   trains the default model with the `nn` command (release build) and saves it;
-//! - `cargo xtask bench [w1|…|w6|all] [--peer torch]`: the standard workloads, with
-//!   ratios against the PyTorch peer measured in the same invocation;
+//! - `cargo xtask bench [w1|…|w6|all] [--peer torch|ort]`: the standard workloads, with
+//!   ratios against PyTorch (or, for W4, ONNX Runtime) measured in the same invocation;
 //! - `cargo xtask fuzz [TARGET] [--seconds N]`: the fuzz targets (nightly, cargo-fuzz);
 //! - `cargo xtask test`: the whole test suite, its Python side (ONNX Runtime), the page and
 //!   Chromium prepared;
@@ -12,6 +12,7 @@
 //! - `cargo xtask ci`: the checks CI runs (`.ci/run` runs the same steps).
 
 mod bench;
+mod bench_ort;
 mod fuzz;
 mod test;
 
@@ -27,9 +28,12 @@ commands:
         train the default model (digits: from data/digits.csv; fashion-mnist: from the
         IDX files, default folder /usr/share/datasets/fashion-mnist; --model cnn trains a
         LeNet-style network with batch norm on Fashion-MNIST)
-  bench [w1|w2|w3|w4|w5|w6|all] [--reps N] [--peer torch] [--peer-script PATH] [--out FILE]
+  bench [w1|w2|w3|w4|w5|w6|all] [--reps N] [--peer torch|ort] [--peer-script PATH]
+        [--python PATH] [--ort-lib FILE] [--out FILE]
         run the standard workloads (release build), optionally alternating with the
-        PyTorch peer (../shared/bench/torch_peer.py), and print nn/torch ratios
+        PyTorch peer (../shared/bench/torch_peer.py) and printing nn/torch ratios; with
+        --peer ort, W4 against ONNX Runtime through its C API (libonnxruntime.so from the
+        Python package, or --ort-lib) and through Python (../shared/bench/ort_peer.py)
   fuzz [TARGET] [--seconds N]
         fuzz the parsers (model_file, checkpoint_file, csv, idx, layers, spec_file,
         safetensors_file; all

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use ndarray::{ArrayViewD, Axis, IxDyn};
+use ndarray::{Array2, ArrayView2, ArrayViewD, Ix2, IxDyn, s};
 use nn_core::{Buffer, Rng, seeded};
 use nn_io::{Dataset, Normalization, load_idx_dir};
 use nn_layers::{
@@ -31,6 +31,9 @@ use nn_optim::{
     TrainConfig, Trainer, evaluate,
 };
 use serde_json::json;
+
+#[cfg(feature = "ort")]
+mod ort_capi;
 
 const SEED: u64 = 42;
 
@@ -279,61 +282,112 @@ fn train(
     model.context("no repetition ran")
 }
 
-/// W4: batch-1 latency and batch-1024 throughput of the trained W1 model (Eval, logits).
-fn infer(
-    model: &mut Sequential,
-    data: &Fmnist,
+/// W4's protocol around one forward call: batch-1 latency (200 warm-up, 5,000 timed calls,
+/// median, in µs) and batch-1024 throughput (10 warm-up, 100 timed calls, 1024 / median),
+/// each block `reps` times. `call` runs the network on its argument and materialises the
+/// logits. Returns the JSON summaries of the per-block medians.
+pub(crate) fn w4_protocol(
     reps: usize,
-    out: &mut Vec<serde_json::Value>,
-) -> Result<()> {
-    let test = inputs(&data.test, false);
-    let x1 = test.slice_axis(Axis(0), (0..1).into()).to_owned();
-    let xb = test.slice_axis(Axis(0), (0..1024).into()).to_owned();
+    x1: ArrayView2<'_, f32>,
+    xb: ArrayView2<'_, f32>,
+    mut call: impl FnMut(ArrayView2<'_, f32>) -> Result<()>,
+) -> Result<(serde_json::Value, serde_json::Value)> {
+    let mut median_of = |x: ArrayView2<'_, f32>, warm: usize, timed: usize| -> Result<f64> {
+        for _ in 0..warm {
+            call(x)?;
+        }
+        let mut ts = Vec::with_capacity(timed);
+        for _ in 0..timed {
+            let t = Instant::now();
+            call(x)?;
+            ts.push(t.elapsed().as_secs_f64());
+        }
+        ts.sort_by(f64::total_cmp);
+        Ok(ts[ts.len() / 2])
+    };
     let (mut lat, mut thr) = (Vec::new(), Vec::new());
-    let mut y = Buffer::new();
     for _ in 0..reps.max(1) {
-        for _ in 0..200 {
-            model.forward(x1.view(), &mut y, Mode::Eval)?;
-        }
-        let mut ts = Vec::with_capacity(5000);
-        for _ in 0..5000 {
-            let t = Instant::now();
-            model.forward(x1.view(), &mut y, Mode::Eval)?;
-            std::hint::black_box(y.as_slice());
-            ts.push(t.elapsed().as_secs_f64());
-        }
-        ts.sort_by(f64::total_cmp);
-        lat.push(ts[ts.len() / 2] * 1e6);
-        for _ in 0..10 {
-            model.forward(xb.view(), &mut y, Mode::Eval)?;
-        }
-        let mut ts = Vec::with_capacity(100);
-        for _ in 0..100 {
-            let t = Instant::now();
-            model.forward(xb.view(), &mut y, Mode::Eval)?;
-            std::hint::black_box(y.as_slice());
-            ts.push(t.elapsed().as_secs_f64());
-        }
-        ts.sort_by(f64::total_cmp);
-        thr.push(1024.0 / ts[ts.len() / 2]);
+        lat.push(median_of(x1, 200, 5000)? * 1e6);
+        thr.push(xb.nrows() as f64 / median_of(xb, 10, 100)?);
     }
-    let (l, t) = (summarize(&lat), summarize(&thr));
+    Ok((summarize(&lat), summarize(&thr)))
+}
+
+/// W4's inputs: the first test image, and the first 1024.
+fn w4_inputs(data: &Fmnist) -> Result<(Array2<f32>, Array2<f32>)> {
+    let test = inputs(&data.test, false).into_dimensionality::<Ix2>()?;
+    Ok((
+        test.slice(s![0..1, ..]).to_owned(),
+        test.slice(s![0..1024, ..]).to_owned(),
+    ))
+}
+
+/// The trained W1 model W4 measures (the last of `w1`'s repetitions, or one trained now).
+fn w1_model(trained: &mut Option<Sequential>, data: &Fmnist) -> Result<Sequential> {
+    match trained.take() {
+        Some(m) => Ok(m),
+        None => train(&W1, data, 1, &mut Vec::new()),
+    }
+}
+
+/// Prints and records one W4 result.
+fn report_w4(
+    peer: &str,
+    threads: usize,
+    l: serde_json::Value,
+    t: serde_json::Value,
+) -> serde_json::Value {
     println!(
-        "w4 threads={}: b1 latency us {}; b1024 samples/s {}",
-        nn_core::parallel::parallelism(),
+        "{peer} w4 threads={threads}: b1 latency us {}; b1024 samples/s {}",
         fmt(&l, 3),
         fmt(&t, 0)
     );
-    out.push(json!({
-        "peer": "nn", "workload": "w4", "threads": nn_core::parallel::parallelism(),
+    json!({
+        "peer": peer, "workload": "w4", "threads": threads,
         "latency_us_b1": l, "throughput_sps_b1024": t,
-    }));
-    Ok(())
+    })
+}
+
+/// W4: batch-1 latency and batch-1024 throughput of the trained W1 model (Eval, logits).
+fn infer(model: &mut Sequential, data: &Fmnist, reps: usize) -> Result<serde_json::Value> {
+    let (x1, xb) = w4_inputs(data)?;
+    let mut y = Buffer::new();
+    let (l, t) = w4_protocol(reps, x1.view(), xb.view(), |x| {
+        model.forward(x.into_dyn(), &mut y, Mode::Eval)?;
+        std::hint::black_box(y.as_slice());
+        Ok(())
+    })?;
+    Ok(report_w4("nn", nn_core::parallel::parallelism(), l, t))
+}
+
+/// W4 through ONNX Runtime's C API (feature `ort`).
+#[cfg(feature = "ort")]
+fn w4_ort(
+    model: &mut Sequential,
+    data: &Fmnist,
+    reps: usize,
+    lib: Option<&std::path::Path>,
+) -> Result<Vec<serde_json::Value>> {
+    let lib = lib.context("w4-ort needs --ort-lib FILE or ORT_DYLIB_PATH (libonnxruntime.so)")?;
+    let (x1, xb) = w4_inputs(data)?;
+    ort_capi::measure(model, x1.view(), xb.view(), lib, reps)
+}
+
+/// Without the `ort` feature there is no ONNX Runtime peer.
+#[cfg(not(feature = "ort"))]
+fn w4_ort(
+    _: &mut Sequential,
+    _: &Fmnist,
+    _: usize,
+    _: Option<&std::path::Path>,
+) -> Result<Vec<serde_json::Value>> {
+    bail!("w4-ort needs nn-bench built with `--features ort`")
 }
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let (mut which, mut reps, mut out_path) = ("all".to_string(), 3usize, None::<PathBuf>);
+    let mut ort_lib = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--reps" => {
@@ -343,9 +397,10 @@ fn main() -> Result<()> {
                     .context("--reps needs a number")?
             }
             "--out" => out_path = Some(args.next().context("--out needs a file")?.into()),
+            "--ort-lib" => ort_lib = Some(args.next().context("--ort-lib needs a file")?.into()),
             w if !w.starts_with("--") => which = w.to_string(),
             other => bail!(
-                "unknown option `{other}`; usage: nn-bench [w1|w2|w3|w4|w5|w6|all] [--reps N] [--out FILE]"
+                "unknown option `{other}`; usage: nn-bench [w1|w2|w3|w4|w5|w6|w4-ort|all] [--reps N] [--out FILE] [--ort-lib FILE]"
             ),
         }
     }
@@ -356,27 +411,29 @@ fn main() -> Result<()> {
     };
     if let Some(bad) = list
         .iter()
-        .find(|w| !["w1", "w2", "w3", "w4", "w5", "w6"].contains(w))
+        .find(|w| !["w1", "w2", "w3", "w4", "w5", "w6", "w4-ort"].contains(w))
     {
-        bail!("unknown workload `{bad}`; expected w1 to w6 or all");
+        bail!("unknown workload `{bad}`; expected w1 to w6, w4-ort or all");
     }
     let data = load()?;
     let mut out = Vec::new();
-    let mut w1_model = None;
+    let mut trained_w1 = None;
     for w in list {
         match w {
-            "w1" => w1_model = Some(train(&W1, &data, reps, &mut out)?),
+            "w1" => trained_w1 = Some(train(&W1, &data, reps, &mut out)?),
             "w2" => drop(train(&W2, &data, reps, &mut out)?),
             "w3" => drop(train(&W3, &data, reps, &mut out)?),
             "w5" => drop(train(&W5, &data, reps, &mut out)?),
             "w6" => drop(train(&W6, &data, reps, &mut out)?),
+            "w4-ort" => {
+                let mut m = w1_model(&mut trained_w1, &data)?;
+                out.extend(w4_ort(&mut m, &data, reps, ort_lib.as_deref())?);
+                trained_w1 = Some(m);
+            }
             _ => {
-                let mut m = match w1_model.take() {
-                    Some(m) => m,
-                    None => train(&W1, &data, 1, &mut Vec::new())?,
-                };
-                infer(&mut m, &data, reps, &mut out)?;
-                w1_model = Some(m);
+                let mut m = w1_model(&mut trained_w1, &data)?;
+                out.push(infer(&mut m, &data, reps)?);
+                trained_w1 = Some(m);
             }
         }
     }
