@@ -102,6 +102,9 @@ pub fn bench(args: &[String]) -> Result<()> {
             script.display()
         );
     }
+    if which == "scale" {
+        return crate::bench_scale::bench(reps, python, &out);
+    }
     match peer {
         None | Some("torch") => {}
         Some("ort") if ["w4", "all"].contains(&which) => {

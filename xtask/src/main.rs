@@ -13,6 +13,7 @@
 
 mod bench;
 mod bench_ort;
+mod bench_scale;
 mod fuzz;
 mod test;
 
@@ -28,7 +29,7 @@ commands:
         train the default model (digits: from data/digits.csv; fashion-mnist: from the
         IDX files, default folder /usr/share/datasets/fashion-mnist; --model cnn trains a
         LeNet-style network with batch norm on Fashion-MNIST)
-  bench [w1|w2|w3|w4|w5|w6|all] [--reps N] [--peer torch|ort] [--peer-script PATH]
+  bench [w1|w2|w3|w4|w5|w6|all|scale] [--reps N] [--peer torch|ort] [--peer-script PATH]
         [--python PATH] [--ort-lib FILE] [--out FILE]
         run the standard workloads (release build), optionally alternating with the
         PyTorch peer (../shared/bench/torch_peer.py) and printing nn/torch ratios; with

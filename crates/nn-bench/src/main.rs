@@ -15,6 +15,7 @@
 //! - Reported: median (min–max) over all reps × epochs, test accuracy per rep, one JSON
 //!   line per workload in the peers' format.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -63,10 +64,10 @@ fn fmt(s: &serde_json::Value, prec: usize) -> String {
 }
 
 /// The network of a workload.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, PartialEq)]
 enum Net {
     /// Dense layers of these widths with ReLU between them.
-    Mlp(&'static [usize]),
+    Mlp(Cow<'static, [usize]>),
     /// W3's LeNet-style CNN.
     Cnn,
     /// W6's CNN with padded convolutions, batch norm and dropout.
@@ -83,7 +84,7 @@ enum Rule {
 }
 
 struct Workload {
-    name: &'static str,
+    name: Cow<'static, str>,
     batch: usize,
     lr: f32,
     rule: Rule,
@@ -92,23 +93,23 @@ struct Workload {
 }
 
 const W1: Workload = Workload {
-    name: "w1",
+    name: Cow::Borrowed("w1"),
     batch: 64,
     lr: 0.1,
     rule: Rule::Sgd(0.0),
     epochs: 5,
-    net: Net::Mlp(&[784, 128, 10]),
+    net: Net::Mlp(Cow::Borrowed(&[784, 128, 10])),
 };
 const W2: Workload = Workload {
-    name: "w2",
+    name: Cow::Borrowed("w2"),
     batch: 128,
     lr: 0.05,
     rule: Rule::Sgd(0.9),
     epochs: 5,
-    net: Net::Mlp(&[784, 512, 256, 10]),
+    net: Net::Mlp(Cow::Borrowed(&[784, 512, 256, 10])),
 };
 const W3: Workload = Workload {
-    name: "w3",
+    name: Cow::Borrowed("w3"),
     batch: 64,
     lr: 0.05,
     rule: Rule::Sgd(0.9),
@@ -116,15 +117,15 @@ const W3: Workload = Workload {
     net: Net::Cnn,
 };
 const W5: Workload = Workload {
-    name: "w5",
+    name: Cow::Borrowed("w5"),
     batch: 64,
     lr: 0.001,
     rule: Rule::Adam,
     epochs: 3,
-    net: Net::Mlp(&[784, 256, 128, 10]),
+    net: Net::Mlp(Cow::Borrowed(&[784, 256, 128, 10])),
 };
 const W6: Workload = Workload {
-    name: "w6",
+    name: Cow::Borrowed("w6"),
     batch: 64,
     lr: 0.002,
     rule: Rule::Adam,
@@ -134,7 +135,7 @@ const W6: Workload = Workload {
 
 fn build(w: &Workload, rng: &mut Rng) -> Result<Sequential> {
     let mut m = Sequential::new();
-    match w.net {
+    match &w.net {
         Net::Cnn => {
             m.push(Conv2d::new(&Conv2dConfig::new(1, 8, 5), rng)?);
             m.push(Relu::new());
@@ -282,6 +283,32 @@ fn train(
     model.context("no repetition ran")
 }
 
+/// W1's protocol at hidden width `hidden` and batch size `batch`, `epochs` epochs: one point
+/// of `cargo xtask bench scale`.
+fn scale_point(hidden: usize, batch: usize, epochs: usize) -> Workload {
+    Workload {
+        name: Cow::Owned(format!("scale-h{hidden}-b{batch}")),
+        batch,
+        epochs,
+        net: Net::Mlp(Cow::Owned(vec![784, hidden, 10])),
+        ..W1
+    }
+}
+
+/// The points of `--points 64x64,128x16` (hidden width × batch size).
+fn parse_points(list: &str, epochs: usize) -> Result<Vec<Workload>> {
+    let point = |p: &str| -> Option<Workload> {
+        let (h, b) = p.split_once('x')?;
+        let (h, b) = (h.parse().ok()?, b.parse().ok()?);
+        (h > 0 && b > 0).then(|| scale_point(h, b, epochs))
+    };
+    (list.split(','))
+        .map(|p| {
+            point(p).with_context(|| format!("bad point `{p}`: expected HIDDENxBATCH, e.g. 128x64"))
+        })
+        .collect()
+}
+
 /// W4's protocol around one forward call: batch-1 latency (200 warm-up, 5,000 timed calls,
 /// median, in µs) and batch-1024 throughput (10 warm-up, 100 timed calls, 1024 / median),
 /// each block `reps` times. `call` runs the network on its argument and materialises the
@@ -388,6 +415,7 @@ fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let (mut which, mut reps, mut out_path) = ("all".to_string(), 3usize, None::<PathBuf>);
     let mut ort_lib = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from);
+    let (mut points, mut epochs) = (String::from("64x64,128x64,2048x64"), 3usize);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--reps" => {
@@ -397,10 +425,16 @@ fn main() -> Result<()> {
                     .context("--reps needs a number")?
             }
             "--out" => out_path = Some(args.next().context("--out needs a file")?.into()),
+            "--points" => points = args.next().context("--points needs HxB,HxB,…")?,
+            "--epochs" => {
+                epochs = (args.next().and_then(|e| e.parse().ok()))
+                    .filter(|&e| e > 0)
+                    .context("--epochs needs a positive number")?
+            }
             "--ort-lib" => ort_lib = Some(args.next().context("--ort-lib needs a file")?.into()),
             w if !w.starts_with("--") => which = w.to_string(),
             other => bail!(
-                "unknown option `{other}`; usage: nn-bench [w1|w2|w3|w4|w5|w6|w4-ort|all] [--reps N] [--out FILE] [--ort-lib FILE]"
+                "unknown option `{other}`; usage: nn-bench [w1|w2|w3|w4|w5|w6|w4-ort|scale|all] [--reps N] [--out FILE] [--ort-lib FILE] [--points HxB,…] [--epochs N]"
             ),
         }
     }
@@ -411,9 +445,9 @@ fn main() -> Result<()> {
     };
     if let Some(bad) = list
         .iter()
-        .find(|w| !["w1", "w2", "w3", "w4", "w5", "w6", "w4-ort"].contains(w))
+        .find(|w| !["w1", "w2", "w3", "w4", "w5", "w6", "w4-ort", "scale"].contains(w))
     {
-        bail!("unknown workload `{bad}`; expected w1 to w6, w4-ort or all");
+        bail!("unknown workload `{bad}`; expected w1 to w6, w4-ort, scale or all");
     }
     let data = load()?;
     let mut out = Vec::new();
@@ -425,6 +459,11 @@ fn main() -> Result<()> {
             "w3" => drop(train(&W3, &data, reps, &mut out)?),
             "w5" => drop(train(&W5, &data, reps, &mut out)?),
             "w6" => drop(train(&W6, &data, reps, &mut out)?),
+            "scale" => {
+                for point in parse_points(&points, epochs)? {
+                    train(&point, &data, reps, &mut out)?;
+                }
+            }
             "w4-ort" => {
                 let mut m = w1_model(&mut trained_w1, &data)?;
                 out.extend(w4_ort(&mut m, &data, reps, ort_lib.as_deref())?);

@@ -1,0 +1,119 @@
+//! `cargo xtask bench scale`: how cost grows with the network and the batch. W1's protocol
+//! at hidden widths 64 … 2048 (batch 64) and batch sizes 16 … 512 (width 128), our side and
+//! PyTorch's (`crates/nn-bench/peers/torch_scale.py`, which trains with the shared peer's own
+//! loop) alternating sweep by sweep, with the ratio at each point so a cliff shows.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use crate::bench::{append, stats};
+use crate::{cargo, root};
+
+/// Hidden widths swept at batch 64.
+const WIDTHS: [usize; 6] = [64, 128, 256, 512, 1024, 2048];
+/// Batch sizes swept at width 128.
+const BATCHES: [usize; 6] = [16, 32, 64, 128, 256, 512];
+/// Epochs per point (the protocol's median makes the first, warm-up epoch irrelevant).
+const EPOCHS: usize = 3;
+
+/// Every point once, as `(hidden, batch)`.
+fn points() -> Vec<(usize, usize)> {
+    let mut p: Vec<(usize, usize)> = WIDTHS.iter().map(|&h| (h, 64)).collect();
+    p.extend(BATCHES.iter().filter(|&&b| b != 64).map(|&b| (128, b)));
+    p
+}
+
+/// Runs the sweep `reps` times on each side, alternating.
+pub fn bench(reps: usize, python: &str, out: &Path) -> Result<()> {
+    let peer = root().join("crates/nn-bench/peers/torch_scale.py");
+    let shared = root().join("../shared/bench");
+    if !shared.join("torch_peer.py").is_file() {
+        bail!(
+            "{} has no torch_peer.py (the PyTorch peer)",
+            shared.display()
+        );
+    }
+    cargo(&["build", "--release", "--quiet", "-p", "nn-bench"], &[])?;
+    let bin = root().join("target/release/nn-bench");
+    let list: Vec<String> = points().iter().map(|(h, b)| format!("{h}x{b}")).collect();
+    let list = list.join(",");
+    let epochs = EPOCHS.to_string();
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for rep in 1..=reps {
+        eprintln!("== scale sweep {rep} of {reps}: nn");
+        let mut nn = Command::new(&bin);
+        nn.args([
+            "scale", "--reps", "1", "--points", &list, "--epochs", &epochs,
+        ]);
+        ours.extend(records(&mut nn, out)?);
+        eprintln!("== scale sweep {rep} of {reps}: torch");
+        let mut torch = Command::new(python);
+        torch.arg(&peer).arg("--bench-dir").arg(&shared);
+        torch.args(["--points", &list, "--epochs", &epochs]);
+        theirs.extend(records(&mut torch, out)?);
+    }
+    print_table(&ours, &theirs);
+    println!("\nJSON lines appended to {}", out.display());
+    Ok(())
+}
+
+/// Runs `cmd` and returns (and appends to `out`) its per-point JSON records.
+fn records(cmd: &mut Command, out: &Path) -> Result<Vec<Value>> {
+    let output = cmd
+        .output()
+        .with_context(|| format!("could not run {cmd:?}"))?;
+    if !output.status.success() {
+        let why = String::from_utf8_lossy(&output.stderr);
+        bail!("{cmd:?} failed: {}", why.lines().last().unwrap_or_default());
+    }
+    let recs: Vec<Value> = (String::from_utf8_lossy(&output.stdout).lines())
+        .filter(|l| l.starts_with('{'))
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| {
+            r["workload"]
+                .as_str()
+                .is_some_and(|w| w.starts_with("scale-"))
+        })
+        .collect();
+    append(
+        out,
+        &recs.iter().map(|r| format!("{r}\n")).collect::<String>(),
+    )?;
+    Ok(recs)
+}
+
+/// The per-run median s/epoch of every record for the point `name`.
+fn medians(recs: &[Value], name: &str) -> Vec<f64> {
+    (recs.iter())
+        .filter(|r| r["workload"] == name)
+        .filter_map(|r| r["sec_per_epoch"]["median"].as_f64())
+        .collect()
+}
+
+fn print_table(ours: &[Value], theirs: &[Value]) {
+    println!("\n| hidden | batch | nn s/epoch | torch s/epoch | ratio |");
+    println!("| --- | --- | --- | --- | --- |");
+    let mut worst = (0.0f64, String::new());
+    for (h, b) in points() {
+        let name = format!("scale-h{h}-b{b}");
+        let (o, t) = (stats(&medians(ours, &name)), stats(&medians(theirs, &name)));
+        let cell = |s: Option<(f64, f64, f64)>| {
+            s.map_or("-".into(), |(m, lo, hi)| {
+                format!("{m:.3} ({lo:.3}–{hi:.3})")
+            })
+        };
+        let ratio = o.zip(t).map(|(o, t)| o.0 / t.0);
+        if let Some(r) = ratio.filter(|&r| r > worst.0) {
+            worst = (r, format!("hidden {h}, batch {b}"));
+        }
+        let shown = ratio.map_or("-".into(), |r| format!("{r:.2}"));
+        println!("| {h} | {b} | {} | {} | {shown} |", cell(o), cell(t));
+    }
+    println!(
+        "\nratio = nn / torch (lower is better); highest: {:.2} at {}",
+        worst.0, worst.1
+    );
+}
