@@ -113,11 +113,15 @@ pub fn bench(args: &[String]) -> Result<()> {
         Some("ort") => bail!("the ONNX Runtime peer measures W4 only (`bench w4 --peer ort`)"),
         Some(other) => bail!("unknown peer `{other}`; expected torch or ort"),
     }
-    let workloads: Vec<&str> = if which == "all" {
+    let mut workloads: Vec<&str> = if which == "all" {
         vec!["w1", "w4", "w2", "w3", "w5", "w6"]
     } else {
         which.split(',').collect()
     };
+    // W2's products alone, measured right after each W2 run: the floor its epoch is held to
+    if let Some(i) = workloads.iter().position(|w| *w == "w2") {
+        workloads.insert(i + 1, "w2-gemm");
+    }
     cargo(&["build", "--release", "--quiet", "-p", "nn-bench"], &[])?;
     let ours_bin = root().join("target/release/nn-bench");
     let mut sides: Vec<(String, Side, Side)> = workloads
@@ -132,7 +136,7 @@ pub fn bench(args: &[String]) -> Result<()> {
                 ours.add_json(&rec);
             }
             ours.close_run(before);
-            if peer.is_some() {
+            if peer.is_some() && *w != "w2-gemm" {
                 eprintln!("== {w} run {} of {reps}: torch", rep + 1);
                 let before = theirs.epoch_s.len();
                 run_torch(python, &script, w, &out, theirs)?;
@@ -141,8 +145,28 @@ pub fn bench(args: &[String]) -> Result<()> {
         }
     }
     print_table(&sides, peer.is_some());
+    print_gemm_gap(&sides);
     println!("\nJSON lines appended to {}", out.display());
     Ok(())
+}
+
+/// W2's epoch time over its GEMM-only time, overall and run by run.
+fn print_gemm_gap(sides: &[(String, Side, Side)]) {
+    let side = |name: &str| sides.iter().find(|s| s.0 == name).map(|s| &s.1);
+    let (Some(w2), Some(gemm)) = (side("w2"), side("w2-gemm")) else {
+        return;
+    };
+    let (Some(e), Some(g)) = (stats(&w2.epoch_s), stats(&gemm.epoch_s)) else {
+        return;
+    };
+    let runs: Vec<String> = (w2.per_run.iter().zip(&gemm.per_run))
+        .map(|(e, g)| format!("{:.2}", e / g))
+        .collect();
+    println!(
+        "\nW2 epoch / its GEMM-only epoch (the same products, nothing else): {:.2}; per run: {}",
+        e.0 / g.0,
+        runs.join("  ")
+    );
 }
 
 fn is_value(args: &[String], a: &String) -> bool {

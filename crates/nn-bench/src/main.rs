@@ -33,6 +33,7 @@ use nn_optim::{
 };
 use serde_json::json;
 
+mod gemm_only;
 #[cfg(feature = "ort")]
 mod ort_capi;
 
@@ -309,6 +310,23 @@ fn parse_points(list: &str, epochs: usize) -> Result<Vec<Workload>> {
         .collect()
 }
 
+/// W2's GEMM-only epochs (see [`gemm_only`]): its products alone, `reps` × its epochs.
+fn w2_gemm(data: &Fmnist, reps: usize) -> Result<serde_json::Value> {
+    let Net::Mlp(sizes) = &W2.net else {
+        bail!("W2 is an MLP");
+    };
+    let times = gemm_only::epochs(sizes, data.train.len(), W2.batch, reps * W2.epochs)?;
+    let s = summarize(&times);
+    println!(
+        "w2-gemm: s/epoch {} (the products of a W2 epoch alone)",
+        fmt(&s, 3)
+    );
+    Ok(json!({
+        "peer": "nn", "workload": "w2-gemm", "threads": nn_core::parallel::parallelism(),
+        "sec_per_epoch": s, "epoch_s": times,
+    }))
+}
+
 /// W4's protocol around one forward call: batch-1 latency (200 warm-up, 5,000 timed calls,
 /// median, in µs) and batch-1024 throughput (10 warm-up, 100 timed calls, 1024 / median),
 /// each block `reps` times. `call` runs the network on its argument and materialises the
@@ -434,7 +452,7 @@ fn main() -> Result<()> {
             "--ort-lib" => ort_lib = Some(args.next().context("--ort-lib needs a file")?.into()),
             w if !w.starts_with("--") => which = w.to_string(),
             other => bail!(
-                "unknown option `{other}`; usage: nn-bench [w1|w2|w3|w4|w5|w6|w4-ort|scale|all] [--reps N] [--out FILE] [--ort-lib FILE] [--points HxB,…] [--epochs N]"
+                "unknown option `{other}`; usage: nn-bench [w1|…|w6|w2-gemm|w4-ort|scale|all] [--reps N] [--out FILE] [--ort-lib FILE] [--points HxB,…] [--epochs N]"
             ),
         }
     }
@@ -443,11 +461,13 @@ fn main() -> Result<()> {
     } else {
         which.split(',').collect()
     };
-    if let Some(bad) = list
-        .iter()
-        .find(|w| !["w1", "w2", "w3", "w4", "w5", "w6", "w4-ort", "scale"].contains(w))
-    {
-        bail!("unknown workload `{bad}`; expected w1 to w6, w4-ort, scale or all");
+    if let Some(bad) = list.iter().find(|w| {
+        ![
+            "w1", "w2", "w3", "w4", "w5", "w6", "w4-ort", "scale", "w2-gemm",
+        ]
+        .contains(w)
+    }) {
+        bail!("unknown workload `{bad}`; expected w1 to w6, w2-gemm, w4-ort, scale or all");
     }
     let data = load()?;
     let mut out = Vec::new();
@@ -459,6 +479,7 @@ fn main() -> Result<()> {
             "w3" => drop(train(&W3, &data, reps, &mut out)?),
             "w5" => drop(train(&W5, &data, reps, &mut out)?),
             "w6" => drop(train(&W6, &data, reps, &mut out)?),
+            "w2-gemm" => out.push(w2_gemm(&data, reps)?),
             "scale" => {
                 for point in parse_points(&points, epochs)? {
                     train(&point, &data, reps, &mut out)?;
