@@ -22,6 +22,7 @@ pub mod gemm_loops;
 pub mod init;
 pub mod limits;
 pub mod matmul;
+pub mod norm;
 pub mod ops;
 pub mod parallel;
 pub mod param;

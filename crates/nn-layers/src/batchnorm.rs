@@ -21,6 +21,7 @@
 //! `momentum = 0.1`, `γ = 1`, `β = 0`, running mean 0 and variance 1.
 
 use ndarray::ArrayViewD;
+use nn_core::norm::{self, Channels, Partials};
 use nn_core::{Buffer, Param, Rng, Tensor, row_major};
 
 use crate::config::{
@@ -137,6 +138,10 @@ pub struct BatchNorm {
     mean: Vec<f32>,
     /// 1/√(σ² + ε) per feature of the last train-mode forward.
     inv_std: Vec<f32>,
+    /// Per-feature working values of one pass (σ², the pass's coefficients).
+    scratch: Vec<f32>,
+    /// The kernels' per-thread partial sums.
+    partials: Partials,
     ready: bool,
 }
 
@@ -200,6 +205,8 @@ impl BatchNorm {
             running_var: Tensor::ones(vec![features]),
             mean: Vec::new(),
             inv_std: Vec::new(),
+            scratch: Vec::new(),
+            partials: Partials::default(),
             ready: false,
         })
     }
@@ -236,52 +243,67 @@ impl BatchNorm {
     }
 }
 
-/// `(μ, σ²)` of feature `j` over its `m` values in `xs` (value `k` of feature `j` in sample
-/// `i` at `(i·f + j)·sp + k`), summed in f64.
-fn statistics(xs: &[f32], (n, f, sp): (usize, usize, usize), j: usize) -> (f32, f32) {
-    let m = (n * sp) as f64;
-    let values = || (0..n).flat_map(move |i| &xs[(i * f + j) * sp..(i * f + j + 1) * sp]);
-    let mu = values().map(|&v| v as f64).sum::<f64>() / m; // μ = (1/m)·Σ x
-    let var = values().map(|&v| (v as f64 - mu).powi(2)).sum::<f64>() / m; // σ² = (1/m)·Σ (x − μ)²
-    (mu as f32, var as f32)
+/// The kernels' view of an input of layout `(n, f, spatial)`.
+fn channels((n, f, sp): (usize, usize, usize)) -> Channels {
+    Channels { n, f, sp }
 }
 
 impl BatchNorm {
     /// Train mode: batch statistics, `y = γ·x̂ + β`, running statistics updated.
-    fn forward_train(&mut self, xs: &[f32], y: &mut [f32], (n, f, sp): (usize, usize, usize)) {
-        let m = n * sp;
+    fn forward_train(&mut self, xs: &[f32], y: &mut [f32], c: Channels) {
+        let (f, m) = (c.f, c.m() as f32);
         self.mean.resize(f, 0.0);
         self.inv_std.resize(f, 0.0);
-        let (g, b) = (self.gamma.values(), self.beta.values());
+        self.scratch.resize(3 * f, 0.0);
+        let (var, coef) = self.scratch.split_at_mut(f);
+        norm::moments(c, xs, &mut self.partials, &mut self.mean, var); // μ, σ²
+        let (a, b) = coef.split_at_mut(f);
+        let (g, bt) = (self.gamma.values(), self.beta.values());
         for j in 0..f {
-            let (mu, var) = statistics(xs, (n, f, sp), j);
-            let inv = 1.0 / (var + self.eps).sqrt(); // 1/√(σ² + ε)
-            (self.mean[j], self.inv_std[j]) = (mu, inv);
-            for i in 0..n {
-                for k in (i * f + j) * sp..(i * f + j + 1) * sp {
-                    y[k] = g[j] * ((xs[k] - mu) * inv) + b[j]; // y = γ·x̂ + β, x̂ = (x − μ)/√(σ² + ε)
-                }
-            }
+            let (mu, inv) = (self.mean[j], 1.0 / (var[j] + self.eps).sqrt()); // 1/√(σ² + ε)
+            self.inv_std[j] = inv;
+            // y = γ·(x − μ)/√(σ² + ε) + β = a·x + b with a = γ/√(σ² + ε), b = β − a·μ
+            (a[j], b[j]) = (g[j] * inv, bt[j] - g[j] * inv * mu);
             let mom = self.momentum;
             let rm = &mut self.running_mean[[j]];
             *rm = (1.0 - mom) * *rm + mom * mu;
             let rv = &mut self.running_var[[j]];
-            *rv = (1.0 - mom) * *rv + mom * var * m as f32 / (m - 1) as f32; // unbiased σ²
+            *rv = (1.0 - mom) * *rv + mom * var[j] * m / (m - 1.0); // unbiased σ²
         }
+        norm::affine(c, xs, (a, b), y);
     }
 
     /// Eval mode: `y = γ·(x − running_mean)/√(running_var + ε) + β`.
-    fn forward_eval(&self, xs: &[f32], y: &mut [f32], (n, f, sp): (usize, usize, usize)) {
-        let (g, b) = (self.gamma.values(), self.beta.values());
+    fn forward_eval(&mut self, xs: &[f32], y: &mut [f32], c: Channels) {
+        let f = c.f;
+        self.scratch.resize(2 * f, 0.0);
+        let (a, b) = self.scratch.split_at_mut(f);
+        let (g, bt) = (self.gamma.values(), self.beta.values());
         for j in 0..f {
             let inv = 1.0 / (self.running_var[[j]] + self.eps).sqrt();
-            let (mu, scale) = (self.running_mean[[j]], g[j] * inv);
-            for i in 0..n {
-                for k in (i * f + j) * sp..(i * f + j + 1) * sp {
-                    y[k] = (xs[k] - mu) * scale + b[j]; // γ·(x − running_mean)/√(running_var + ε) + β
-                }
-            }
+            // a·x + b with a = γ/√(running_var + ε), b = β − a·running_mean
+            (a[j], b[j]) = (g[j] * inv, bt[j] - g[j] * inv * self.running_mean[[j]]);
         }
+        norm::affine(c, xs, (a, b), y);
+    }
+
+    /// `∂E/∂x = (γ/(m·√(σ² + ε)))·(m·dy − Σ dy − x̂·Σ dy·x̂)` as one pass `A·dy + B·x + C`,
+    /// from `sdy = Σ dy` and `sdyx = Σ dy·x̂` per feature.
+    fn input_grad(&mut self, (dys, xs): (&[f32], &[f32]), c: Channels, dx: &mut [f32]) {
+        let (f, m) = (c.f, c.m() as f32);
+        let (sums, coef) = self.scratch.split_at_mut(2 * f);
+        let (sdy, sdyx) = sums.split_at(f);
+        let (a, rest) = coef.split_at_mut(f);
+        let (b, cc) = rest.split_at_mut(f);
+        for j in 0..f {
+            let (g, mu, inv) = (self.gamma.value[[j]], self.mean[j], self.inv_std[j]);
+            let k = g * inv / m; // γ/(m·√(σ² + ε))
+            // k·(m·dy − Σdy − (x − μ)·inv·Σdy·x̂) = (k·m)·dy + B·x + (−k·Σdy − B·μ)
+            a[j] = k * m;
+            b[j] = -k * inv * sdyx[j];
+            cc[j] = -k * sdy[j] - b[j] * mu;
+        }
+        norm::affine2(c, (dys, xs), (a, b, cc), dx);
     }
 }
 
@@ -307,9 +329,10 @@ impl Layer for BatchNorm {
         }
         let xs = row_major(&x);
         y.resize(x.shape());
+        let c = channels((n, f, sp));
         match mode {
-            Mode::Train => self.forward_train(&xs, y.as_mut_slice(), (n, f, sp)),
-            Mode::Eval => self.forward_eval(&xs, y.as_mut_slice(), (n, f, sp)),
+            Mode::Train => self.forward_train(&xs, y.as_mut_slice(), c),
+            Mode::Eval => self.forward_eval(&xs, y.as_mut_slice(), c),
         }
         self.ready = mode == Mode::Train;
         Ok(())
@@ -325,26 +348,19 @@ impl Layer for BatchNorm {
         require_forward(self.ready, || self.label())?;
         let (n, f, sp) = self.layout_of(x.shape())?;
         check_backward(|| self.label(), x.shape(), &y, &dy)?;
-        let m = (n * sp) as f32;
         let (xs, dys) = (row_major(&x), row_major(&dy));
-        let mut dx = dx.map(|d| d.resized(x.shape()));
+        let c = channels((n, f, sp));
+        self.scratch.resize(5 * f, 0.0);
+        let (sdy, sdyx) = self.scratch[..2 * f].split_at_mut(f);
+        norm::grad_sums(c, &dys, &xs, &self.mean, &mut self.partials, (sdy, sdyx)); // Σ dy, Σ dy·(x − μ)
         for j in 0..f {
-            let (mu, inv) = (self.mean[j], self.inv_std[j]);
-            let run = |i: usize| (i * f + j) * sp..(i * f + j + 1) * sp;
-            let (mut sdy, mut sdyx) = (0.0f32, 0.0f32);
-            for k in (0..n).flat_map(run) {
-                sdy += dys[k]; // Σ dy
-                sdyx += dys[k] * (xs[k] - mu) * inv; // Σ dy·x̂
-            }
-            self.beta.grad[[j]] += sdy; // ∂E/∂β = Σ dy
-            self.gamma.grad[[j]] += sdyx; // ∂E/∂γ = Σ dy·x̂
-            if let Some(d) = dx.as_deref_mut() {
-                let c = self.gamma.value[[j]] * inv / m; // γ/(m·√(σ² + ε))
-                for k in (0..n).flat_map(run) {
-                    // (γ/(m·σ))·(m·dy − Σdy − x̂·Σdy·x̂)
-                    d[k] = c * (m * dys[k] - sdy - (xs[k] - mu) * inv * sdyx);
-                }
-            }
+            sdyx[j] *= self.inv_std[j]; // Σ dy·x̂ = Σ dy·(x − μ)/√(σ² + ε)
+            self.beta.grad[[j]] += sdy[j]; // ∂E/∂β = Σ dy
+            self.gamma.grad[[j]] += sdyx[j]; // ∂E/∂γ = Σ dy·x̂
+        }
+        if let Some(d) = dx {
+            let d = d.resized(x.shape());
+            self.input_grad((&dys, &xs), c, d);
         }
         Ok(())
     }
