@@ -21,6 +21,9 @@ struct Figures {
     throughput: Vec<f64>,
 }
 
+/// Reads one metric's figures.
+type Getter = fn(&Figures) -> &Vec<f64>;
+
 /// Figures by side (index into [`SIDES`]) and thread count (1, 2).
 type Table = [[Figures; 2]; 3];
 
@@ -148,7 +151,7 @@ fn print_table(table: &Table, lib: &Path) {
     );
     println!("| --- | --- | --- | --- | --- | --- | --- |");
     for t in [0, 1] {
-        let metrics: [(&str, fn(&Figures) -> &Vec<f64>, usize); 2] = [
+        let metrics: [(&str, Getter, usize); 2] = [
             ("b1 latency µs", |f| &f.latency_us, 2),
             ("b1024 samples/s", |f| &f.throughput, 0),
         ];
