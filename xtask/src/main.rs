@@ -139,6 +139,20 @@ fn ci() -> Result<()> {
         ],
         &[],
     )?;
+    cargo(
+        &[
+            "clippy",
+            "-p",
+            "nn-bench",
+            "--features",
+            "ort",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    )?;
     xtask::web::add_target()?;
     cargo(
         &[
