@@ -1,7 +1,7 @@
 //! `cargo xtask bench scale`: how cost grows with the network and the batch. W1's protocol
 //! at hidden widths 64 … 2048 (batch 64) and batch sizes 16 … 512 (width 128), our side and
 //! PyTorch's (`crates/nn-bench/peers/torch_scale.py`, which trains with the shared peer's own
-//! loop) alternating sweep by sweep, with the ratio at each point so a cliff shows.
+//! loop) alternating point by point, with the ratio at each point so a cliff shows.
 
 use std::path::Path;
 use std::process::Command;
@@ -26,7 +26,7 @@ fn points() -> Vec<(usize, usize)> {
     p
 }
 
-/// Runs the sweep `reps` times on each side, alternating.
+/// Runs the sweep `reps` times, each point on both sides back to back.
 pub fn bench(reps: usize, python: &str, out: &Path) -> Result<()> {
     let peer = root().join("crates/nn-bench/peers/torch_scale.py");
     let shared = root().join("../shared/bench");
@@ -38,22 +38,23 @@ pub fn bench(reps: usize, python: &str, out: &Path) -> Result<()> {
     }
     cargo(&["build", "--release", "--quiet", "-p", "nn-bench"], &[])?;
     let bin = root().join("target/release/nn-bench");
-    let list: Vec<String> = points().iter().map(|(h, b)| format!("{h}x{b}")).collect();
-    let list = list.join(",");
     let epochs = EPOCHS.to_string();
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    // point by point, so that both sides of a ratio run minutes apart at most
     for rep in 1..=reps {
-        eprintln!("== scale sweep {rep} of {reps}: nn");
-        let mut nn = Command::new(&bin);
-        nn.args([
-            "scale", "--reps", "1", "--points", &list, "--epochs", &epochs,
-        ]);
-        ours.extend(records(&mut nn, out)?);
-        eprintln!("== scale sweep {rep} of {reps}: torch");
-        let mut torch = Command::new(python);
-        torch.arg(&peer).arg("--bench-dir").arg(&shared);
-        torch.args(["--points", &list, "--epochs", &epochs]);
-        theirs.extend(records(&mut torch, out)?);
+        for (h, b) in points() {
+            let point = format!("{h}x{b}");
+            eprintln!("== scale {point}, run {rep} of {reps}: nn, then torch");
+            let mut nn = Command::new(&bin);
+            nn.args([
+                "scale", "--reps", "1", "--points", &point, "--epochs", &epochs,
+            ]);
+            ours.extend(records(&mut nn, out)?);
+            let mut torch = Command::new(python);
+            torch.arg(&peer).arg("--bench-dir").arg(&shared);
+            torch.args(["--points", &point, "--epochs", &epochs]);
+            theirs.extend(records(&mut torch, out)?);
+        }
     }
     print_table(&ours, &theirs);
     println!("\nJSON lines appended to {}", out.display());
