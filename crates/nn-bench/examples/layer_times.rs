@@ -1,8 +1,9 @@
-//! Per-layer forward and backward times of the W3 network on one batch of 64 images:
-//! where a training step of the convolutional workload spends its time.
+//! Per-layer forward and backward times of the W3 (or, with `w6`, the W6) network on one
+//! batch of 64 images: where a training step of a convolutional workload spends its time.
 //!
 //! ```sh
 //! cargo run --release -p nn-bench --example layer_times
+//! cargo run --release -p nn-bench --example layer_times -- w6
 //! NN_NUM_THREADS=1 cargo run --release -p nn-bench --example layer_times
 //! ```
 //!
@@ -13,7 +14,10 @@ use std::time::Instant;
 
 use ndarray::{Array4, ArrayViewD};
 use nn_core::{Buffer, seeded};
-use nn_layers::{Conv2d, Conv2dConfig, Dense, DenseConfig, Flatten, Layer, MaxPool2d, Mode, Relu};
+use nn_layers::{
+    BatchNormConfig, Conv2d, Conv2dConfig, Dense, DenseConfig, Dropout, Flatten, Layer,
+    LayerConfig, MaxPool2d, Mode, Relu,
+};
 
 /// Forward through `layers` into `acts` (one output per layer), adding each layer's time to
 /// `times` when `on`.
@@ -67,18 +71,48 @@ fn backward(
     }
 }
 
-fn main() {
-    let mut rng = seeded(1);
-    let mut layers: Vec<Box<dyn Layer>> = vec![
-        Box::new(Conv2d::new(&Conv2dConfig::new(1, 8, 5), &mut rng).expect("conv")),
+/// W3's network: the small CNN.
+fn w3(rng: &mut nn_core::Rng) -> Vec<Box<dyn Layer>> {
+    vec![
+        Box::new(Conv2d::new(&Conv2dConfig::new(1, 8, 5), rng).expect("conv")),
         Box::new(Relu::new()),
         Box::new(MaxPool2d::max(2, 2).expect("pool")),
-        Box::new(Conv2d::new(&Conv2dConfig::new(8, 16, 5), &mut rng).expect("conv")),
+        Box::new(Conv2d::new(&Conv2dConfig::new(8, 16, 5), rng).expect("conv")),
         Box::new(Relu::new()),
         Box::new(MaxPool2d::max(2, 2).expect("pool")),
         Box::new(Flatten::new()),
-        Box::new(Dense::new(&DenseConfig::new(256, 10), &mut rng).expect("dense")),
-    ];
+        Box::new(Dense::new(&DenseConfig::new(256, 10), rng).expect("dense")),
+    ]
+}
+
+/// W6's network: padded convolution, batch norm, dropout.
+fn w6(rng: &mut nn_core::Rng) -> Vec<Box<dyn Layer>> {
+    let mut conv1 = Conv2dConfig::new(1, 12, 5);
+    conv1.padding = (2, 2);
+    vec![
+        Box::new(Conv2d::new(&conv1, rng).expect("conv")),
+        BatchNormConfig::new(12).build(rng).expect("batch norm"),
+        Box::new(Relu::new()),
+        Box::new(MaxPool2d::max(2, 2).expect("pool")),
+        Box::new(Conv2d::new(&Conv2dConfig::new(12, 24, 5), rng).expect("conv")),
+        BatchNormConfig::new(24).build(rng).expect("batch norm"),
+        Box::new(Relu::new()),
+        Box::new(MaxPool2d::max(2, 2).expect("pool")),
+        Box::new(Flatten::new()),
+        Box::new(Dense::new(&DenseConfig::new(600, 120), rng).expect("dense")),
+        Box::new(Relu::new()),
+        Box::new(Dropout::new(0.25, 42).expect("dropout")),
+        Box::new(Dense::new(&DenseConfig::new(120, 10), rng).expect("dense")),
+    ]
+}
+
+fn main() {
+    let mut rng = seeded(1);
+    let mut layers: Vec<Box<dyn Layer>> = if std::env::args().any(|a| a == "w6") {
+        w6(&mut rng)
+    } else {
+        w3(&mut rng)
+    };
     let x = Array4::<f32>::from_shape_fn((64, 1, 28, 28), |(i, _, h, w)| {
         ((i * 7 + h * 3 + w) % 17) as f32 / 17.0
     })

@@ -331,10 +331,20 @@ pub fn im2col(x: &[f32], g: &Geometry, cols: &mut [f32]) {
                 let rows =
                     &mut cols[(ci * k.0 + u) * k.1 * plane..(ci * k.0 + u + 1) * k.1 * plane];
                 for y in 0..oh {
-                    let src = &x[(ci * h + y + u) * w..(ci * h + y + u + 1) * w];
+                    let at = (ci * h + y + u) * w;
                     for (v, row) in rows.chunks_exact_mut(plane).enumerate() {
                         // cols[(c, u, v), (y, x)] = X[c, y + u, x + v]
-                        copy_row(&mut row[y * ow..(y + 1) * ow], &src[v..v + ow]);
+                        let (from, to) = (at + v, y * ow);
+                        if ow < 16 && to + 16 <= row.len() && from + 16 <= x.len() {
+                            // one 16-float block: the overhang lands on (y + 1)'s place in this
+                            // row, which the next y overwrites
+                            let src: &[f32; 16] = x[from..from + 16].try_into().expect("16");
+                            let dst: &mut [f32; 16] =
+                                (&mut row[to..to + 16]).try_into().expect("16");
+                            *dst = *src;
+                        } else {
+                            copy_row(&mut row[to..to + ow], &x[from..from + ow]);
+                        }
                     }
                 }
             }
@@ -418,6 +428,75 @@ pub fn col2im(cols: &[f32], g: &Geometry, dx: &mut [f32]) {
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `cols[(c, u, v), (y, x)]` straight from the definition: the padded input at
+    /// `(y·sh + u − ph, x·sw + v − pw)`, 0 outside.
+    fn im2col_by_definition(x: &[f32], g: &Geometry) -> Vec<f32> {
+        let mut cols = vec![f32::NAN; g.kdim() * g.plane()];
+        for (ci, u, v) in
+            (0..g.c).flat_map(|c| (0..g.k.0).flat_map(move |u| (0..g.k.1).map(move |v| (c, u, v))))
+        {
+            for (y, xo) in (0..g.oh).flat_map(|y| (0..g.ow).map(move |xo| (y, xo))) {
+                let r = (y * g.s.0 + u) as isize - g.p.0 as isize;
+                let q = (xo * g.s.1 + v) as isize - g.p.1 as isize;
+                let inside = (0..g.h as isize).contains(&r) && (0..g.w as isize).contains(&q);
+                let value = if inside {
+                    x[(ci * g.h + r as usize) * g.w + q as usize]
+                } else {
+                    0.0
+                };
+                cols[((ci * g.k.0 + u) * g.k.1 + v) * g.plane() + y * g.ow + xo] = value;
+            }
+        }
+        cols
+    }
+
+    fn geometry(c: usize, (h, w): (usize, usize), k: usize, s: usize, p: usize) -> Geometry {
+        let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+        Geometry {
+            n: 1,
+            c,
+            h,
+            w,
+            c_out: 1,
+            oh,
+            ow,
+            k: (k, k),
+            s: (s, s),
+            p: (p, p),
+        }
+    }
+
+    /// Every path of im2col (unpadded rows shorter and longer than a 16-float block, padded,
+    /// strided) against the definition, and col2im as its transpose: ⟨im2col(x), c⟩ = ⟨x, col2im(c)⟩.
+    #[test]
+    fn im2col_and_col2im_match_the_definition() {
+        let cases = [
+            geometry(12, (14, 14), 5, 1, 0), // W6's second layer: rows of 10
+            geometry(2, (20, 30), 3, 1, 0),  // rows of 28
+            geometry(1, (28, 28), 5, 1, 2),  // W6's first layer: padded
+            geometry(3, (9, 7), 3, 2, 1),    // strided and padded
+            geometry(2, (5, 5), 5, 1, 0),    // one output
+        ];
+        for g in cases {
+            let len = g.c * g.h * g.w;
+            let x: Vec<f32> = (0..len).map(|i| (i * 31 % 97) as f32 - 48.0).collect();
+            let mut cols = vec![f32::NAN; g.kdim() * g.plane()];
+            im2col(&x, &g, &mut cols);
+            assert_eq!(cols, im2col_by_definition(&x, &g), "{g:?}");
+            let c: Vec<f32> = (0..cols.len()).map(|i| (i * 7 % 13) as f32 - 6.0).collect();
+            let mut dx = vec![f32::NAN; len];
+            col2im(&c, &g, &mut dx);
+            let lhs: f64 = cols.iter().zip(&c).map(|(a, b)| (a * b) as f64).sum();
+            let rhs: f64 = x.iter().zip(&dx).map(|(a, b)| (a * b) as f64).sum();
+            assert_eq!(lhs, rhs, "{g:?}");
         }
     }
 }
