@@ -1,6 +1,8 @@
-//! # nn-core: tensor math for the nn toolkit
+#![doc = include_str!("../README.md")]
 //!
-//! The arithmetic under every layer, with no notion of layers itself:
+//! ## Contents
+//!
+//! What each module holds:
 //!
 //! - [`Tensor`] (`ArrayD<f32>`, batch first) and [`Buffer`], a reusable output buffer;
 //! - [`matmul_into`]: `C ← α·A·B + β·C` into a preallocated output, shape-checked;

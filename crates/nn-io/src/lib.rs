@@ -1,4 +1,6 @@
-//! # nn-io: data sets for the nn toolkit
+#![doc = include_str!("../README.md")]
+//!
+//! ## Contents
 //!
 //! - [`csv`]: CSV files with a header and a named label column (class words or numbers, or
 //!   real-valued targets), with errors that give the file, line and column;

@@ -1,4 +1,6 @@
-//! # nn-layers: layers, losses and gradient checks
+#![doc = include_str!("../README.md")]
+//!
+//! ## Contents
 //!
 //! The training story as code. A neuron computes `y = f(w·x + b)`; a layer of them over a
 //! batch computes `Y = f(X·Wᵀ + b)`. Here the affine part is [`Dense`] and `f` is its own
@@ -22,27 +24,6 @@
 //!   anything is allocated; [`LayerSpec`], its kind and attributes as files store them; and
 //!   [`Registry`], which reads a spec back into a configuration (user-defined kinds
 //!   included, once registered).
-//!
-//! ```
-//! use nn_core::Buffer;
-//! use nn_layers::{Dense, DenseConfig, Layer, Mode, Relu, Sequential};
-//! use nn_layers::loss::{Loss, SoftmaxCrossEntropy, Target};
-//! # fn main() -> Result<(), nn_layers::Error> {
-//! let mut rng = nn_core::seeded(42);
-//! let mut net = Sequential::new()
-//!     .with(Dense::new(&DenseConfig::new(4, 8), &mut rng)?)
-//!     .with(Relu::new())
-//!     .with(Dense::new(&DenseConfig::new(8, 3), &mut rng)?);
-//! let x = ndarray::Array2::<f32>::ones((2, 4)).into_dyn();
-//! let (mut loss, mut logits) = (SoftmaxCrossEntropy::new(), Buffer::new());
-//! net.zero_grad();
-//! net.forward(x.view(), &mut logits, Mode::Train)?; // forward propagation
-//! let e = loss.forward(logits.view(), Target::Classes(&[0, 2]))?;
-//! // backward propagation; no ∂E/∂x is needed for the input
-//! net.backward(x.view(), logits.view(), loss.backward()?, None)?;
-//! assert!(e.is_finite());
-//! # Ok(()) }
-//! ```
 
 pub mod activation;
 pub mod batchnorm;

@@ -1,4 +1,6 @@
-//! # nn-optim: gradient descent and the training loop
+#![doc = include_str!("../README.md")]
+//!
+//! ## Contents
 //!
 //! The derivation's update `w_new = w_old − η·∂E/∂w`, its refinements, and the loop that
 //! applies it over mini-batches:
