@@ -21,6 +21,24 @@ use crate::rng::{Rng, standard_normal, uniform};
 use crate::tensor::Tensor;
 
 /// How to fill a new weight tensor.
+///
+/// # Example
+///
+/// He-uniform draws from `U(−a, a)` with `a = √(6 / fan_in)`; the same seed gives the same
+/// weights.
+///
+/// ```
+/// use nn_core::{Init, seeded};
+///
+/// let w = Init::HeUniform.tensor(&[128, 784], &mut seeded(1))?; // dense [n_out, n_in]
+/// let a = (6.0f32 / 784.0).sqrt();
+/// assert!(w.iter().all(|v| v.abs() <= a));
+/// let mean = w.mean().unwrap_or(f32::NAN);
+/// assert!(mean.abs() < 0.01 * a); // 100,352 draws centred on 0
+/// assert_eq!(w, Init::HeUniform.tensor(&[128, 784], &mut seeded(1))?);
+/// assert_eq!(Init::Constant(0.5).tensor(&[2, 2], &mut seeded(1))?.sum(), 2.0);
+/// # Ok::<(), nn_core::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, Default)]
 pub enum Init {
     /// All zeros (the usual bias initialiser).

@@ -20,6 +20,25 @@ use crate::error::{Error, Result};
 ///
 /// # Errors
 /// [`Error::Incompatible`] when the inner dimensions differ or `c` has the wrong shape.
+///
+/// # Example
+///
+/// A gradient step accumulates: `∂E/∂W += dYᵀ·X` is `beta = 1` with a transposed view.
+///
+/// ```
+/// use nn_core::matmul_into;
+/// use nn_core::ndarray::array;
+///
+/// let (x, dy) = (array![[1.0f32, 2.0], [3.0, 4.0]], array![[1.0f32], [-1.0]]);
+/// let mut dw = array![[10.0f32, 10.0]]; // [n_out, n_in], holding an earlier gradient
+/// matmul_into(1.0, dy.t(), x.view(), 1.0, &mut dw.view_mut())?;
+/// assert_eq!(dw, array![[10.0 + 1.0 - 3.0, 10.0 + 2.0 - 4.0]]);
+///
+/// // shapes are checked before anything is written
+/// let err = matmul_into(1.0, x.view(), dy.t(), 0.0, &mut dw.view_mut()).unwrap_err();
+/// assert!(err.to_string().contains("inner dimensions differ"));
+/// # Ok::<(), nn_core::Error>(())
+/// ```
 pub fn matmul_into(
     alpha: f32,
     a: ArrayView2<'_, f32>,

@@ -20,6 +20,19 @@ use serde::{Deserialize, Serialize};
 pub type Rng = ChaCha8Rng;
 
 /// A generator seeded from a `u64`.
+///
+/// # Example
+///
+/// ```
+/// use nn_core::{rng::{below, uniform01}, seeded};
+///
+/// let (mut a, mut b) = (seeded(42), seeded(42));
+/// let draws: Vec<f32> = (0..5).map(|_| uniform01(&mut a)).collect();
+/// assert_eq!(draws, (0..5).map(|_| uniform01(&mut b)).collect::<Vec<_>>()); // same seed
+/// assert!(draws.iter().all(|u| (0.0..1.0).contains(u)));
+/// assert!(below(&mut a, 10) < 10);
+/// assert_ne!(uniform01(&mut seeded(43)), draws[0]); // another seed, another stream
+/// ```
 pub fn seeded(seed: u64) -> Rng {
     ChaCha8Rng::seed_from_u64(seed)
 }

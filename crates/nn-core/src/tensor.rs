@@ -18,6 +18,20 @@ pub type Tensor = ArrayD<f32>;
 ///
 /// `Buffer` is how layers hold their outputs and caches. [`Buffer::resize`] sets a new shape
 /// and only allocates when the new shape needs more elements than ever held before.
+///
+/// # Example
+///
+/// ```
+/// use nn_core::Buffer;
+///
+/// let mut y = Buffer::new();
+/// y.resize(&[64, 10]); // a batch of 64 rows: allocates 640 values
+/// let bytes = y.capacity_bytes();
+/// y.as_mut_slice().fill(1.0);
+/// y.resize(&[32, 10]); // the last, smaller batch: no allocation, the shape changes
+/// assert_eq!((y.shape(), y.len(), y.capacity_bytes()), (&[32, 10][..], 320, bytes));
+/// assert_eq!(y.view2().row(31).sum(), 10.0);
+/// ```
 #[derive(Clone, Debug)]
 pub struct Buffer {
     data: Vec<f32>,

@@ -49,6 +49,33 @@ mod config;
 pub use config::Conv2dConfig;
 
 /// A 2-D convolution; see the module doc for the formulas.
+///
+/// # Example
+///
+/// A 2×2 kernel of ones over a 3×3 image sums each 2×2 patch; with padding 1 the corners
+/// see one pixel each.
+///
+/// ```
+/// use nn_core::{Buffer, ndarray::{Array4, array}};
+/// use nn_layers::{Conv2d, Conv2dConfig, Layer, Mode};
+///
+/// let mut conv = Conv2d::new(&Conv2dConfig::new(1, 1, 2), &mut nn_core::seeded(0))?;
+/// conv.set_weights(Array4::ones((1, 1, 2, 2)).into_dyn(), Some(array![0.5f32].into_dyn()))?;
+/// let x = Array4::from_shape_fn((1, 1, 3, 3), |(_, _, r, c)| (3 * r + c + 1) as f32);
+/// let mut y = Buffer::new();
+/// conv.forward(x.view().into_dyn(), &mut y, Mode::Eval)?; // x = 1 2 3 / 4 5 6 / 7 8 9
+/// assert_eq!(y.shape(), &[1, 1, 2, 2]);
+/// assert_eq!(y.as_slice(), &[12.5, 16.5, 24.5, 28.5]); // 1+2+4+5 + 0.5, …
+///
+/// let mut padded = Conv2dConfig::new(1, 1, 2);
+/// padded.padding = (1, 1);
+/// let mut conv = Conv2d::new(&padded, &mut nn_core::seeded(0))?;
+/// conv.set_weights(Array4::ones((1, 1, 2, 2)).into_dyn(), None)?;
+/// conv.forward(x.view().into_dyn(), &mut y, Mode::Eval)?;
+/// assert_eq!(y.shape(), &[1, 1, 4, 4]);
+/// assert_eq!((y.as_slice()[0], y.as_slice()[15]), (1.0, 9.0));
+/// # Ok::<(), nn_layers::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Conv2d {
     cfg: Conv2dConfig,

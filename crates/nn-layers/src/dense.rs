@@ -159,6 +159,27 @@ fn check_input(n_in: usize, input: &[usize], name: impl FnOnce() -> String) -> R
 }
 
 /// A fully connected layer `Y = X·Wᵀ + b`.
+///
+/// # Example
+///
+/// Forward and backward by hand for one row `x = [1, 2]` and two neurons:
+///
+/// ```
+/// use nn_core::ndarray::array;
+/// use nn_layers::{Dense, Layer, layer::apply_backward};
+///
+/// let w = array![[1.0f32, -1.0], [0.5, 0.5]]; // [n_out, n_in]
+/// let mut dense = Dense::from_weights(w.into_dyn(), Some(array![0.0f32, 1.0].into_dyn()))?;
+/// let x = array![[1.0f32, 2.0]].into_dyn();
+/// let dy = array![[1.0f32, 2.0]].into_dyn(); // ∂E/∂y from the layer above
+/// let (y, dx) = apply_backward(&mut dense, x.view(), dy.view())?;
+/// assert_eq!(y, array![[1.0 - 2.0, 0.5 + 1.0 + 1.0]].into_dyn()); // y = x·Wᵀ + b
+/// assert_eq!(dx, array![[1.0 + 1.0, -1.0 + 1.0]].into_dyn()); // ∂E/∂x = dy·W
+/// // ∂E/∂W = dyᵀ·x, ∂E/∂b = Σ dy
+/// assert_eq!(dense.weight().grad, array![[1.0f32, 2.0], [2.0, 4.0]].into_dyn());
+/// assert_eq!(dense.num_params(), 6);
+/// # Ok::<(), nn_layers::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Dense {
     n_in: usize,

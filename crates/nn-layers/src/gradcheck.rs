@@ -377,6 +377,24 @@ fn check_param(
 ///
 /// # Errors
 /// Whatever the layer's `forward` or `backward` return.
+///
+/// # Example
+///
+/// ```
+/// use nn_core::ndarray::Array2;
+/// use nn_layers::{Conv2d, Conv2dConfig, GradCheckConfig, check_layer};
+///
+/// let mut conv = Conv2d::new(&Conv2dConfig::new(2, 3, 3), &mut nn_core::seeded(1))?;
+/// let x = Array2::from_shape_fn((2, 2 * 5 * 5), |(i, j)| ((i * 50 + j) % 7) as f32 / 7.0)
+///     .into_shape_with_order((2, 2, 5, 5))
+///     .expect("50 values per image")
+///     .into_dyn();
+/// let report = check_layer(&mut conv, x.view(), &GradCheckConfig::default())?;
+/// assert!(report.passed(), "{report:?}");
+/// // the input and both parameters were compared entry by entry
+/// assert_eq!(report.tensors.len(), 3);
+/// # Ok::<(), nn_layers::Error>(())
+/// ```
 pub fn check_layer(
     layer: &mut dyn Layer,
     x: ArrayViewD<'_, f32>,

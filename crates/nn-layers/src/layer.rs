@@ -68,6 +68,67 @@ pub enum Slot<'a> {
 ///   *adds* `∂E/∂θ` into every parameter's `grad` and, when `dx` is given, resizes it to
 ///   `x`'s shape and writes `∂E/∂x`. A layer whose backward needs working memory from the
 ///   forward pass returns [`Error::NoForward`] without it.
+///
+/// # Example: a minimal layer
+///
+/// `y = 2x`, so `∂E/∂x = 2·∂E/∂y`; no parameters, so `visit` shows nothing. The
+/// configuration is what model files store and what rebuilds the layer.
+///
+/// ```
+/// use nn_core::{Buffer, Rng, ndarray::{ArrayViewD, array}};
+/// use nn_layers::{
+///     GradCheckConfig, Layer, LayerConfig, LayerSpec, Mode, Result, Slot, TensorSpec,
+///     check_layer, layer::apply_backward,
+/// };
+///
+/// struct Double;
+///
+/// impl Layer for Double {
+///     fn visit<'a>(&'a mut self, _: &mut dyn FnMut(&str, Slot<'a>)) {}
+///     fn forward(&mut self, x: ArrayViewD<'_, f32>, y: &mut Buffer, _: Mode) -> Result<()> {
+///         y.assign(x);
+///         y.as_mut_slice().iter_mut().for_each(|v| *v *= 2.0); // y = 2x
+///         Ok(())
+///     }
+///     fn backward(
+///         &mut self,
+///         _x: ArrayViewD<'_, f32>,
+///         _y: ArrayViewD<'_, f32>,
+///         dy: ArrayViewD<'_, f32>,
+///         dx: Option<&mut Buffer>,
+///     ) -> Result<()> {
+///         if let Some(dx) = dx {
+///             dx.assign(dy);
+///             dx.as_mut_slice().iter_mut().for_each(|v| *v *= 2.0); // ∂E/∂x = 2·∂E/∂y
+///         }
+///         Ok(())
+///     }
+///     fn config(&self) -> Box<dyn LayerConfig> {
+///         Box::new(DoubleConfig)
+///     }
+/// }
+///
+/// struct DoubleConfig;
+///
+/// impl LayerConfig for DoubleConfig {
+///     fn spec(&self) -> LayerSpec {
+///         LayerSpec::new("double")
+///     }
+///     fn tensors(&self) -> Result<Vec<TensorSpec>> {
+///         Ok(Vec::new())
+///     }
+///     fn build(&self, _: &mut Rng) -> Result<Box<dyn Layer>> {
+///         Ok(Box::new(Double))
+///     }
+/// }
+///
+/// let x = array![[1.0f32, -2.0]].into_dyn();
+/// let (y, dx) = apply_backward(&mut Double, x.view(), array![[1.0f32, 0.5]].into_dyn().view())?;
+/// assert_eq!((y, dx), (array![[2.0f32, -4.0]].into_dyn(), array![[2.0f32, 1.0]].into_dyn()));
+/// assert!(check_layer(&mut Double, x.view(), &GradCheckConfig::default())?.passed());
+/// assert_eq!(Double.output_shape(&[5, 2])?, [5, 2]);
+/// # Ok::<(), nn_layers::Error>(())
+/// ```
 pub trait Layer: Send {
     /// Calls `f` once for every parameter and buffer with a name unique within the layer
     /// (`"weight"`, `"bias"`); containers prefix their children's names (`"0.weight"`).

@@ -175,6 +175,32 @@ impl LayerConfig for SequentialConfig {
 }
 
 /// A stack of layers applied in order; it owns the activations between them.
+///
+/// # Example
+///
+/// ```
+/// use nn_core::{Buffer, ndarray::Array2};
+/// use nn_layers::{Dense, DenseConfig, Layer, Mode, Relu, Sequential};
+///
+/// let mut rng = nn_core::seeded(3);
+/// let mut net = Sequential::new()
+///     .with(Dense::new(&DenseConfig::new(3, 4), &mut rng)?)
+///     .with(Relu::new())
+///     .with(Dense::new(&DenseConfig::new(4, 2), &mut rng)?);
+/// assert_eq!(net.num_params(), (3 * 4 + 4) + (4 * 2 + 2)); // weights and biases
+/// assert_eq!(net.output_shape(&[5, 3])?, [5, 2]);
+///
+/// let x = Array2::<f32>::ones((5, 3)).into_dyn();
+/// let mut y = Buffer::new();
+/// net.forward(x.view(), &mut y, Mode::Eval)?;
+/// // five equal rows in, five equal rows out
+/// let rows = y.view2();
+/// assert!(rows.rows().into_iter().all(|r| r == rows.row(0)));
+/// // a shape the first layer cannot take is refused, the layer named
+/// let wrong = Array2::<f32>::ones((5, 7)).into_dyn();
+/// assert!(net.forward(wrong.view(), &mut y, Mode::Eval).is_err());
+/// # Ok::<(), nn_layers::Error>(())
+/// ```
 #[derive(Debug, Default)]
 pub struct Sequential {
     layers: Vec<Box<dyn Layer>>,

@@ -20,6 +20,21 @@ use crate::error::{Error, Result};
 use crate::layer::require_forward;
 
 /// Binary cross-entropy on logits, mean over all entries.
+///
+/// # Example
+///
+/// ```
+/// use nn_core::ndarray::array;
+/// use nn_layers::{BceWithLogits, Loss, Target};
+///
+/// let mut loss = BceWithLogits::new();
+/// let (z, t) = (array![[0.0f32], [1000.0]].into_dyn(), array![[1.0f32], [1.0]].into_dyn());
+/// // z = 0: p = ½, E = ln 2; z = 1000, t = 1: E = 0 (finite, no overflow); mean ln 2 / 2
+/// let e = loss.forward(z.view(), Target::Values(t.view()))?;
+/// assert!((e - 2f32.ln() / 2.0).abs() < 1e-6);
+/// assert_eq!(loss.backward()?, array![[-0.25f32], [0.0]].into_dyn()); // (σ(z) − t)/M
+/// # Ok::<(), nn_layers::Error>(())
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct BceWithLogits {
     grad: Buffer,

@@ -13,6 +13,20 @@ use crate::error::{Error, Result};
 use crate::layer::require_forward;
 
 /// Mean squared error over all entries.
+///
+/// # Example
+///
+/// ```
+/// use nn_core::ndarray::array;
+/// use nn_layers::{Loss, Mse, Target};
+///
+/// let mut loss = Mse::new();
+/// let (y, t) = (array![[1.0f32, 3.0]].into_dyn(), array![[0.0f32, 1.0]].into_dyn());
+/// let e = loss.forward(y.view(), Target::Values(t.view()))?;
+/// assert_eq!(e, (1.0 + 4.0) / 2.0); // (1/M)·Σ (y − t)²
+/// assert_eq!(loss.backward()?, array![[1.0f32, 2.0]].into_dyn()); // 2·(y − t)/M
+/// # Ok::<(), nn_layers::Error>(())
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct Mse {
     grad: Buffer,

@@ -21,6 +21,20 @@ use crate::error::{Error, Result};
 use crate::layer::require_forward;
 
 /// Softmax followed by cross-entropy, mean over the rows of the batch.
+///
+/// # Example
+///
+/// ```
+/// use nn_core::ndarray::array;
+/// use nn_layers::{Loss, SoftmaxCrossEntropy, Target};
+///
+/// let mut loss = SoftmaxCrossEntropy::new();
+/// // equal logits: p = (½, ½), so E = −ln ½ = ln 2; the gradient is (p − y)/N
+/// let e = loss.forward(array![[0.0f32, 0.0]].into_dyn().view(), Target::Classes(&[1]))?;
+/// assert!((e - 2f32.ln()).abs() < 1e-6);
+/// assert_eq!(loss.backward()?, array![[0.5f32, -0.5]].into_dyn());
+/// # Ok::<(), nn_layers::Error>(())
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct SoftmaxCrossEntropy {
     /// Holds `p` during forward, then `∂E/∂z`.
