@@ -73,6 +73,26 @@ impl CsvOptions {
 /// [`Error::Io`], [`Error::Empty`], [`Error::UnknownColumn`], [`Error::DuplicateColumn`],
 /// [`Error::ColumnCount`], [`Error::BadValue`], [`Error::CsvSyntax`] or [`Error::Limit`],
 /// each naming the file and, where there is one, the line.
+///
+/// # Example
+///
+/// ```
+/// use nn_io::{CsvOptions, read_csv};
+///
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("people.csv");
+/// std::fs::write(&path, "height,weight,sex\n180,80,M\n165,55,F\n170,65,F\n")?;
+/// let data = read_csv(&path, &CsvOptions::classes("sex"))?;
+/// assert_eq!(data.x.shape(), &[3, 2]);
+/// assert_eq!(data.feature_names, ["height", "weight"]);
+/// assert_eq!(data.num_classes(), Some(2));
+///
+/// // a bad value is refused with the file, line and column
+/// std::fs::write(&path, "height,weight,sex\n180,80,M\n165,heavy,F\n")?;
+/// let err = read_csv(&path, &CsvOptions::classes("sex")).unwrap_err().to_string();
+/// assert!(err.contains("people.csv") && err.contains("line 3") && err.contains("weight"), "{err}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn read_csv(path: &Path, opts: &CsvOptions) -> Result<Dataset> {
     parse_csv(open(path, &opts.limits)?, path, opts)
 }

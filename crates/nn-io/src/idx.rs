@@ -63,6 +63,31 @@ fn idx_error(path: &Path, message: String) -> Error {
 /// # Errors
 /// [`Error::Io`] when the file cannot be read; [`Error::Idx`] for a bad magic, an element
 /// type other than unsigned bytes, or a payload shorter or longer than the dimensions say.
+///
+/// # Example
+///
+/// An IDX file is a magic (`0, 0`, the element type `0x08` for unsigned bytes, the number of
+/// dimensions), each dimension as a big-endian `u32`, then the values:
+///
+/// ```
+/// use nn_io::read_idx;
+///
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("images-idx3-ubyte");
+/// let mut bytes = vec![0, 0, 0x08, 3]; // unsigned bytes, 3 dimensions
+/// for d in [2u32, 2, 3] {
+///     bytes.extend(d.to_be_bytes()); // 2 images of 2×3 pixels
+/// }
+/// bytes.extend(0..12u8);
+/// std::fs::write(&path, &bytes)?;
+/// let images = read_idx(&path)?;
+/// assert_eq!((images.dims.as_slice(), images.data[11]), (&[2, 2, 3][..], 11));
+///
+/// bytes.pop(); // one pixel short of what the dimensions promise
+/// std::fs::write(&path, &bytes)?;
+/// assert!(read_idx(&path).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn read_idx(path: &Path) -> Result<IdxArray> {
     let file = std::fs::File::open(path).map_err(io(path))?;
     let size = file.metadata().map_err(io(path))?.len();

@@ -414,6 +414,46 @@ fn encode_framed<T: Serialize>(kind: FileKind, payload: &T, path: &Path) -> Resu
 /// [`Error::Save`] for a model that would not load again (too many layers, a tensor that is
 /// not finite, metadata that does not fit the architecture) or a failed write; the previous
 /// file at `path` is left intact.
+///
+/// # Example
+///
+/// A model saved and loaded predicts exactly as before; a damaged file is refused.
+///
+/// ```
+/// use nn_core::{Buffer, ndarray::Array2};
+/// use nn_io::{Metadata, load_model, save_model};
+/// use nn_layers::{Dense, DenseConfig, Layer, Mode, Registry, Sequential, Tanh};
+///
+/// let mut rng = nn_core::seeded(9);
+/// let mut net = Sequential::new()
+///     .with(Dense::new(&DenseConfig::new(3, 5), &mut rng)?)
+///     .with(Tanh::new())
+///     .with(Dense::new(&DenseConfig::new(5, 2), &mut rng)?);
+/// let meta = Metadata {
+///     input_shape: vec![3],
+///     class_names: Some(vec!["no".into(), "yes".into()]),
+///     loss: "softmax_cross_entropy".into(),
+///     ..Metadata::default()
+/// };
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("model.nnm");
+/// save_model(&path, &mut net, &meta)?;
+///
+/// let mut loaded = load_model(&path, &Registry::default())?;
+/// assert_eq!(loaded.metadata, meta);
+/// let x = Array2::from_shape_fn((4, 3), |(i, j)| (i as f32 - j as f32) / 3.0).into_dyn();
+/// let (mut before, mut after) = (Buffer::new(), Buffer::new());
+/// net.forward(x.view(), &mut before, Mode::Eval)?;
+/// loaded.model.forward(x.view(), &mut after, Mode::Eval)?;
+/// assert_eq!(before.as_slice(), after.as_slice());
+///
+/// let mut bytes = std::fs::read(&path)?;
+/// let last = bytes.len() - 1;
+/// bytes[last] ^= 1; // one flipped bit
+/// std::fs::write(&path, &bytes)?;
+/// assert!(load_model(&path, &Registry::default()).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn save_model(path: &Path, model: &mut dyn Layer, metadata: &Metadata) -> Result<()> {
     let framed = encode_framed(FileKind::Model, &payload(model, metadata, path)?, path)?;
     write_atomic(path, |w| w.write_all(&framed))
@@ -576,6 +616,31 @@ fn check_tensor(d: &TensorSpec, t: &TensorData) -> Result<(), String> {
 ///
 /// # Errors
 /// [`Error::Save`]; the previous file at `path` is left intact.
+///
+/// # Example
+///
+/// The state can be any serialisable value; `nn train` stores the trainer's and the
+/// optimizer's (`nn_optim::TrainerState`, `OptimizerState`).
+///
+/// ```
+/// use nn_io::{Metadata, load_checkpoint, save_checkpoint};
+/// use nn_layers::{Dense, DenseConfig, Layer, Registry};
+///
+/// let mut dense = Dense::new(&DenseConfig::new(2, 1), &mut nn_core::seeded(4))?;
+/// let meta = Metadata { input_shape: vec![2], loss: "mse".into(), ..Metadata::default() };
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("run.ckpt");
+/// save_checkpoint(&path, &mut dense, &meta, &(7usize, "after epoch 7".to_string()))?;
+///
+/// let (mut loaded, state): (_, (usize, String)) = load_checkpoint(&path, &Registry::default())?;
+/// assert_eq!(state, (7, "after epoch 7".to_string()));
+/// assert_eq!(loaded.model.num_params(), 3);
+/// // a model file is not a checkpoint: the kinds are told apart
+/// let model = dir.path().join("model.nnm");
+/// nn_io::save_model(&model, &mut dense, &meta)?;
+/// assert!(load_checkpoint::<(usize, String)>(&model, &Registry::default()).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn save_checkpoint<S: Serialize>(
     path: &Path,
     model: &mut dyn Layer,

@@ -74,6 +74,33 @@ impl AdamConfig {
 }
 
 /// Adam or AdamW; see the module doc for the update.
+///
+/// # Example
+///
+/// Adam's first step moves every weight by about η whatever the gradient's size:
+/// `m̂ = g`, `v̂ = g²`, so `w ← w − η·g/(|g| + ε)`.
+///
+/// ```
+/// use nn_core::ndarray::array;
+/// use nn_layers::{Dense, Layer, Slot};
+/// use nn_optim::{Adam, AdamConfig, Optimizer};
+///
+/// let mut layer = Dense::from_weights(array![[1.0f32, 1.0]].into_dyn(), None)?;
+/// layer.visit(&mut |_, slot| {
+///     if let Slot::Param(p) = slot {
+///         p.grad.assign(&array![[1000.0f32, -0.001]]); // very different scales
+///     }
+/// });
+/// Adam::new(AdamConfig::adam())?.step(&mut layer, 0.01)?;
+/// let w = &layer.weight().value;
+/// assert!((w[[0, 0]] - 0.99).abs() < 1e-6 && (w[[0, 1]] - 1.01).abs() < 1e-5);
+///
+/// // AdamW also shrinks the weight itself: w ← w − η·λ·w before the Adam step
+/// let mut layer = Dense::from_weights(array![[1.0f32]].into_dyn(), None)?;
+/// Adam::new(AdamConfig::adamw().weight_decay(0.5))?.step(&mut layer, 0.1)?; // g = 0
+/// assert!((layer.weight().value[[0, 0]] - 0.95).abs() < 1e-6);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Adam {
     cfg: AdamConfig,

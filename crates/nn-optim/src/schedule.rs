@@ -53,6 +53,24 @@ pub struct Warmup {
 }
 
 /// A base learning rate, a schedule and an optional warm-up.
+///
+/// # Example
+///
+/// ```
+/// use nn_optim::{LrSchedule, Schedule};
+///
+/// let cosine = LrSchedule::new(0.1, Schedule::Cosine { t_max: 4, min_lr: 0.0 });
+/// // η_t = η_min + (η₀ − η_min)·(1 + cos(πt/T))/2
+/// let rates: Vec<f32> = (0..5).map(|t| cosine.lr_at(t)).collect();
+/// let expected = [0.1, 0.085355, 0.05, 0.014645, 0.0];
+/// assert!(rates.iter().zip(expected).all(|(r, e)| (r - e).abs() < 1e-6), "{rates:?}");
+///
+/// // two warm-up epochs from 0.1×, then the schedule starts at its own epoch 0
+/// let warm = cosine.with_warmup(2, 0.1);
+/// assert!((warm.lr_at(0) - 0.01).abs() < 1e-7 && (warm.lr_at(1) - 0.055).abs() < 1e-7);
+/// assert_eq!(warm.lr_at(2), 0.1);
+/// assert_eq!(warm.to_string(), "0.1 cosine to 0 over 4 epochs after 2 warm-up epochs from 0.1×");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LrSchedule {
     /// `η₀`.

@@ -65,6 +65,30 @@ impl SgdConfig {
 }
 
 /// SGD; see the module doc for the update.
+///
+/// # Example
+///
+/// Two steps with momentum μ = 0.9 on one weight whose gradient stays 1:
+/// `v₁ = 1, w₁ = 1 − 0.1·1 = 0.9`; `v₂ = 0.9·1 + 1 = 1.9, w₂ = 0.9 − 0.1·1.9 = 0.71`.
+///
+/// ```
+/// use nn_core::ndarray::array;
+/// use nn_layers::{Dense, Layer, Slot};
+/// use nn_optim::{Optimizer, Sgd, SgdConfig};
+///
+/// let mut layer = Dense::from_weights(array![[1.0f32]].into_dyn(), None)?;
+/// let mut sgd = Sgd::new(SgdConfig::plain().momentum(0.9))?;
+/// for _ in 0..2 {
+///     layer.visit(&mut |_, slot| {
+///         if let Slot::Param(p) = slot {
+///             p.grad.fill(1.0); // ∂E/∂w = 1
+///         }
+///     });
+///     sgd.step(&mut layer, 0.1)?; // η = 0.1
+/// }
+/// assert!((layer.weight().value[[0, 0]] - 0.71).abs() < 1e-6);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Sgd {
     cfg: SgdConfig,

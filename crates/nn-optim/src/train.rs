@@ -102,6 +102,34 @@ pub struct BestSoFar {
 }
 
 /// Runs training epochs; holds the permutation generator and the batch buffer.
+///
+/// # Example
+///
+/// Fitting `y = 3x − 1` with one neuron, plain SGD, mini-batches of 4, and the same seed
+/// giving the same weights twice:
+///
+/// ```
+/// use nn_core::ndarray::Array2;
+/// use nn_layers::{Dense, DenseConfig, Mse, Target};
+/// use nn_optim::{Data, Sgd, SgdConfig, Silent, TrainConfig, Trainer};
+///
+/// let x = Array2::from_shape_fn((16, 1), |(i, _)| i as f32 / 8.0 - 1.0).into_dyn();
+/// let t = x.mapv(|v| 3.0 * v - 1.0);
+/// let data = Data::new(x.view(), Target::Values(t.view()))?;
+/// let fit = || -> Result<Dense, Box<dyn std::error::Error>> {
+///     let mut neuron = Dense::new(&DenseConfig::new(1, 1), &mut nn_core::seeded(5))?;
+///     let mut sgd = Sgd::new(SgdConfig::plain())?;
+///     let mut trainer = Trainer::new(TrainConfig::new(200, 4, 0.1).seed(5))?;
+///     let history = trainer.fit(&mut neuron, &mut Mse::new(), &mut sgd, &data, None, &mut Silent)?;
+///     assert_eq!(history.epochs.len(), 200);
+///     Ok(neuron)
+/// };
+/// let neuron = fit()?;
+/// let w = neuron.weight().value[[0, 0]];
+/// assert!((w - 3.0).abs() < 1e-3, "w = {w}");
+/// assert_eq!(fit()?.weight().value, neuron.weight().value); // deterministic
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Trainer {
     cfg: TrainConfig,
