@@ -47,7 +47,7 @@ commands:
   web [--port N] [--build-only]
         build the draw-a-digit page (crates/nn-wasm for wasm32, wasm-bindgen, web/, the
         digits model) into target/web and serve it on http://127.0.0.1:N/ (default 8080)
-  ci    run the CI checks (fmt, clippy, docs, test)";
+  ci    run the CI checks (fmt, clippy, docs, package, test)";
 
 fn main() {
     if let Err(e) = run() {
@@ -170,6 +170,22 @@ fn ci() -> Result<()> {
     cargo(
         &["doc", "--workspace", "--no-deps"],
         &[("RUSTDOCFLAGS", "-D warnings")],
+    )?;
+    cargo(
+        &[
+            "package",
+            "-p",
+            "nn-core",
+            "-p",
+            "nn-layers",
+            "-p",
+            "nn-optim",
+            "-p",
+            "nn-io",
+            "-p",
+            "nn-cli",
+        ],
+        &[],
     )?;
     test::test(&[])
 }

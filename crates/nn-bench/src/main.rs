@@ -14,6 +14,17 @@
 //!   step; not data loading, model construction or evaluation.
 //! - Reported: median (min–max) over all reps × epochs, test accuracy per rep, one JSON
 //!   line per workload in the peers' format.
+//!
+//! More modes: `w2-gemm` (the products of a W2 epoch alone), `scale --points HxB,…` (W1 at
+//! other hidden widths and batch sizes), and `w4-ort --ort-lib FILE` (W4 through ONNX
+//! Runtime's C API).
+//!
+//! ## Features
+//!
+//! The default build has no peer in it. `--features ort` adds the `ort` crate with
+//! `load-dynamic` for `w4-ort`: ONNX Runtime's shared library is loaded at run time from the
+//! path given (the onnxruntime wheel ships it), nothing is downloaded at build time, and no
+//! other crate of the toolkit depends on it. The crate is not published.
 
 use std::borrow::Cow;
 use std::path::PathBuf;

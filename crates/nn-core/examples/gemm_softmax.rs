@@ -30,7 +30,10 @@ fn main() -> Result<(), nn_core::Error> {
     ops::add_row_broadcast(&mut z.view_mut(), b.view())?;
     for ((i, o), &zio) in z.indexed_iter() {
         let by_hand: f32 = (0..n_in).map(|k| x[[i, k]] * w[[o, k]]).sum::<f32>() + b[o];
-        assert!((zio - by_hand).abs() < 1e-6, "z[{i}, {o}]: {zio} vs {by_hand}");
+        assert!(
+            (zio - by_hand).abs() < 1e-6,
+            "z[{i}, {o}]: {zio} vs {by_hand}"
+        );
     }
 
     // P = softmax(Z), ln P = log_softmax(Z)
@@ -38,13 +41,26 @@ fn main() -> Result<(), nn_core::Error> {
     softmax_rows_into(z.view(), &mut p.view_mut())?;
     log_softmax_rows_into(z.view(), &mut log_p.view_mut())?;
     for (i, row) in p.rows().into_iter().enumerate() {
-        assert!((row.sum() - 1.0).abs() < 1e-6, "row {i} of P sums to {}", row.sum());
+        assert!(
+            (row.sum() - 1.0).abs() < 1e-6,
+            "row {i} of P sums to {}",
+            row.sum()
+        );
     }
-    assert!(p.iter().zip(&log_p).all(|(p, lp)| (p.ln() - lp).abs() < 1e-5));
+    assert!(
+        p.iter()
+            .zip(&log_p)
+            .all(|(p, lp)| (p.ln() - lp).abs() < 1e-5)
+    );
 
     // E for the classes t = [0, 1, 0, 1]
     let t = [0usize, 1, 0, 1];
-    let e = -t.iter().enumerate().map(|(i, &c)| log_p[[i, c]]).sum::<f32>() / n as f32;
+    let e = -t
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| log_p[[i, c]])
+        .sum::<f32>()
+        / n as f32;
     println!("W =\n{w:.4}\nZ = X·Wᵀ + b =\n{z:.4}\nP = softmax(Z) =\n{p:.4}");
     println!("cross-entropy of t = {t:?}: E = {e:.4}");
 

@@ -27,7 +27,8 @@ fn step(net: &mut Sequential, x: &Array2<f32>, t: &Array2<f32>, y: &mut Buffer) 
     let mut mse = Mse::new();
     let e = mse.forward(y.view(), Target::Values(t)).expect("loss");
     let dy = mse.backward().expect("∂E/∂y").to_owned();
-    net.backward(x, y.view(), dy.view(), None).expect("backward");
+    net.backward(x, y.view(), dy.view(), None)
+        .expect("backward");
     e
 }
 
@@ -54,9 +55,13 @@ fn main() {
     // the first step, checked by hand: ∂E/∂W₂ = δ₂ᵀ·h with δ₂ = 2(y − t)/N · y(1 − y)
     let e0 = step(&mut net, &x, &t, &mut y);
     let mut h = Buffer::new();
-    net.layers_mut()[0].forward(x.view().into_dyn(), &mut h, Mode::Eval).expect("layer 1");
+    net.layers_mut()[0]
+        .forward(x.view().into_dyn(), &mut h, Mode::Eval)
+        .expect("layer 1");
     let mut hs = Buffer::new();
-    net.layers_mut()[1].forward(h.view(), &mut hs, Mode::Eval).expect("σ");
+    net.layers_mut()[1]
+        .forward(h.view(), &mut hs, Mode::Eval)
+        .expect("σ");
     let (hs, yv) = (hs.view2().to_owned(), y.view2().to_owned());
     let delta2 = (&yv - &t) * (2.0 / 4.0) * &yv.mapv(|v| v * (1.0 - v));
     let by_hand = delta2.t().dot(&hs);
@@ -81,6 +86,10 @@ fn main() {
     }
     println!("E: {e0:.4} → {e:.5}; outputs {:.3}", y.view2().column(0));
     assert!(e < 0.01, "XOR not learned: E = {e}");
-    let right = y.as_slice().iter().zip(t.iter()).all(|(y, t)| (y - t).abs() < 0.2);
+    let right = y
+        .as_slice()
+        .iter()
+        .zip(t.iter())
+        .all(|(y, t)| (y - t).abs() < 0.2);
     assert!(right, "every output within 0.2 of its target");
 }

@@ -17,6 +17,13 @@
 //!
 //! The library runs on one thread there (no helper threads, no clock, no files): model
 //! loading reads the bytes it is given, and prediction allocates its buffers once.
+//!
+//! ## Features and targets
+//!
+//! No cargo features: the default build is the whole crate. [`Classifier`] compiles on every
+//! target; its JavaScript bindings come from the `wasm32-unknown-unknown` build, which
+//! `cargo xtask web` makes and runs through the `wasm-bindgen` CLI. The crate is not
+//! published (`publish = false`); it ships as the page that command builds.
 
 use std::path::Path;
 
