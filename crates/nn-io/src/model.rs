@@ -466,6 +466,11 @@ pub fn save_model(path: &Path, model: &mut dyn Layer, metadata: &Metadata) -> Re
 /// One variant per failed check, each naming the file: [`Error::Io`],
 /// [`Error::NotThisFile`], [`Error::NewerVersion`], [`Error::Length`], [`Error::Checksum`],
 /// [`Error::Decode`], [`Error::Spec`] (e.g. an unregistered layer kind), [`Error::Tensor`].
+///
+/// # Example
+///
+/// [`save_model`]'s example saves a model, loads it with this function, compares the two
+/// models' outputs and shows a damaged file refused.
 pub fn load_model(path: &Path, registry: &Registry) -> Result<LoadedModel> {
     let bytes = read_file(path)?;
     model_from_bytes(&bytes, path, registry)
@@ -655,7 +660,7 @@ pub fn save_checkpoint<S: Serialize>(
     write_atomic(path, |w| w.write_all(&framed))
 }
 
-/// Loads a checkpoint saved by [`save_checkpoint`].
+/// Loads a checkpoint saved by [`save_checkpoint`] (whose example loads one back).
 ///
 /// # Errors
 /// As [`load_model`].
