@@ -170,3 +170,25 @@ fn print_table(table: &Table, lib: &Path) {
     }
     println!("\nlatency: lower is better; throughput: higher is better");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_filed_by_side_and_thread_count() {
+        let mut table: Table = Default::default();
+        let rec = |threads: u64, lat: f64, thr: f64| {
+            serde_json::json!({
+                "workload": "w4", "threads": threads,
+                "latency_us_b1": {"median": lat}, "throughput_sps_b1024": {"median": thr},
+            })
+        };
+        record(&mut table, 1, &[rec(1, 7.0, 5e5), rec(2, 5.5, 1e6), rec(4, 1.0, 1.0)]);
+        record(&mut table, 0, &[rec(2, 2.5, 1.1e6)]);
+        assert_eq!(table[1][0].latency_us, [7.0]);
+        assert_eq!(table[1][1].throughput, [1e6]);
+        assert_eq!(table[0][1].latency_us, [2.5]);
+        assert!(table[0][0].latency_us.is_empty() && table[2][1].latency_us.is_empty());
+    }
+}

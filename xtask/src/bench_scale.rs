@@ -118,3 +118,28 @@ fn print_table(ours: &[Value], theirs: &[Value]) {
         worst.0, worst.1
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_width_at_batch_64_and_every_batch_at_width_128_once() {
+        let p = points();
+        assert_eq!(p.len(), 11); // 6 widths + 6 batches − the shared (128, 64)
+        assert_eq!(p.iter().filter(|&&q| q == (128, 64)).count(), 1);
+        assert!(WIDTHS.iter().all(|&h| p.contains(&(h, 64))));
+        assert!(BATCHES.iter().all(|&b| p.contains(&(128, b))));
+    }
+
+    #[test]
+    fn medians_are_read_from_the_point_named() {
+        let recs = [
+            serde_json::json!({"workload": "scale-h64-b64", "sec_per_epoch": {"median": 0.5}}),
+            serde_json::json!({"workload": "scale-h128-b64", "sec_per_epoch": {"median": 0.25}}),
+            serde_json::json!({"workload": "scale-h64-b64", "sec_per_epoch": {"median": 0.75}}),
+        ];
+        assert_eq!(medians(&recs, "scale-h64-b64"), [0.5, 0.75]);
+        assert!(medians(&recs, "scale-h2048-b64").is_empty());
+    }
+}

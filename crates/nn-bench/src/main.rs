@@ -524,3 +524,27 @@ fn main() -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_points_are_w1_at_other_shapes() {
+        let points = parse_points("64x16,2048x512", 2).expect("two points");
+        assert_eq!(points[0].name, "scale-h64-b16");
+        assert_eq!((points[1].batch, points[1].epochs), (512, 2));
+        assert!(points[1].net == Net::Mlp(Cow::Owned(vec![784, 2048, 10])));
+        assert!(points.iter().all(|p| p.lr == W1.lr && p.rule == W1.rule));
+        for bad in ["64", "0x64", "64x0", "x", "64x16,"] {
+            assert!(parse_points(bad, 2).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn gemm_only_epochs_time_each_epoch() {
+        let times = gemm_only::epochs(&[8, 4, 2], 10, 4, 3).expect("products");
+        assert_eq!(times.len(), 3);
+        assert!(times.iter().all(|t| t.is_finite() && *t >= 0.0));
+    }
+}
