@@ -184,7 +184,11 @@ mod tests {
                 "latency_us_b1": {"median": lat}, "throughput_sps_b1024": {"median": thr},
             })
         };
-        record(&mut table, 1, &[rec(1, 7.0, 5e5), rec(2, 5.5, 1e6), rec(4, 1.0, 1.0)]);
+        record(
+            &mut table,
+            1,
+            &[rec(1, 7.0, 5e5), rec(2, 5.5, 1e6), rec(4, 1.0, 1.0)],
+        );
         record(&mut table, 0, &[rec(2, 2.5, 1.1e6)]);
         assert_eq!(table[1][0].latency_us, [7.0]);
         assert_eq!(table[1][1].throughput, [1e6]);
