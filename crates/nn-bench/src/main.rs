@@ -440,7 +440,19 @@ fn w4_ort(
     bail!("w4-ort needs nn-bench built with `--features ort`")
 }
 
-fn main() -> Result<()> {
+/// What the command line asked for, checked before any data is read.
+struct Args {
+    list: Vec<String>,
+    reps: usize,
+    out_path: Option<PathBuf>,
+    ort_lib: Option<PathBuf>,
+    points: Vec<Workload>,
+}
+
+const USAGE: &str = "usage: nn-bench [w1|…|w6|w2-gemm|w4-ort|scale|all] [--reps N] [--out FILE] \
+    [--ort-lib FILE] [--points HxB,…] [--epochs N]";
+
+fn parse_args() -> Result<Args> {
     let mut args = std::env::args().skip(1);
     let (mut which, mut reps, mut out_path) = ("all".to_string(), 3usize, None::<PathBuf>);
     let mut ort_lib = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from);
@@ -448,10 +460,9 @@ fn main() -> Result<()> {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--reps" => {
-                reps = args
-                    .next()
-                    .and_then(|r| r.parse().ok())
-                    .context("--reps needs a number")?
+                reps = (args.next().and_then(|r| r.parse().ok()))
+                    .filter(|&r| r > 0)
+                    .context("--reps needs a positive number")?
             }
             "--out" => out_path = Some(args.next().context("--out needs a file")?.into()),
             "--points" => points = args.next().context("--points needs HxB,HxB,…")?,
@@ -462,29 +473,51 @@ fn main() -> Result<()> {
             }
             "--ort-lib" => ort_lib = Some(args.next().context("--ort-lib needs a file")?.into()),
             w if !w.starts_with("--") => which = w.to_string(),
-            other => bail!(
-                "unknown option `{other}`; usage: nn-bench [w1|…|w6|w2-gemm|w4-ort|scale|all] [--reps N] [--out FILE] [--ort-lib FILE] [--points HxB,…] [--epochs N]"
-            ),
+            other => bail!("unknown option `{other}`; {USAGE}"),
         }
     }
-    let list: Vec<&str> = if which == "all" {
-        vec!["w1", "w4", "w2", "w3"]
-    } else {
-        which.split(',').collect()
+    let list: Vec<String> = match which.as_str() {
+        "all" => ["w1", "w4", "w2", "w3"].map(String::from).to_vec(),
+        _ => which.split(',').map(String::from).collect(),
     };
-    if let Some(bad) = list.iter().find(|w| {
-        ![
-            "w1", "w2", "w3", "w4", "w5", "w6", "w4-ort", "scale", "w2-gemm",
-        ]
-        .contains(w)
-    }) {
+    const KNOWN: [&str; 9] = [
+        "w1", "w2", "w3", "w4", "w5", "w6", "w4-ort", "scale", "w2-gemm",
+    ];
+    if let Some(bad) = list.iter().find(|w| !KNOWN.contains(&w.as_str())) {
         bail!("unknown workload `{bad}`; expected w1 to w6, w2-gemm, w4-ort, scale or all");
     }
-    let data = load()?;
+    if list.iter().any(|w| w == "w4-ort") {
+        ort_ready(ort_lib.as_deref())?;
+    }
+    let points = parse_points(&points, epochs)?;
+    Ok(Args {
+        list,
+        reps,
+        out_path,
+        ort_lib,
+        points,
+    })
+}
+
+/// Refuses `w4-ort` before any work when it cannot run: no `ort` feature, or no library.
+fn ort_ready(lib: Option<&std::path::Path>) -> Result<()> {
+    if !cfg!(feature = "ort") {
+        bail!("w4-ort needs nn-bench built with `--features ort`");
+    }
+    match lib {
+        None => bail!("w4-ort needs --ort-lib FILE or ORT_DYLIB_PATH (libonnxruntime.so)"),
+        Some(l) if !l.is_file() => bail!("--ort-lib {}: no such file", l.display()),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Runs every workload of `args` in order; returns their JSON records.
+fn run(args: &Args) -> Result<Vec<serde_json::Value>> {
+    let (data, reps) = (load()?, args.reps);
     let mut out = Vec::new();
     let mut trained_w1 = None;
-    for w in list {
-        match w {
+    for w in &args.list {
+        match w.as_str() {
             "w1" => trained_w1 = Some(train(&W1, &data, reps, &mut out)?),
             "w2" => drop(train(&W2, &data, reps, &mut out)?),
             "w3" => drop(train(&W3, &data, reps, &mut out)?),
@@ -492,37 +525,52 @@ fn main() -> Result<()> {
             "w6" => drop(train(&W6, &data, reps, &mut out)?),
             "w2-gemm" => out.push(w2_gemm(&data, reps)?),
             "scale" => {
-                for point in parse_points(&points, epochs)? {
-                    train(&point, &data, reps, &mut out)?;
+                for point in &args.points {
+                    train(point, &data, reps, &mut out)?;
                 }
             }
-            "w4-ort" => {
+            w4 => {
                 let mut m = w1_model(&mut trained_w1, &data)?;
-                out.extend(w4_ort(&mut m, &data, reps, ort_lib.as_deref())?);
-                trained_w1 = Some(m);
-            }
-            _ => {
-                let mut m = w1_model(&mut trained_w1, &data)?;
-                out.push(infer(&mut m, &data, reps)?);
+                if w4 == "w4-ort" {
+                    out.extend(w4_ort(&mut m, &data, reps, args.ort_lib.as_deref())?);
+                } else {
+                    out.push(infer(&mut m, &data, reps)?);
+                }
                 trained_w1 = Some(m);
             }
         }
     }
-    for rec in &out {
+    Ok(out)
+}
+
+/// Prints the records and appends them to `path` when given.
+fn write_records(out: &[serde_json::Value], path: Option<&std::path::Path>) -> Result<()> {
+    for rec in out {
         println!("{rec}");
     }
-    if let Some(p) = out_path {
+    if let Some(p) = path {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&p)
+            .open(p)
             .with_context(|| format!("{}", p.display()))?;
-        for rec in &out {
+        for rec in out {
             writeln!(f, "{rec}")?;
         }
     }
     Ok(())
+}
+
+fn main() {
+    let result = parse_args().and_then(|args| {
+        let out = run(&args)?;
+        write_records(&out, args.out_path.as_deref())
+    });
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
 }
 
 #[cfg(test)]
