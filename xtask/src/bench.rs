@@ -240,7 +240,34 @@ fn run_torch(python: &str, script: &Path, w: &str, out: &Path, side: &mut Side) 
     Ok(())
 }
 
-pub(crate) fn append(path: &Path, text: &str) -> Result<()> {
+/// Runs `cmd`, a benchmark that prints one JSON record per line among its other output;
+/// returns the records `keep` accepts and appends them to `out`. A failed run is an error
+/// ending with the last line it wrote to stderr.
+pub(crate) fn json_records(
+    cmd: &mut Command,
+    out: &Path,
+    keep: impl Fn(&Value) -> bool,
+) -> Result<Vec<Value>> {
+    let output = cmd
+        .output()
+        .with_context(|| format!("could not run {cmd:?}"))?;
+    if !output.status.success() {
+        let why = String::from_utf8_lossy(&output.stderr);
+        bail!("{cmd:?} failed: {}", why.lines().last().unwrap_or_default());
+    }
+    let records: Vec<Value> = (String::from_utf8_lossy(&output.stdout).lines())
+        .filter(|l| l.starts_with('{'))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|r| keep(r))
+        .collect();
+    append(
+        out,
+        &records.iter().map(|r| format!("{r}\n")).collect::<String>(),
+    )?;
+    Ok(records)
+}
+
+fn append(path: &Path, text: &str) -> Result<()> {
     use std::io::Write;
     let mut f = std::fs::OpenOptions::new()
         .create(true)

@@ -8,7 +8,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use crate::bench::{Stats, append, stats};
+use crate::bench::{Stats, json_records, stats};
 use crate::{cargo, flag, root};
 
 /// The sides of the comparison, in the order each repetition runs them.
@@ -23,6 +23,11 @@ struct Figures {
 
 /// Reads one metric's figures.
 type Getter = fn(&Figures) -> &Vec<f64>;
+
+/// A W4 record (the peers print others too).
+fn is_w4(r: &Value) -> bool {
+    r["workload"] == "w4"
+}
 
 /// Figures by side (index into [`SIDES`]) and thread count (1, 2).
 type Table = [[Figures; 2]; 3];
@@ -54,18 +59,18 @@ pub fn bench(args: &[String], reps: usize, python: &str, out: &Path) -> Result<(
             let mut nn = Command::new(&bin);
             nn.args(["w4", "--reps", "1"])
                 .env("NN_NUM_THREADS", threads.to_string());
-            record(&mut table, 0, &capture(&mut nn, out)?);
+            record(&mut table, 0, &json_records(&mut nn, out, is_w4)?);
         }
         eprintln!("== w4 run {rep} of {reps}: ONNX Runtime C API");
         let mut capi = Command::new(&bin);
         capi.args(["w4-ort", "--reps", "1", "--ort-lib"]).arg(&lib);
-        record(&mut table, 1, &capture(&mut capi, out)?);
+        record(&mut table, 1, &json_records(&mut capi, out, is_w4)?);
         eprintln!("== w4 run {rep} of {reps}: ONNX Runtime through Python");
         let mut py = Command::new(python);
         py.arg(&script)
             .args(["--reps", "1"])
             .current_dir(script.parent().unwrap_or(Path::new(".")));
-        record(&mut table, 2, &capture(&mut py, out)?);
+        record(&mut table, 2, &json_records(&mut py, out, is_w4)?);
     }
     print_table(&table, &lib);
     println!("\nJSON lines appended to {}", out.display());
@@ -99,26 +104,6 @@ fn ort_library(args: &[String], python: &str) -> Result<PathBuf> {
                 .is_some_and(|n| n.starts_with("libonnxruntime.so"))
         })
         .with_context(|| format!("no libonnxruntime.so in {}", dir.display()))
-}
-
-/// Runs `cmd`, appends its JSON lines to `out` and returns them.
-fn capture(cmd: &mut Command, out: &Path) -> Result<Vec<Value>> {
-    let output = cmd
-        .output()
-        .with_context(|| format!("could not run {cmd:?}"))?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        let why = String::from_utf8_lossy(&output.stderr);
-        bail!("{cmd:?} failed: {}", why.lines().last().unwrap_or_default());
-    }
-    let records: Vec<Value> = (stdout.lines())
-        .filter(|l| l.starts_with('{'))
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .filter(|r: &Value| r["workload"] == "w4")
-        .collect();
-    let lines: String = records.iter().map(|r| format!("{r}\n")).collect();
-    append(out, &lines)?;
-    Ok(records)
 }
 
 /// Files each record's medians under its side and thread count.

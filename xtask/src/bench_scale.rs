@@ -6,10 +6,10 @@
 use std::path::Path;
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde_json::Value;
 
-use crate::bench::{append, stats};
+use crate::bench::{json_records, stats};
 use crate::{cargo, root};
 
 /// Hidden widths swept at batch 64.
@@ -49,11 +49,11 @@ pub fn bench(reps: usize, python: &str, out: &Path) -> Result<()> {
             nn.args([
                 "scale", "--reps", "1", "--points", &point, "--epochs", &epochs,
             ]);
-            ours.extend(records(&mut nn, out)?);
+            ours.extend(json_records(&mut nn, out, is_point)?);
             let mut torch = Command::new(python);
             torch.arg(&peer).arg("--bench-dir").arg(&shared);
             torch.args(["--points", &point, "--epochs", &epochs]);
-            theirs.extend(records(&mut torch, out)?);
+            theirs.extend(json_records(&mut torch, out, is_point)?);
         }
     }
     print_table(&ours, &theirs);
@@ -61,29 +61,11 @@ pub fn bench(reps: usize, python: &str, out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Runs `cmd` and returns (and appends to `out`) its per-point JSON records.
-fn records(cmd: &mut Command, out: &Path) -> Result<Vec<Value>> {
-    let output = cmd
-        .output()
-        .with_context(|| format!("could not run {cmd:?}"))?;
-    if !output.status.success() {
-        let why = String::from_utf8_lossy(&output.stderr);
-        bail!("{cmd:?} failed: {}", why.lines().last().unwrap_or_default());
-    }
-    let recs: Vec<Value> = (String::from_utf8_lossy(&output.stdout).lines())
-        .filter(|l| l.starts_with('{'))
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|r| {
-            r["workload"]
-                .as_str()
-                .is_some_and(|w| w.starts_with("scale-"))
-        })
-        .collect();
-    append(
-        out,
-        &recs.iter().map(|r| format!("{r}\n")).collect::<String>(),
-    )?;
-    Ok(recs)
+/// A record of one point of the sweep.
+fn is_point(r: &Value) -> bool {
+    r["workload"]
+        .as_str()
+        .is_some_and(|w| w.starts_with("scale-"))
 }
 
 /// The per-run median s/epoch of every record for the point `name`.

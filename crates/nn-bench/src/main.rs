@@ -416,28 +416,22 @@ fn infer(model: &mut Sequential, data: &Fmnist, reps: usize) -> Result<serde_jso
     Ok(report_w4("nn", nn_core::parallel::parallelism(), l, t))
 }
 
-/// W4 through ONNX Runtime's C API (feature `ort`).
-#[cfg(feature = "ort")]
+/// W4 through ONNX Runtime's C API; [`ort_ready`] has already refused a build without the
+/// `ort` feature or a missing library.
 fn w4_ort(
     model: &mut Sequential,
     data: &Fmnist,
     reps: usize,
     lib: Option<&std::path::Path>,
 ) -> Result<Vec<serde_json::Value>> {
-    let lib = lib.context("w4-ort needs --ort-lib FILE or ORT_DYLIB_PATH (libonnxruntime.so)")?;
-    let (x1, xb) = w4_inputs(data)?;
-    ort_capi::measure(model, x1.view(), xb.view(), lib, reps)
-}
-
-/// Without the `ort` feature there is no ONNX Runtime peer.
-#[cfg(not(feature = "ort"))]
-fn w4_ort(
-    _: &mut Sequential,
-    _: &Fmnist,
-    _: usize,
-    _: Option<&std::path::Path>,
-) -> Result<Vec<serde_json::Value>> {
-    bail!("w4-ort needs nn-bench built with `--features ort`")
+    ort_ready(lib)?;
+    #[cfg(feature = "ort")]
+    if let Some(lib) = lib {
+        let (x1, xb) = w4_inputs(data)?;
+        return ort_capi::measure(model, x1.view(), xb.view(), lib, reps);
+    }
+    let _ = (model, data, reps);
+    bail!("w4-ort: no ONNX Runtime library") // ort_ready refused every way of getting here
 }
 
 /// What the command line asked for, checked before any data is read.

@@ -33,6 +33,16 @@ impl Channels {
         self.f * self.sp
     }
 
+    /// Values in the batch: `n·f·sp`.
+    pub fn len(self) -> usize {
+        self.n * self.per_sample()
+    }
+
+    /// Whether the batch holds no values.
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+
     /// Values per channel over the whole batch: `m = n·sp`.
     pub fn m(self) -> usize {
         self.n * self.sp
@@ -45,11 +55,6 @@ impl Channels {
 pub struct Partials {
     runs: Vec<f64>,
     sums: Vec<f64>,
-}
-
-/// `Σ x` of one run in 16 f32 lanes.
-fn run_sum(xs: &[f32]) -> f32 {
-    crate::ops::sum(xs)
 }
 
 /// `Σ (x − μ)²` of one run in 16 f32 lanes.
@@ -101,7 +106,7 @@ fn reduce<'p, const W: usize>(
         c.n,
         (&mut [] as &mut [f32], 0),
         &mut states,
-        c.n * c.per_sample(),
+        c.len(),
         &|samples, _, acc| {
             for i in samples {
                 for j in 0..f {
@@ -134,9 +139,9 @@ pub fn moments(
     mean: &mut [f32],
     var: &mut [f32],
 ) {
-    assert_eq!(xs.len(), c.n * c.per_sample(), "moments: data length");
+    assert_eq!(xs.len(), c.len(), "moments: data length");
     let (sp, m) = (c.sp, c.m() as f64);
-    let sums = reduce::<1>(c, partials, &|_, o| [run_sum(&xs[o..o + sp])]);
+    let sums = reduce::<1>(c, partials, &|_, o| [crate::ops::sum(&xs[o..o + sp])]);
     for (mu, s) in mean.iter_mut().zip(sums) {
         *mu = (s / m) as f32; // μ = (1/m)·Σ x
     }
@@ -160,7 +165,7 @@ pub fn grad_sums(
     (sdy, sdyx): (&mut [f32], &mut [f32]),
 ) {
     assert!(
-        dy.len() == xs.len() && xs.len() == c.n * c.per_sample(),
+        dy.len() == xs.len() && xs.len() == c.len(),
         "grad_sums: data length"
     );
     let (f, sp) = (c.f, c.sp);
@@ -179,11 +184,11 @@ pub fn grad_sums(
 /// If `xs` and `y` differ in length from `n·f·sp`.
 pub fn affine(c: Channels, xs: &[f32], (a, b): (&[f32], &[f32]), y: &mut [f32]) {
     assert!(
-        xs.len() == y.len() && y.len() == c.n * c.per_sample(),
+        xs.len() == y.len() && y.len() == c.len(),
         "affine: data length"
     );
     let (f, sp, per) = (c.f, c.sp, c.per_sample());
-    split_runs(c.n, (y, per), y_len(c), &|samples, y| {
+    split_runs(c.n, (y, per), c.len(), &|samples, y| {
         let xs = &xs[samples.start * per..samples.end * per];
         for (k, (y, x)) in y.chunks_mut(sp).zip(xs.chunks(sp)).enumerate() {
             let j = k % f;
@@ -204,13 +209,12 @@ pub fn affine2(
     (a, b, cc): (&[f32], &[f32], &[f32]),
     y: &mut [f32],
 ) {
-    let len = c.n * c.per_sample();
     assert!(
-        u.len() == len && v.len() == len && y.len() == len,
+        u.len() == c.len() && v.len() == c.len() && y.len() == c.len(),
         "affine2: data length"
     );
     let (f, sp, per) = (c.f, c.sp, c.per_sample());
-    split_runs(c.n, (y, per), 2 * y_len(c), &|samples, y| {
+    split_runs(c.n, (y, per), 2 * c.len(), &|samples, y| {
         let range = samples.start * per..samples.end * per;
         let (u, v) = (&u[range.clone()], &v[range]);
         for (k, ((y, u), v)) in y
@@ -225,10 +229,6 @@ pub fn affine2(
             }
         }
     });
-}
-
-fn y_len(c: Channels) -> usize {
-    c.n * c.per_sample()
 }
 
 #[cfg(test)]

@@ -145,23 +145,27 @@ pub struct BatchNorm {
     ready: bool,
 }
 
-/// `(n, f, spatial)` of a `[n, f]` or `[n, f, h, w]` input.
-fn layout(shape: &[usize]) -> Option<(usize, usize, usize)> {
+/// Samples, features and values per feature of a `[n, f]` or `[n, f, h, w]` input.
+fn layout(shape: &[usize]) -> Option<Channels> {
     match shape {
-        [n, f] => Some((*n, *f, 1)),
-        [n, c, h, w] => Some((*n, *c, h.checked_mul(*w)?)),
+        [n, f] => Some(Channels {
+            n: *n,
+            f: *f,
+            sp: 1,
+        }),
+        [n, c, h, w] => Some(Channels {
+            n: *n,
+            f: *c,
+            sp: h.checked_mul(*w)?,
+        }),
         _ => None,
     }
 }
 
-/// `(n, f, spatial)` of an input `[n, f]` or `[n, f, h, w]` with `f` features; the error
-/// names both shapes.
-fn layout_of(
-    features: usize,
-    shape: &[usize],
-    name: impl FnOnce() -> String,
-) -> Result<(usize, usize, usize)> {
-    layout(shape).filter(|l| l.1 == features).ok_or_else(|| {
+/// The layout of an input `[n, f]` or `[n, f, h, w]` with `f` features; the error names
+/// both shapes.
+fn layout_of(features: usize, shape: &[usize], name: impl FnOnce() -> String) -> Result<Channels> {
+    layout(shape).filter(|l| l.f == features).ok_or_else(|| {
         nn_core::Error::shape(
             format!("{} forward", name()),
             format!("[n, {features}] or [n, {features}, h, w]"),
@@ -230,7 +234,7 @@ impl BatchNorm {
 
     /// `(n, f, spatial)` of an input `[n, f]` or `[n, f, h, w]` with `f` features; the error
     /// names both shapes.
-    fn layout_of(&self, shape: &[usize]) -> Result<(usize, usize, usize)> {
+    fn layout_of(&self, shape: &[usize]) -> Result<Channels> {
         layout_of(self.features, shape, || self.label())
     }
 
@@ -243,9 +247,10 @@ impl BatchNorm {
     }
 }
 
-/// The kernels' view of an input of layout `(n, f, spatial)`.
-fn channels((n, f, sp): (usize, usize, usize)) -> Channels {
-    Channels { n, f, sp }
+/// `y = γ·(x − μ)·s + β` as one multiply-add `a·x + b`: `a = γ·s`, `b = β − a·μ`.
+fn as_affine(gamma: f32, beta: f32, mu: f32, s: f32) -> (f32, f32) {
+    let a = gamma * s;
+    (a, beta - a * mu)
 }
 
 impl BatchNorm {
@@ -262,8 +267,7 @@ impl BatchNorm {
         for j in 0..f {
             let (mu, inv) = (self.mean[j], 1.0 / (var[j] + self.eps).sqrt()); // 1/√(σ² + ε)
             self.inv_std[j] = inv;
-            // y = γ·(x − μ)/√(σ² + ε) + β = a·x + b with a = γ/√(σ² + ε), b = β − a·μ
-            (a[j], b[j]) = (g[j] * inv, bt[j] - g[j] * inv * mu);
+            (a[j], b[j]) = as_affine(g[j], bt[j], mu, inv); // y = γ·(x − μ)/√(σ² + ε) + β
             let mom = self.momentum;
             let rm = &mut self.running_mean[[j]];
             *rm = (1.0 - mom) * *rm + mom * mu;
@@ -281,8 +285,8 @@ impl BatchNorm {
         let (g, bt) = (self.gamma.values(), self.beta.values());
         for j in 0..f {
             let inv = 1.0 / (self.running_var[[j]] + self.eps).sqrt();
-            // a·x + b with a = γ/√(running_var + ε), b = β − a·running_mean
-            (a[j], b[j]) = (g[j] * inv, bt[j] - g[j] * inv * self.running_mean[[j]]);
+            // y = γ·(x − running_mean)/√(running_var + ε) + β
+            (a[j], b[j]) = as_affine(g[j], bt[j], self.running_mean[[j]], inv);
         }
         norm::affine(c, xs, (a, b), y);
     }
@@ -316,20 +320,19 @@ impl Layer for BatchNorm {
     }
 
     fn forward(&mut self, x: ArrayViewD<'_, f32>, y: &mut Buffer, mode: Mode) -> Result<()> {
-        let (n, f, sp) = self.layout_of(x.shape())?;
-        if mode == Mode::Train && n * sp < 2 {
+        let c = self.layout_of(x.shape())?;
+        if mode == Mode::Train && c.m() < 2 {
             return Err(Error::Custom {
                 layer: self.label(),
                 message: format!(
                     "training needs at least 2 values per feature to estimate a variance, got {} (input {})",
-                    n * sp,
+                    c.m(),
                     nn_core::Shape(x.shape().to_vec())
                 ),
             });
         }
         let xs = row_major(&x);
         y.resize(x.shape());
-        let c = channels((n, f, sp));
         match mode {
             Mode::Train => self.forward_train(&xs, y.as_mut_slice(), c),
             Mode::Eval => self.forward_eval(&xs, y.as_mut_slice(), c),
@@ -346,10 +349,10 @@ impl Layer for BatchNorm {
         dx: Option<&mut Buffer>,
     ) -> Result<()> {
         require_forward(self.ready, || self.label())?;
-        let (n, f, sp) = self.layout_of(x.shape())?;
+        let c = self.layout_of(x.shape())?;
         check_backward(|| self.label(), x.shape(), &y, &dy)?;
         let (xs, dys) = (row_major(&x), row_major(&dy));
-        let c = channels((n, f, sp));
+        let f = c.f;
         self.scratch.resize(5 * f, 0.0);
         let (sdy, sdyx) = self.scratch[..2 * f].split_at_mut(f);
         norm::grad_sums(c, &dys, &xs, &self.mean, &mut self.partials, (sdy, sdyx)); // Σ dy, Σ dy·(x − μ)
