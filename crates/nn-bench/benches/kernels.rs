@@ -73,6 +73,36 @@ fn dense(c: &mut Criterion) {
     c.bench_function("dense_784x128_b1_forward_eval", |b| {
         b.iter(|| layer.forward(x1.view(), &mut y, Mode::Eval).unwrap())
     });
+    // Image-like inputs, half of them zeros: evaluation skips the zeros, training's forward
+    // pass multiplies them (the dense product at the same shape).
+    for batch in [1, 64, 1024] {
+        let x = blobs(batch);
+        for (mode, label) in [
+            (Mode::Eval, "eval_skip_zeros"),
+            (Mode::Train, "train_dense"),
+        ] {
+            c.bench_function(&format!("dense_784x128_b{batch}_blobs_{label}"), |b| {
+                b.iter(|| layer.forward(x.view(), &mut y, mode).unwrap())
+            });
+        }
+    }
+}
+
+/// `n` 28×28 "images": an ellipse of non-zero pixels on a zero background, its radii
+/// varying from image to image (30–65 % of the pixels non-zero, as in Fashion-MNIST).
+fn blobs(n: usize) -> Tensor {
+    let values = ramp(&[n * 784]);
+    Tensor::from_shape_fn(&[n, 784][..], |ix| {
+        let (i, p) = (ix[0], ix[1]);
+        let (a, b) = (8.0 + (i % 5) as f32, 10.0 + (i % 4) as f32);
+        let (r, c) = ((p / 28) as f32 - 13.5, (p % 28) as f32 - 13.5);
+        let inside = (r / b).powi(2) + (c / a).powi(2) < 1.0;
+        if inside {
+            values[[i * 784 + p]] + 0.6
+        } else {
+            0.0
+        }
+    })
 }
 
 fn softmax_ce(c: &mut Criterion) {

@@ -48,7 +48,13 @@ mod gemm_only;
 #[cfg(feature = "ort")]
 mod ort_capi;
 
-const SEED: u64 = 42;
+/// The workloads' seed (weights, batch order, dropout); `--seed` changes it to see how far
+/// test accuracy moves with the seed alone.
+static SEED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(42);
+
+fn seed() -> u64 {
+    SEED.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 /// Median, min, max and count, as the peers report them.
 fn summarize(xs: &[f64]) -> serde_json::Value {
@@ -172,7 +178,7 @@ fn build(w: &Workload, rng: &mut Rng) -> Result<Sequential> {
             m.push(Flatten::new());
             m.push(Dense::new(&DenseConfig::new(600, 120), rng)?);
             m.push(Relu::new());
-            m.push(Dropout::new(0.25, SEED)?);
+            m.push(Dropout::new(0.25, seed())?);
             m.push(Dense::new(&DenseConfig::new(120, 10), rng)?);
         }
         Net::Mlp(sizes) => {
@@ -252,11 +258,11 @@ fn train(
     let (mut first, mut accs) = (Vec::new(), Vec::new());
     let mut model = None;
     for rep in 0..reps {
-        let mut m = build(w, &mut seeded(SEED))?;
+        let mut m = build(w, &mut seeded(seed()))?;
         let mut loss = SoftmaxCrossEntropy::new();
         let mut opt = optimizer(w)?;
         let mut times = Times(Vec::new());
-        Trainer::new(TrainConfig::new(w.epochs, w.batch, w.lr).seed(SEED))?.fit(
+        Trainer::new(TrainConfig::new(w.epochs, w.batch, w.lr).seed(seed()))?.fit(
             &mut m,
             &mut loss,
             opt.as_mut(),
@@ -444,7 +450,7 @@ struct Args {
 }
 
 const USAGE: &str = "usage: nn-bench [w1|…|w6|w2-gemm|w4-ort|scale|all] [--reps N] [--out FILE] \
-    [--ort-lib FILE] [--points HxB,…] [--epochs N]";
+    [--ort-lib FILE] [--points HxB,…] [--epochs N] [--seed N]";
 
 fn parse_args() -> Result<Args> {
     let mut args = std::env::args().skip(1);
@@ -464,6 +470,13 @@ fn parse_args() -> Result<Args> {
                 epochs = (args.next().and_then(|e| e.parse().ok()))
                     .filter(|&e| e > 0)
                     .context("--epochs needs a positive number")?
+            }
+            "--seed" => {
+                let s = args.next().and_then(|s| s.parse().ok());
+                SEED.store(
+                    s.context("--seed needs a number")?,
+                    std::sync::atomic::Ordering::Relaxed,
+                )
             }
             "--ort-lib" => ort_lib = Some(args.next().context("--ort-lib needs a file")?.into()),
             w if !w.starts_with("--") => which = w.to_string(),

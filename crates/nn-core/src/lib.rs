@@ -11,6 +11,7 @@
 //! - [`Init`]: Xavier/Glorot and He/Kaiming initialisers with dense and conv fan-in;
 //! - [`rng`]: the seeded generator and the draws built on it;
 //! - [`Param`]: a value and its accumulated gradient;
+//! - [`skip_zeros`]: `X·B` skipping the zeros of `X` (sparse inputs at inference);
 //! - [`conv`]: the convolution kernels (im2col, col2im, the threaded passes);
 //! - [`bounded`]: serde helpers that stop over-long lists while a file is decoded;
 //! - [`limits`]: the explicit size limits and the checked arithmetic that enforces them;
@@ -29,6 +30,7 @@ pub mod ops;
 pub mod parallel;
 pub mod param;
 pub mod rng;
+pub mod skip_zeros;
 pub mod softmax;
 pub mod tensor;
 

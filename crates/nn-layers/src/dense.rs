@@ -19,10 +19,16 @@
 //! parameter gradients are accumulated in place (`β = 1`): a training step allocates nothing
 //! once the buffers have grown to the batch size. `∂E/∂X` is computed only when asked (not
 //! for the first layer of a network).
+//!
+//! In [`Mode::Eval`], an input that is mostly zeros (an image on a blank background, one-hot
+//! features, a ReLU's output) is multiplied by [`nn_core::skip_zeros`], which leaves its
+//! zeros out: `y_i = Σ_{k : x_ik ≠ 0} x_ik · Wᵀ[k, :] + b`. That kernel reads `Wᵀ` row by
+//! row, so the layer keeps a transposed copy of `W`, made at the first such call and dropped
+//! whenever [`Layer::visit`] hands the weight out (to an optimizer or a loader).
 
 use ndarray::{ArrayView2, ArrayViewD};
 use nn_core::tensor::as_matrix;
-use nn_core::{Buffer, Init, Param, Rng, matmul_into, ops};
+use nn_core::{Buffer, Init, Param, Rng, matmul_into, ops, skip_zeros};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Context, LayerConfig, TensorSpec, checked_output, ensure, param_elements};
@@ -186,6 +192,9 @@ pub struct Dense {
     n_out: usize,
     weight: Param,
     bias: Option<Param>,
+    /// `Wᵀ` (`[n_in, n_out]`, row-major) for the zero-skipping product; `None` until an
+    /// evaluation pass needs it and again after every [`Layer::visit`].
+    transposed: Option<skip_zeros::AlignedRows>,
 }
 
 impl Dense {
@@ -225,6 +234,7 @@ impl Dense {
             n_out,
             weight: Param::new(w),
             bias: b.map(Param::new),
+            transposed: None,
         })
     }
 
@@ -278,17 +288,26 @@ impl DenseConfig {
 
 impl Layer for Dense {
     fn visit<'a>(&'a mut self, f: &mut dyn FnMut(&str, Slot<'a>)) {
+        self.transposed = None; // the weight may change from here on
         f("weight", Slot::Param(&mut self.weight));
         if let Some(b) = &mut self.bias {
             f("bias", Slot::Param(b));
         }
     }
 
-    fn forward(&mut self, x: ArrayViewD<'_, f32>, y: &mut Buffer, _mode: Mode) -> Result<()> {
+    fn forward(&mut self, x: ArrayViewD<'_, f32>, y: &mut Buffer, mode: Mode) -> Result<()> {
         let x = self.rows(x)?; // [n, n_in], or an error naming both shapes
         y.resize(&[x.nrows(), self.n_out]);
         let mut y = y.view2_mut();
-        matmul_into(1.0, x, self.weight.matrix().t(), 0.0, &mut y)?; // Y = X·Wᵀ
+        if mode == Mode::Eval && skip_zeros::worth_skipping(x) {
+            if self.transposed.is_none() {
+                self.transposed = Some(skip_zeros::AlignedRows::transposed(self.weight.matrix())?);
+            }
+            let wt = self.transposed.as_ref().expect("made just above");
+            skip_zeros::matmul_skip_zeros(x, wt, &mut y)?; // Y = X·Wᵀ, zeros of X left out
+        } else {
+            matmul_into(1.0, x, self.weight.matrix().t(), 0.0, &mut y)?; // Y = X·Wᵀ
+        }
         if let Some(b) = &self.bias {
             ops::add_row_broadcast(&mut y, b.vector())?; // Y += b (each row)
         }
@@ -354,6 +373,33 @@ mod tests {
         // a transposed (strided) input gives the same rows
         let xt = array![[1.0f32, 2.0], [0.0, 1.0], [-1.0, 0.0]];
         assert_eq!(apply(&mut d, xt.t().into_dyn(), Mode::Eval).unwrap(), y);
+    }
+
+    #[test]
+    fn mostly_zero_inputs_by_hand_and_after_the_weights_change() {
+        // first row 1 of 3 non-zero: evaluation skips the zeros (nn_core::skip_zeros)
+        // x = [0, 2, 0]:  y₀ = 2·2 + 0.5 = 4.5;  y₁ = 5·2 − 1 = 9
+        // x = [1, 0, −1]: y = [−1.5, −3] (as above);  x = 0: y = b
+        let mut d = layer();
+        let x = array![[0.0f32, 2.0, 0.0], [1.0, 0.0, -1.0], [0.0, 0.0, 0.0]];
+        let want = array![[4.5f32, 9.0], [-1.5, -3.0], [0.5, -1.0]].into_dyn();
+        assert!(skip_zeros::worth_skipping(x.view()));
+        assert_eq!(
+            apply(&mut d, x.view().into_dyn(), Mode::Eval).unwrap(),
+            want
+        );
+        assert_eq!(
+            apply(&mut d, x.view().into_dyn(), Mode::Train).unwrap(),
+            want
+        );
+        // an optimizer changes W through `visit`: the next evaluation uses the new W
+        d.visit(&mut |name, slot| {
+            if let (Slot::Param(p), "weight") = (slot, name) {
+                p.value.fill(1.0);
+            }
+        });
+        let y = apply(&mut d, x.slice(ndarray::s![..1, ..]).into_dyn(), Mode::Eval).unwrap();
+        assert_eq!(y, array![[2.0f32 + 0.5, 2.0 - 1.0]].into_dyn());
     }
 
     #[test]

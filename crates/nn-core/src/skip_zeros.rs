@@ -1,0 +1,408 @@
+//! Products whose left factor is mostly zeros: `Y = X·B` with the zeros of `X` skipped.
+//!
+//! ```text
+//! y_i = Σ_k x_ik · b_k  =  Σ_{k : x_ik ≠ 0} x_ik · b_k        (b_k: row k of B, length n)
+//! ```
+//!
+//! A zero of `x` contributes nothing, so leaving it out gives the same sum with fewer
+//! multiply-adds and fewer rows of `B` read. Inputs like this are common where small
+//! networks are used: images on a blank background (half of all Fashion-MNIST pixels are
+//! exactly 0; its first test image has 267 non-zero pixels of 784), one-hot and
+//! bag-of-words features, and the outputs of a ReLU.
+//!
+//! Each row of `X` is first turned into its list of non-zero positions and values (one
+//! branch-free pass), then `y_i` is accumulated in registers, `W` outputs at a time, over
+//! that list: one broadcast of `x_ik` and `W / lanes` fused multiply-adds per entry, the
+//! row `b_k` read from memory by the same instructions. A dense product of the same shape
+//! (the `gemm` crate) does more arithmetic per value loaded from memory, so skipping pays
+//! off only when enough of `X` is zero: [`worth_skipping`] decides from the first row of `X`
+//! (measured threshold: [`DENSITY_LIMIT`]).
+//!
+//! The kernel is compiled three times by `pulp`'s run-time dispatch: with AVX-512 (128
+//! outputs per pass), with AVX2 + FMA (64) and for the baseline (16, no fused multiply-add);
+//! rows are spread over the toolkit's threads. Summation order differs from the dense
+//! product's, so the two agree to rounding, not bit for bit.
+
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+use crate::error::{Error, Result};
+
+mod entries;
+use entries::{Entries, ROWS};
+
+/// Skipping zeros pays off when at most this share of a row's entries is non-zero
+/// (measured: W4's batch-1024 product runs at the dense product's speed near half
+/// density).
+pub const DENSITY_LIMIT: f32 = 0.5;
+
+/// Whether the zeros of `x` are worth skipping: the share of non-zero entries in its first
+/// row is at most [`DENSITY_LIMIT`]. One row decides so that the test costs nothing next to
+/// the product; a batch whose later rows are denser is still computed exactly, only slower.
+pub fn worth_skipping(x: ArrayView2<'_, f32>) -> bool {
+    let Some(first) = x.rows().into_iter().next() else {
+        return false;
+    };
+    let k = first.len();
+    let nonzero = match first.as_slice() {
+        Some(row) => row.iter().map(|&v| u32::from(v != 0.0)).sum::<u32>() as usize, // vectorised
+        None => first.iter().filter(|&&v| v != 0.0).count(),
+    };
+    k > 0 && nonzero as f32 <= DENSITY_LIMIT * k as f32
+}
+
+/// The right factor `B: [k, n]` of [`matmul_skip_zeros`], stored for it: row-major, each
+/// row starting on a 64-byte boundary (a cache line), so that no vector load of a row
+/// straddles two lines (measured: a row shifted by one float makes the product 1.3–1.4×
+/// slower).
+#[derive(Clone, Debug, Default)]
+pub struct AlignedRows {
+    buf: Vec<f32>,
+    offset: usize,
+    k: usize,
+    n: usize,
+    stride: usize,
+}
+
+/// Floats per cache line.
+const LINE: usize = 16;
+
+impl AlignedRows {
+    /// `B = Wᵀ` for a weight `w: [n, k]` stored destination-first (a dense layer's).
+    ///
+    /// # Errors
+    /// [`Error::Limit`] when the padded copy would exceed the tensor size limit.
+    pub fn transposed(w: ArrayView2<'_, f32>) -> Result<Self> {
+        let (n, k) = w.dim();
+        let stride = n.next_multiple_of(LINE);
+        let len = crate::limits::elements(|| "transposed weight".into(), &[k, stride])?;
+        let mut buf = vec![0.0f32; len + LINE];
+        // floats to skip so that the first row starts on a line (f32 needs 4-byte alignment,
+        // so the address is a multiple of 4 and the skip a whole number of floats)
+        let offset = (buf.as_ptr() as usize).next_multiple_of(64) - buf.as_ptr() as usize;
+        let offset = offset / 4;
+        for (i, row) in buf[offset..offset + len]
+            .chunks_exact_mut(stride)
+            .enumerate()
+        {
+            for (r, &v) in row.iter_mut().zip(w.column(i)) {
+                *r = v; // B[i, j] = W[j, i]
+            }
+        }
+        Ok(AlignedRows {
+            buf,
+            offset,
+            k,
+            n,
+            stride,
+        })
+    }
+
+    /// `[k, n]`.
+    pub fn dim(&self) -> (usize, usize) {
+        (self.k, self.n)
+    }
+
+    fn rows(&self) -> &[f32] {
+        &self.buf[self.offset..self.offset + self.k * self.stride]
+    }
+}
+
+/// `Y ← X·B`, skipping the zero entries of `X` (see the module docs).
+///
+/// # Shapes
+/// `x: [m, k]`, `b: [k, n]`, `y: [m, n]` in standard (row-major) layout.
+///
+/// # Errors
+/// [`Error::Incompatible`] when the shapes do not fit, or when `y` is not row-major.
+pub fn matmul_skip_zeros(
+    x: ArrayView2<'_, f32>,
+    b: &AlignedRows,
+    y: &mut ArrayViewMut2<'_, f32>,
+) -> Result<()> {
+    let (m, k) = x.dim();
+    let n = b.n;
+    if b.k != k || y.dim() != (m, n) {
+        return Err(Error::Incompatible {
+            op: "matmul_skip_zeros".into(),
+            reason: "x: [m, k], b: [k, n] and y: [m, n] do not fit",
+            a_name: "x",
+            a: [m, k][..].into(),
+            b_name: "b",
+            b: [b.k, n][..].into(),
+        });
+    }
+    let Some(y) = y.as_slice_mut() else {
+        return Err(Error::Incompatible {
+            op: "matmul_skip_zeros".into(),
+            reason: "y must be row-major",
+            a_name: "x",
+            a: [m, k][..].into(),
+            b_name: "y",
+            b: [m, n][..].into(),
+        });
+    };
+    let x = x.as_standard_layout(); // rows as slices (a copy only for a strided view)
+    let x = x.as_slice().expect("standard layout");
+    let b = Rows {
+        b: b.rows(),
+        stride: b.stride,
+        n,
+    };
+    // about 2^20 multiply-adds at half density before a second thread pays off
+    let work = m.saturating_mul(n).saturating_mul(k) / 32;
+    crate::parallel::split_runs(m, (y, n), work, &|rows, y_run| {
+        SCRATCH.with_borrow_mut(|e| {
+            let x_run = &x[rows.start * k..rows.end * k];
+            let mut units = y_run.chunks_exact_mut(ROWS * n);
+            for (x_u, y_u) in x_run.chunks_exact(ROWS * k).zip(&mut units) {
+                let x_u: [&[f32]; ROWS] = std::array::from_fn(|r| &x_u[r * k..(r + 1) * k]);
+                e.gather(x_u);
+                product(e, x_u, b, y_u);
+            }
+            let x_rest = &x_run[x_run.len() / (ROWS * k) * (ROWS * k)..];
+            for (x_r, y_r) in x_rest
+                .chunks_exact(k)
+                .zip(units.into_remainder().chunks_exact_mut(n))
+            {
+                e.gather([x_r]);
+                product(e, [x_r], b, y_r);
+            }
+        });
+    });
+    Ok(())
+}
+
+/// The right factor's rows, `stride` floats apart (a multiple of 16, the padding zeros),
+/// and its width `n`.
+#[derive(Clone, Copy)]
+struct Rows<'a> {
+    b: &'a [f32],
+    stride: usize,
+    n: usize,
+}
+
+thread_local! {
+    /// Each thread's lists of non-zero entries, reused from unit to unit.
+    static SCRATCH: std::cell::RefCell<Entries> = std::cell::RefCell::new(Entries::default());
+}
+
+/// `y_r = Σ_k x_rk · b_k` for the `R` rows of a unit (`y`: their output rows, one after
+/// another) over its sorted entries, with the widest kernel this CPU runs: AVX-512 takes
+/// 128 columns at a time (16 sums in registers for two rows), AVX2 16.
+fn product<const R: usize>(e: &Entries, x: [&[f32]; R], b: Rows<'_>, y: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if let Some(simd) = pulp::x86::V4::try_new() {
+            return pulp::Simd::vectorize(simd, Product::<'_, 128, R, true> { e, x, b, y });
+        }
+        if let Some(simd) = pulp::x86::V3::try_new() {
+            return pulp::Simd::vectorize(simd, Product::<'_, 16, R, true> { e, x, b, y });
+        }
+        columns::<16, R, false>(e, x, b, y)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    columns::<16, R, { cfg!(target_arch = "aarch64") }>(e, x, b, y)
+}
+
+/// One unit's product as a `pulp` operation: `with_simd` is inlined into the function
+/// compiled for the instruction set, and the loops below it with it (a closure is not
+/// always inlined, and its loops then lose the wider vectors and the fused multiply-add).
+#[cfg(target_arch = "x86_64")]
+struct Product<'a, const W: usize, const R: usize, const FUSED: bool> {
+    e: &'a Entries,
+    x: [&'a [f32]; R],
+    b: Rows<'a>,
+    y: &'a mut [f32],
+}
+
+#[cfg(target_arch = "x86_64")]
+impl<const W: usize, const R: usize, const FUSED: bool> pulp::WithSimd
+    for Product<'_, W, R, FUSED>
+{
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        columns::<W, R, FUSED>(self.e, self.x, self.b, self.y)
+    }
+}
+
+/// The outputs in blocks of `W` columns, then of 16 (the last one reading the zeros that
+/// pad each row of `B` to its stride, and storing only the real columns). `FUSED`: the CPU
+/// has a fused multiply-add instruction (otherwise `mul_add` would be a library call).
+#[inline(always)]
+fn columns<const W: usize, const R: usize, const FUSED: bool>(
+    e: &Entries,
+    x: [&[f32]; R],
+    b: Rows<'_>,
+    y: &mut [f32],
+) {
+    let mut j = 0;
+    while j + W <= b.n {
+        block::<W, R, FUSED>(e, x, b, j, y);
+        j += W;
+    }
+    while j < b.n {
+        block::<16, R, FUSED>(e, x, b, j, y);
+        j += 16;
+    }
+}
+
+/// Columns `j..j + W` of the unit's outputs (those below `n`), the `R·W` sums held in
+/// registers, each pattern's positions in their own loop:
+///
+/// ```text
+/// for p in patterns, for k in list p:   y_r[j..j+W] += x_rk · b[k, j..j+W]   for r in p
+/// ```
+#[inline(always)]
+fn block<const W: usize, const R: usize, const FUSED: bool>(
+    e: &Entries,
+    x: [&[f32]; R],
+    b: Rows<'_>,
+    j: usize,
+    y: &mut [f32],
+) {
+    let mut acc = [[0.0f32; W]; R];
+    macro_rules! patterns {
+        ($($p:literal)*) => {$(
+            if $p < 1 << R {
+                pattern::<W, R, $p, FUSED>(e.list($p), x, b, j, &mut acc);
+            }
+        )*};
+    }
+    patterns!(1 2 3);
+    let len = W.min(b.n - j);
+    for (y_r, acc) in y.chunks_exact_mut(b.n).zip(&acc) {
+        y_r[j..j + len].copy_from_slice(&acc[..len]);
+    }
+}
+
+/// The positions of pattern `P`: `acc_r += x_rk · b[k, j..j + W]` for each row `r` in `P`,
+/// the row of `B` read once for all of them.
+#[inline(always)]
+fn pattern<const W: usize, const R: usize, const P: usize, const FUSED: bool>(
+    at: &[u32],
+    x: [&[f32]; R],
+    b: Rows<'_>,
+    j: usize,
+    acc: &mut [[f32; W]; R],
+) {
+    if at.is_empty() {
+        return;
+    }
+    let mut sums = *acc; // a local copy, kept in registers through the loop
+    for &k in at {
+        let k = k as usize;
+        let row: &[f32; W] = b.b[k * b.stride + j..][..W].try_into().expect("W values");
+        for (r, sums) in sums.iter_mut().enumerate() {
+            if P >> r & 1 == 1 {
+                let v = x[r][k];
+                for (a, &w) in sums.iter_mut().zip(row) {
+                    *a = if FUSED { v.mul_add(w, *a) } else { *a + v * w }; // y += x_rk · b_kj
+                }
+            }
+        }
+    }
+    *acc = sums;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{Array2, array};
+
+    /// `B` stored for the product, through the transpose a dense layer starts from.
+    fn aligned(b: &Array2<f32>) -> AlignedRows {
+        let rows = AlignedRows::transposed(b.t()).unwrap();
+        assert_eq!(rows.dim(), b.dim());
+        assert_eq!(rows.rows().as_ptr() as usize % 64, 0);
+        rows
+    }
+
+    /// `X·B` by three loops in f64, zeros included.
+    fn reference(x: &Array2<f32>, b: &Array2<f32>) -> Array2<f32> {
+        let (m, k, n) = (x.nrows(), x.ncols(), b.ncols());
+        Array2::from_shape_fn((m, n), |(i, j)| {
+            (0..k)
+                .map(|t| x[[i, t]] as f64 * b[[t, j]] as f64)
+                .sum::<f64>() as f32
+        })
+    }
+
+    #[test]
+    fn by_hand() {
+        // x = [0, 2, 0, -1]: y = 2·b_1 − b_3
+        let x = array![[0.0f32, 2.0, 0.0, -1.0]];
+        let b = array![[9.0f32, 9.0], [1.0, 2.0], [9.0, 9.0], [3.0, -4.0]];
+        let mut y = Array2::from_elem((1, 2), f32::NAN);
+        matmul_skip_zeros(x.view(), &aligned(&b), &mut y.view_mut()).unwrap();
+        assert_eq!(y, array![[2.0 * 1.0 - 3.0, 2.0 * 2.0 + 4.0]]);
+    }
+
+    #[test]
+    fn zeros_of_x_skip_even_nan_rows_of_b() {
+        // a NaN in a row of B that only zeros of X meet never reaches Y
+        let x = array![[0.0f32, 1.0], [0.0, 0.0]];
+        let b = array![[f32::NAN, f32::NAN], [5.0, 6.0]];
+        let mut y = Array2::from_elem((2, 2), 7.0);
+        matmul_skip_zeros(x.view(), &aligned(&b), &mut y.view_mut()).unwrap();
+        assert_eq!(y, array![[5.0, 6.0], [0.0, 0.0]]);
+    }
+
+    #[test]
+    fn every_block_width_matches_the_definition() {
+        // n = 128 + 64 + 16 + 3 passes through every block width and the tails; rows of
+        // every density, on one thread and on the pool's
+        let (k, n) = (50, 211);
+        for m in [1, 2, 3, 200] {
+            let x = Array2::from_shape_fn((m, k), |(i, j)| {
+                let v = ((i * 31 + j * 17) % 23) as f32 - 11.0;
+                if (i + j) % (i % 4 + 1) == 0 {
+                    v * 0.25
+                } else {
+                    0.0
+                }
+            });
+            let b =
+                Array2::from_shape_fn((k, n), |(i, j)| ((i * 7 + j * 13) % 19) as f32 * 0.1 - 0.9);
+            let mut y = Array2::zeros((m, n));
+            matmul_skip_zeros(x.view(), &aligned(&b), &mut y.view_mut()).unwrap();
+            let want = reference(&x, &b);
+            for (got, want) in y.iter().zip(&want) {
+                assert!(
+                    (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                    "{got} vs {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn shapes_and_layouts_are_checked() {
+        let x = Array2::<f32>::zeros((2, 3));
+        let b = aligned(&Array2::<f32>::zeros((4, 5)));
+        let mut y = Array2::<f32>::zeros((2, 5));
+        let err = matmul_skip_zeros(x.view(), &b, &mut y.view_mut()).unwrap_err();
+        assert!(
+            err.to_string().contains("[2, 3]") && err.to_string().contains("[4, 5]"),
+            "{err}"
+        );
+        let b = aligned(&Array2::<f32>::zeros((3, 2)));
+        let mut y = Array2::<f32>::zeros((2, 2));
+        let mut yt = y.view_mut();
+        yt.swap_axes(0, 1);
+        let err = matmul_skip_zeros(x.view(), &b, &mut yt).unwrap_err();
+        assert!(err.to_string().contains("row-major"), "{err}");
+    }
+
+    #[test]
+    fn the_first_row_decides() {
+        // 2 of 4 non-zero: at the limit; 3 of 4: dense
+        assert!(worth_skipping(
+            array![[0.0f32, 1.0, 0.0, 2.0], [1.0, 1.0, 1.0, 1.0]].view()
+        ));
+        assert!(!worth_skipping(array![[0.0f32, 1.0, 3.0, 2.0]].view()));
+        assert!(!worth_skipping(Array2::<f32>::zeros((0, 4)).view()));
+        assert!(!worth_skipping(Array2::<f32>::zeros((2, 0)).view()));
+    }
+}

@@ -1,0 +1,173 @@
+//! The non-zero entries of a few rows, sorted by which of the rows are non-zero there.
+//!
+//! For `R` rows `x_0 … x_{R−1}` of `X` (one or two), every position `k` has a pattern
+//! `p = Σ_r [x_rk ≠ 0]·2^r`; list `p` holds the positions with that pattern:
+//!
+//! ```text
+//! R = 2:   list 1 = { k : x_0k ≠ 0, x_1k = 0 }    list 2 = { k : x_0k = 0, x_1k ≠ 0 }
+//!          list 3 = { k : x_0k ≠ 0, x_1k ≠ 0 }    (pattern 0, all zero, is never listed)
+//! ```
+//!
+//! The product reads row `k` of `B` once for all rows of the pattern and does one
+//! multiply-add per non-zero value: every row of `B` that any of the `R` rows needs is read
+//! once for all of them, and no zero is multiplied. NaN counts as non-zero (it must reach
+//! the output, as in the dense product); −0 counts as zero.
+//!
+//! With AVX-512 the lists are built 16 positions at a time: one comparison per row gives a
+//! mask of its non-zero values, the masks combine into one mask per pattern, and each
+//! pattern's positions are compressed in a register and stored at the end of its list.
+//! Elsewhere a portable loop computes each position's pattern and appends it.
+
+/// Most rows handled together (patterns `1 .. 2^ROWS`). Measured on W4's batch of 1024
+/// Fashion-MNIST images: two rows read 34 % fewer rows of `B` than one at a time; four would
+/// read fewer still, but sorting positions into 15 lists cost more than it saved.
+pub(super) const ROWS: usize = 2;
+
+/// Number of patterns, the empty one included.
+pub(super) const PATTERNS: usize = 1 << ROWS;
+
+/// The positions of each pattern (`at[p][..len[p]]`), for one unit of rows.
+#[derive(Default)]
+pub(super) struct Entries {
+    pub(super) at: [Vec<u32>; PATTERNS],
+    pub(super) len: [usize; PATTERNS],
+}
+
+impl Entries {
+    /// The positions with pattern `p`.
+    pub(super) fn list(&self, p: usize) -> &[u32] {
+        &self.at[p][..self.len[p]]
+    }
+
+    /// Sorts the positions of `rows` (`R ≤ ROWS` rows of the same length) by pattern.
+    pub(super) fn gather<const R: usize>(&mut self, rows: [&[f32]; R]) {
+        const { assert!(R >= 1 && R <= ROWS) };
+        let k = rows[0].len();
+        for at in &mut self.at {
+            // room for every position plus one 16-lane store past the end (only grown: a
+            // network's layers of different widths share these lists)
+            if at.len() < k + 16 {
+                at.resize(k + 16, 0);
+            }
+        }
+        self.len = [0; PATTERNS];
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked just above).
+            #[allow(unsafe_code)]
+            return unsafe { self.gather_avx512(rows) };
+        }
+        self.gather_portable(rows);
+    }
+
+    /// The portable pass: each position's pattern, then the position appended to its list.
+    pub(super) fn gather_portable<const R: usize>(&mut self, rows: [&[f32]; R]) {
+        for j in 0..rows[0].len() {
+            let p = (0..R).fold(0, |p, r| p | (usize::from(rows[r][j] != 0.0) << r));
+            self.at[p][self.len[p]] = j as u32; // j < k ≤ the tensor limit, below u32::MAX
+            self.len[p] += 1;
+        }
+    }
+
+    /// The AVX-512 pass: 16 positions per step.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F.
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unsafe_code)]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn gather_avx512<const R: usize>(&mut self, rows: [&[f32]; R]) {
+        use std::arch::x86_64::*;
+        let k = rows[0].len();
+        let iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        let mut j = 0;
+        while j < k {
+            // the positions j..j + 16 that exist: all 16, or the tail's
+            let live: u16 = if k - j >= 16 {
+                0xffff
+            } else {
+                (1u16 << (k - j)) - 1
+            };
+            let nonzero: [u16; R] = std::array::from_fn(|r| {
+                // SAFETY: a masked load reads only the lanes of `live`, all inside the row.
+                let v = unsafe { _mm512_maskz_loadu_ps(live, rows[r].as_ptr().add(j)) };
+                // NEQ_UQ: NaN is "not equal" to zero, so it is kept
+                _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(v, _mm512_setzero_ps())
+            });
+            let at = _mm512_add_epi32(iota, _mm512_set1_epi32(j as i32));
+            for p in 1..1usize << R {
+                let mask = (0..R).fold(live, |m, r| {
+                    m & if p >> r & 1 == 1 {
+                        nonzero[r]
+                    } else {
+                        !nonzero[r]
+                    }
+                });
+                // SAFETY: list p has room for k + 16 positions and holds at most j < k before
+                // this step, so 16 lanes fit from its end on; only the selected ones count.
+                unsafe {
+                    let packed = _mm512_maskz_compress_epi32(mask, at);
+                    _mm512_storeu_si512(self.at[p].as_mut_ptr().add(self.len[p]).cast(), packed);
+                }
+                self.len[p] += mask.count_ones() as usize;
+            }
+            j += 16;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn by_hand() {
+        let a = [0.0f32, 1.0, 2.0, 0.0, f32::NAN, -0.0];
+        let b = [3.0f32, 0.0, 4.0, 0.0, 0.0, 5.0];
+        let mut e = Entries::default();
+        e.gather([&a[..], &b[..]]);
+        assert_eq!(e.list(1), [1, 4]); // a only, the NaN kept
+        assert_eq!(e.list(2), [0, 5]); // b only; −0 is zero
+        assert_eq!(e.list(3), [2]); // both
+        assert_eq!(e.len[0], 0); // all-zero positions are not listed by the fast pass
+    }
+
+    #[test]
+    fn the_portable_pass_agrees_with_the_one_in_use() {
+        // lengths around the 16-lane steps; one or two rows with different zeros
+        for k in [1, 15, 16, 17, 33, 784] {
+            let rows: Vec<Vec<f32>> = (0..ROWS)
+                .map(|r| {
+                    (0..k)
+                        .map(|j| {
+                            if (j + r) % (r + 2) == 0 {
+                                0.0
+                            } else {
+                                j as f32
+                            }
+                        })
+                        .collect()
+                })
+                .collect();
+            let (mut fast, mut slow) = (Entries::default(), Entries::default());
+            macro_rules! check {
+                ($r:literal) => {{
+                    let rs: [&[f32]; $r] = std::array::from_fn(|r| &rows[r][..]);
+                    fast.gather(rs);
+                    slow.gather(rs);
+                    slow.len = [0; PATTERNS];
+                    slow.gather_portable(rs);
+                    let mut listed = 0;
+                    for p in 1..1 << $r {
+                        assert_eq!(fast.list(p), slow.list(p), "k {k} rows {} pattern {p}", $r);
+                        listed += fast.list(p).len() * (p as u32).count_ones() as usize;
+                    }
+                    let nonzero = rows[..$r].iter().flatten().filter(|v| **v != 0.0).count();
+                    assert_eq!(listed, nonzero);
+                }};
+            }
+            check!(1);
+            check!(2);
+        }
+    }
+}
