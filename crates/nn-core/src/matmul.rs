@@ -56,7 +56,7 @@ pub fn matmul_into(
 }
 
 /// `a: [m, k]`, `b: [k, n]` and `c: [m, n]`, or the error naming all three.
-pub(crate) fn check_shapes(
+fn check_shapes(
     a: &ArrayView2<'_, f32>,
     b: &ArrayView2<'_, f32>,
     c: &ArrayViewMut2<'_, f32>,

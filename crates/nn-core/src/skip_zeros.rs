@@ -242,6 +242,10 @@ fn columns<const W: usize, const R: usize, const FUSED: bool>(
         block::<W, R, FUSED>(e, x, b, j, y);
         j += W;
     }
+    while W > 64 && j + 64 <= b.n {
+        block::<64, R, FUSED>(e, x, b, j, y);
+        j += 64;
+    }
     while j < b.n {
         block::<16, R, FUSED>(e, x, b, j, y);
         j += 16;
