@@ -1,0 +1,447 @@
+//! Direct convolution for layers with few input channels (a network's first layer), where
+//! im2col's columns are as large as the input times `kh·kw` and the products too thin
+//! (`K = c·kh·kw = 25`) for GEMM to run at speed.
+//!
+//! ```text
+//! Y[o, oy, ox] = b[o] + Σ_{c, ky, kx} W[o, c, ky, kx] · Xp[c, oy + ky, ox + kx]
+//! ∂E/∂W[o, c, ky, kx] += Σ_{oy, ox} dY[o, oy, ox] · Xp[c, oy + ky, ox + kx]
+//! ```
+//!
+//! `Xp` is the sample with its zero padding, built once per sample in a small buffer whose
+//! rows are `ROW` floats apart, so that 32 consecutive values from any tap's column stay
+//! inside the row. An output row of 32 positions (`ow ≤ 32`) is two AVX-512 registers; the
+//! forward pass keeps one such row per output channel (a group of [`GROUP`] channels) in
+//! registers and adds each tap's shifted input row into all of them: one load of the input
+//! per `GROUP` fused multiply-adds. The weight gradient keeps `kw` rows of sums per
+//! `(o, c, ky)` and adds `dY[o, oy, ·]` times the `kw` shifted input rows for every `oy`.
+//!
+//! Used only with stride 1, `ow ≤ 32`, `kw ≤ 7`, few input channels and a CPU with
+//! AVX-512 (the 32-wide rows need its 32 registers); [`applies`] decides.
+
+/// Output positions per row handled at once (two AVX-512 registers).
+const LANES: usize = 32;
+
+/// Floats from one padded input row to the next: room for `LANES` values from any of up to
+/// 16 taps' columns.
+const ROW: usize = LANES + 16;
+
+/// Output channels whose rows of sums are held in registers together (2 registers each).
+pub const GROUP: usize = 12;
+
+/// Whether the direct kernels handle this geometry on this CPU.
+pub fn applies(g: &super::Geometry) -> bool {
+    let shape_fits = g.s == (1, 1)
+        && g.ow <= LANES
+        && g.k.1 <= 7
+        && g.w + 2 * g.p.1 <= ROW
+        && g.c <= 3
+        && g.c_out > 0;
+    shape_fits && simd_ok()
+}
+
+#[cfg(target_arch = "x86_64")]
+fn simd_ok() -> bool {
+    pulp::x86::V4::try_new().is_some()
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn simd_ok() -> bool {
+    false
+}
+
+/// Sample `x` (`[c, h, w]`) with its zero padding into `xp` (`[c, h + 2·ph, ROW]`).
+pub(super) fn pad(g: &super::Geometry, x: &[f32], xp: &mut Vec<f32>) {
+    let hp = g.h + 2 * g.p.0;
+    xp.clear();
+    xp.resize(g.c * hp * ROW, 0.0);
+    for (plane, xp_c) in x.chunks_exact(g.h * g.w).zip(xp.chunks_exact_mut(hp * ROW)) {
+        for (row, xp_r) in plane
+            .chunks_exact(g.w)
+            .zip(xp_c[g.p.0 * ROW..].chunks_exact_mut(ROW))
+        {
+            xp_r[g.p.1..g.p.1 + g.w].copy_from_slice(row); // Xp[c, y + ph, x + pw] = X[c, y, x]
+        }
+    }
+}
+
+/// The weight `[c_out, c·kh·kw]` regrouped for the forward kernel: for each group of
+/// `GROUP` output channels, for each tap `(c, ky, kx)`, the group's `GROUP` weights
+/// (zeros past `c_out`).
+pub(super) fn pack_weights(
+    g: &super::Geometry,
+    wmat: ndarray::ArrayView2<'_, f32>,
+    out: &mut Vec<f32>,
+) {
+    let (taps, groups) = (g.kdim(), g.c_out.div_ceil(GROUP));
+    out.clear();
+    out.resize(groups * taps * GROUP, 0.0);
+    for ((o, t), &w) in wmat.indexed_iter() {
+        out[((o / GROUP) * taps + t) * GROUP + o % GROUP] = w;
+    }
+}
+
+/// `Y = W ⊛ Xp (+ b)` for one sample: `xp` from [`pad`], `wp` from [`pack_weights`], `y`
+/// the sample's `[c_out, oh, ow]`.
+pub(super) fn forward_sample(
+    g: &super::Geometry,
+    xp: &[f32],
+    wp: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    assert!(
+        simd_ok() && g.ow <= LANES && g.k.1 + LANES <= ROW,
+        "`applies` holds"
+    );
+    assert_eq!(xp.len(), g.c * (g.h + 2 * g.p.0) * ROW);
+    assert_eq!(y.len(), g.c_out * g.plane());
+    let taps = g.kdim();
+    for (grp, wg) in wp.chunks_exact(taps * GROUP).enumerate() {
+        let o0 = grp * GROUP;
+        for oy in 0..g.oh {
+            // SAFETY: the CPU has AVX-512F (`simd_ok`), and the sizes were checked above.
+            #[allow(unsafe_code)]
+            unsafe {
+                forward_row(g, xp, wg, bias, y, o0, oy)
+            };
+        }
+    }
+}
+
+/// Row `oy` of output channels `o0 .. o0 + GROUP` (those below `c_out`): the `GROUP` rows
+/// of 32 sums in 24 registers, each tap's shifted input row loaded once for all of them.
+///
+/// # Safety
+/// The CPU must have AVX-512F; `xp`, `wg` and `y` must hold the sizes [`forward_sample`]
+/// checks.
+#[allow(unsafe_code)]
+#[target_feature(enable = "avx512f")]
+unsafe fn forward_row(
+    g: &super::Geometry,
+    xp: &[f32],
+    wg: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    o0: usize,
+    oy: usize,
+) {
+    use std::arch::x86_64::*;
+    let hp = g.h + 2 * g.p.0;
+    let mut acc = [[_mm512_setzero_ps(); 2]; GROUP];
+    if let Some(b) = bias {
+        for (o, acc) in acc.iter_mut().enumerate().take(g.c_out - o0) {
+            *acc = [_mm512_set1_ps(b[o0 + o]); 2]; // + b[o]
+        }
+    }
+    let mut t = 0;
+    for c in 0..g.c {
+        for ky in 0..g.k.0 {
+            let row = &xp[(c * hp + oy + ky) * ROW..][..ROW];
+            for kx in 0..g.k.1 {
+                let seg = &row[kx..kx + LANES];
+                // SAFETY: `seg` holds 32 floats: two unaligned 16-float loads
+                let (s0, s1) = unsafe {
+                    (
+                        _mm512_loadu_ps(seg.as_ptr()),
+                        _mm512_loadu_ps(seg[16..].as_ptr()),
+                    )
+                };
+                let w: &[f32; GROUP] = wg[t * GROUP..][..GROUP].try_into().expect("packed");
+                for (acc, &w) in acc.iter_mut().zip(w) {
+                    let w = _mm512_set1_ps(w);
+                    acc[0] = _mm512_fmadd_ps(w, s0, acc[0]); // y += W[o, c, ky, kx] · Xp[…]
+                    acc[1] = _mm512_fmadd_ps(w, s1, acc[1]);
+                }
+                t += 1;
+            }
+        }
+    }
+    // lanes 0..ow of the two registers: the real output columns
+    let lanes = |from: usize| -> __mmask16 {
+        let n = g.ow.saturating_sub(from).min(16);
+        ((1u32 << n) - 1) as __mmask16
+    };
+    let (m0, m1) = (lanes(0), lanes(16));
+    for (o, acc) in acc.iter().enumerate().take(g.c_out - o0) {
+        let out = &mut y[(o0 + o) * g.plane() + oy * g.ow..][..g.ow];
+        // SAFETY: the masks select lanes 0..ow, all inside `out`.
+        unsafe {
+            _mm512_mask_storeu_ps(out.as_mut_ptr(), m0, acc[0]);
+            if m1 != 0 {
+                _mm512_mask_storeu_ps(out.as_mut_ptr().add(16), m1, acc[1]);
+            }
+        }
+    }
+}
+
+/// Adds one sample's `∂E/∂W` into `sums` (`[c_out, c·kh·kw, 16]`: sixteen partial sums per
+/// weight, added up by [`fold_sums`] once per run). `dy` is the sample's `[c_out, oh, ow]`.
+pub(super) fn weight_grad_sample(g: &super::Geometry, xp: &[f32], dy: &[f32], sums: &mut [f32]) {
+    assert!(
+        simd_ok() && g.ow <= LANES && g.k.1 <= 7 && g.k.1 + LANES <= ROW,
+        "`applies` holds"
+    );
+    assert_eq!(xp.len(), g.c * (g.h + 2 * g.p.0) * ROW);
+    assert_eq!(dy.len(), g.c_out * g.plane());
+    assert_eq!(sums.len(), g.c_out * g.kdim() * 16);
+    for c in 0..g.c {
+        for ky in 0..g.k.0 {
+            let mut o = 0;
+            // SAFETY (both calls): the CPU has AVX-512F (`simd_ok`), and the sizes were
+            // checked above.
+            #[allow(unsafe_code)]
+            while o < g.c_out {
+                if o + 2 <= g.c_out {
+                    unsafe { weight_grad_rows::<2>(g, xp, dy, sums, o, c, ky) };
+                    o += 2;
+                } else {
+                    unsafe { weight_grad_rows::<1>(g, xp, dy, sums, o, c, ky) };
+                    o += 1;
+                }
+            }
+        }
+    }
+}
+
+/// `∂E/∂W[o, c, ky, kx] += Σ_{oy, ox} dY[o, oy, ox] · Xp[c, oy + ky, ox + kx]` for every
+/// `kx` and the `O` output channels from `o0`: `O·kw` rows of 32 sums in registers over all
+/// `oy` (each shifted input row loaded once for the `O` channels), then added into `sums`.
+///
+/// # Safety
+/// The CPU must have AVX-512F; the slices must hold the sizes [`weight_grad_sample`]
+/// checks, and `o0 + O ≤ c_out`.
+#[allow(unsafe_code)]
+#[target_feature(enable = "avx512f")]
+unsafe fn weight_grad_rows<const O: usize>(
+    g: &super::Geometry,
+    xp: &[f32],
+    dy: &[f32],
+    sums: &mut [f32],
+    o0: usize,
+    c: usize,
+    ky: usize,
+) {
+    use std::arch::x86_64::*;
+    let hp = g.h + 2 * g.p.0;
+    let lanes = |from: usize| -> __mmask16 {
+        let n = g.ow.saturating_sub(from).min(16);
+        ((1u32 << n) - 1) as __mmask16
+    };
+    let (m0, m1) = (lanes(0), lanes(16));
+    let mut acc = [[[_mm512_setzero_ps(); 2]; 7]; O];
+    for oy in 0..g.oh {
+        let d: [[__m512; 2]; O] = std::array::from_fn(|q| {
+            let d = &dy[(o0 + q) * g.plane() + oy * g.ow..][..g.ow];
+            // SAFETY: the masks select lanes 0..ow, all inside `d`; the others read as 0.
+            unsafe {
+                [
+                    _mm512_maskz_loadu_ps(m0, d.as_ptr()),
+                    _mm512_maskz_loadu_ps(m1, d.as_ptr().wrapping_add(16)),
+                ]
+            }
+        });
+        let row = &xp[(c * hp + oy + ky) * ROW..][..ROW];
+        for kx in 0..g.k.1 {
+            let seg = &row[kx..kx + LANES];
+            // SAFETY: `seg` holds 32 floats: two unaligned 16-float loads
+            let (s0, s1) = unsafe {
+                (
+                    _mm512_loadu_ps(seg.as_ptr()),
+                    _mm512_loadu_ps(seg[16..].as_ptr()),
+                )
+            };
+            for (acc, d) in acc.iter_mut().zip(&d) {
+                // Σ dY[o, oy, ox] · Xp[c, oy+ky, ox+kx]
+                acc[kx][0] = _mm512_fmadd_ps(d[0], s0, acc[kx][0]);
+                acc[kx][1] = _mm512_fmadd_ps(d[1], s1, acc[kx][1]);
+            }
+        }
+    }
+    for (q, acc) in acc.iter().enumerate() {
+        let at = ((o0 + q) * g.kdim() + (c * g.k.0 + ky) * g.k.1) * 16;
+        for (kx, acc) in acc.iter().enumerate().take(g.k.1) {
+            let s = &mut sums[at + kx * 16..][..16];
+            // SAFETY: `s` holds 16 floats.
+            unsafe {
+                let v = _mm512_add_ps(_mm512_loadu_ps(s.as_ptr()), _mm512_add_ps(acc[0], acc[1]));
+                _mm512_storeu_ps(s.as_mut_ptr(), v);
+            }
+        }
+    }
+}
+
+/// Adds the partial sums of [`weight_grad_sample`] into `dwt` (`[c·kh·kw, c_out]`, the
+/// transposed layout of the threaded backward pass).
+pub(super) fn fold_sums(g: &super::Geometry, sums: &[f32], dwt: &mut [f32]) {
+    for (ot, s) in sums.chunks_exact(16).enumerate() {
+        let (o, t) = (ot / g.kdim(), ot % g.kdim());
+        dwt[t * g.c_out + o] += s.iter().sum::<f32>();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Geometry, Scratch, backward, forward};
+    use super::*;
+    use ndarray::ArrayView2;
+
+    fn geometry(
+        c: usize,
+        c_out: usize,
+        (h, w): (usize, usize),
+        k: (usize, usize),
+        p: (usize, usize),
+    ) -> Geometry {
+        let (oh, ow) = (h + 2 * p.0 + 1 - k.0, w + 2 * p.1 + 1 - k.1);
+        Geometry {
+            n: 3,
+            c,
+            h,
+            w,
+            c_out,
+            oh,
+            ow,
+            k,
+            s: (1, 1),
+            p,
+        }
+    }
+
+    /// `X[i, c, y, x]` with the padding as zeros (outside the sample).
+    fn at(g: &Geometry, x: &[f32], (i, c): (usize, usize), y: isize, xx: isize) -> f64 {
+        let inside = (0..g.h as isize).contains(&y) && (0..g.w as isize).contains(&xx);
+        if !inside {
+            return 0.0;
+        }
+        x[((i * g.c + c) * g.h + y as usize) * g.w + xx as usize] as f64
+    }
+
+    /// `Y` and `∂E/∂W` by their definitions, in f64.
+    fn by_definition(
+        g: &Geometry,
+        x: &[f32],
+        w: &[f32],
+        b: &[f32],
+        dy: &[f32],
+    ) -> (Vec<f32>, Vec<f32>) {
+        let (kh, kw) = g.k;
+        let mut y = vec![0.0f32; g.n * g.c_out * g.plane()];
+        let mut dw = vec![0.0f64; g.c_out * g.kdim()];
+        for i in 0..g.n {
+            for o in 0..g.c_out {
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        let out = ((i * g.c_out + o) * g.oh + oy) * g.ow + ox;
+                        let mut sum = b[o] as f64;
+                        for c in 0..g.c {
+                            for ky in 0..kh {
+                                for kx in 0..kw {
+                                    let yy = (oy + ky) as isize - g.p.0 as isize;
+                                    let xx = (ox + kx) as isize - g.p.1 as isize;
+                                    let v = at(g, x, (i, c), yy, xx);
+                                    let t = (c * kh + ky) * kw + kx;
+                                    sum += w[o * g.kdim() + t] as f64 * v;
+                                    dw[o * g.kdim() + t] += dy[out] as f64 * v;
+                                }
+                            }
+                        }
+                        y[out] = sum as f32;
+                    }
+                }
+            }
+        }
+        (y, dw.into_iter().map(|v| v as f32).collect())
+    }
+
+    fn close(got: &[f32], want: &[f32], what: &str) {
+        assert_eq!(got.len(), want.len());
+        for (j, (a, b)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                "{what}[{j}]: {a} vs {b}"
+            );
+        }
+    }
+
+    #[test]
+    fn forward_and_weight_gradient_match_the_definition() {
+        if !simd_ok() {
+            eprintln!("no AVX-512 on this CPU: the direct kernels are not used here");
+            return;
+        }
+        let cases = [
+            geometry(1, 12, (28, 28), (5, 5), (2, 2)), // W6's first layer
+            geometry(1, 8, (28, 28), (5, 5), (0, 0)),  // W3's
+            geometry(3, 13, (9, 7), (3, 3), (1, 1)),   // a second group of one channel
+            geometry(2, 25, (6, 32), (3, 1), (1, 0)),  // ow = 32, odd channel count
+            geometry(1, 1, (5, 3), (7, 7), (3, 3)),    // kw = 7, ow < 16
+            geometry(3, 2, (4, 17), (3, 5), (0, 2)),   // ow = 17: both registers part-used
+        ];
+        for g in cases {
+            assert!(applies(&g), "{g:?}");
+            let f = |n: usize, m: usize, s: f32| -> Vec<f32> {
+                (0..n)
+                    .map(|j| ((j * m) % 23) as f32 * s - 11.0 * s)
+                    .collect()
+            };
+            let x = f(g.n * g.c * g.h * g.w, 7, 0.1);
+            let w = f(g.c_out * g.kdim(), 5, 0.05);
+            let b = f(g.c_out, 3, 0.2);
+            let dy = f(g.n * g.c_out * g.plane(), 11, 0.03);
+            let (want_y, want_dw) = by_definition(&g, &x, &w, &b, &dy);
+            let wmat = ArrayView2::from_shape((g.c_out, g.kdim()), &w[..]).unwrap();
+            let mut scratch = Scratch::default();
+            let mut y = vec![f32::NAN; want_y.len()];
+            forward(&g, &x, wmat, Some(&b), &mut y, &mut scratch).unwrap();
+            close(&y, &want_y, "y");
+            // the weight gradient, alone and with ∂E/∂X asked for: the same values
+            let (mut dw, mut db) = (vec![0.0f32; w.len()], vec![0.0f32; b.len()]);
+            backward(
+                &g,
+                &x,
+                wmat,
+                &dy,
+                &mut dw,
+                Some(&mut db),
+                None,
+                &mut scratch,
+            )
+            .unwrap();
+            close(&dw, &want_dw, "dw");
+            let mut dw2 = vec![0.0f32; w.len()];
+            let mut dx = vec![0.0f32; x.len()];
+            backward(
+                &g,
+                &x,
+                wmat,
+                &dy,
+                &mut dw2,
+                None,
+                Some(&mut dx),
+                &mut scratch,
+            )
+            .unwrap();
+            assert_eq!(dw, dw2);
+            let want_db: Vec<f32> = (0..g.c_out)
+                .map(|o| {
+                    (0..g.n)
+                        .flat_map(|i| &dy[(i * g.c_out + o) * g.plane()..][..g.plane()])
+                        .sum()
+                })
+                .collect();
+            close(&db, &want_db, "db");
+        }
+    }
+
+    #[test]
+    fn applies_only_where_the_kernels_fit() {
+        let g = geometry(1, 12, (28, 28), (5, 5), (2, 2));
+        assert_eq!(applies(&g), simd_ok());
+        let mut strided = g;
+        strided.s = (2, 2);
+        assert!(!applies(&strided));
+        assert!(!applies(&geometry(1, 4, (10, 37), (3, 3), (0, 0)))); // ow = 35 > 32
+        assert!(!applies(&geometry(4, 4, (10, 10), (3, 3), (0, 0)))); // 4 input channels
+        assert!(!applies(&geometry(1, 4, (10, 10), (3, 9), (0, 0)))); // kw = 9
+    }
+}
