@@ -12,7 +12,8 @@
 //! - [`rng`]: the seeded generator and the draws built on it;
 //! - [`Param`]: a value and its accumulated gradient;
 //! - [`skip_zeros`]: `X·B` skipping the zeros of `X` (sparse inputs at inference);
-//! - [`conv`]: the convolution kernels (im2col, col2im, the threaded passes);
+//! - [`conv`]: the convolution kernels (im2col, col2im, the threaded passes, and direct
+//!   kernels for layers with few input channels);
 //! - [`bounded`]: serde helpers that stop over-long lists while a file is decoded;
 //! - [`limits`]: the explicit size limits and the checked arithmetic that enforces them;
 //! - [`Error`]: one error type whose messages name the operation and the shapes.

@@ -12,8 +12,9 @@
 //! inside the row. An output row of 32 positions (`ow ≤ 32`) is two AVX-512 registers; the
 //! forward pass keeps one such row per output channel (a group of [`GROUP`] channels) in
 //! registers and adds each tap's shifted input row into all of them: one load of the input
-//! per `GROUP` fused multiply-adds. The weight gradient keeps `kw` rows of sums per
-//! `(o, c, ky)` and adds `dY[o, oy, ·]` times the `kw` shifted input rows for every `oy`.
+//! per `GROUP` fused multiply-adds. The weight gradient keeps `kw` rows of sums for each of
+//! two output channels `o` at one `(c, ky)` and adds `dY[o, oy, ·]` times the `kw` shifted
+//! input rows (each loaded once for both channels) for every `oy`.
 //!
 //! Used only with stride 1, `ow ≤ 32`, `kw ≤ 7`, few input channels and a CPU with
 //! AVX-512 (the 32-wide rows need its 32 registers); [`applies`] decides.
@@ -30,12 +31,13 @@ pub const GROUP: usize = 12;
 
 /// Whether the direct kernels handle this geometry on this CPU.
 pub fn applies(g: &super::Geometry) -> bool {
+    // a padded row, w + 2·pw = ow + kw − 1 ≤ 38 floats, fits in ROW
     let shape_fits = g.s == (1, 1)
         && g.ow <= LANES
         && g.k.1 <= 7
-        && g.w + 2 * g.p.1 <= ROW
-        && g.c <= 3
-        && g.c_out > 0;
+        && (1..=3).contains(&g.c)
+        && g.h * g.w > 0
+        && g.plane() > 0;
     shape_fits && simd_ok()
 }
 
@@ -435,6 +437,7 @@ mod tests {
 
     #[test]
     fn applies_only_where_the_kernels_fit() {
+        assert_eq!(simd_ok(), std::arch::is_x86_feature_detected!("avx512f"));
         let g = geometry(1, 12, (28, 28), (5, 5), (2, 2));
         assert_eq!(applies(&g), simd_ok());
         let mut strided = g;
@@ -443,5 +446,6 @@ mod tests {
         assert!(!applies(&geometry(1, 4, (10, 37), (3, 3), (0, 0)))); // ow = 35 > 32
         assert!(!applies(&geometry(4, 4, (10, 10), (3, 3), (0, 0)))); // 4 input channels
         assert!(!applies(&geometry(1, 4, (10, 10), (3, 9), (0, 0)))); // kw = 9
+        assert!(!applies(&geometry(1, 4, (2, 10), (3, 3), (0, 0)))); // no output row
     }
 }
