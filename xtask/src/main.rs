@@ -171,6 +171,7 @@ fn ci() -> Result<()> {
         &["doc", "--workspace", "--no-deps"],
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
+    drop_unpacked_copies()?;
     cargo(
         &[
             "package",
@@ -188,6 +189,43 @@ fn ci() -> Result<()> {
         &[],
     )?;
     test::test(&[])
+}
+
+/// The crates `cargo package` puts into its local registry.
+const PACKAGED: [&str; 5] = ["nn-core", "nn-layers", "nn-optim", "nn-io", "nn-cli"];
+
+/// Removes the copies of our crates that earlier `cargo package` runs unpacked under
+/// `CARGO_HOME` (folders of local registries start with `-`): cargo reuses an unpacked copy
+/// of the same name and version, so a clone at a path packaged before would otherwise be
+/// verified against the old sources.
+fn drop_unpacked_copies() -> Result<()> {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")));
+    let Some(home) = home else { return Ok(()) };
+    for kind in ["src", "cache"] {
+        let Ok(registries) = std::fs::read_dir(home.join("registry").join(kind)) else {
+            continue;
+        };
+        for registry in registries.flatten() {
+            if !registry.file_name().to_string_lossy().starts_with('-') {
+                continue; // crates.io and other remote registries
+            }
+            for entry in std::fs::read_dir(registry.path())?.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if PACKAGED.iter().any(|c| name.starts_with(&format!("{c}-"))) {
+                    let path = entry.path();
+                    let removed = if path.is_dir() {
+                        std::fs::remove_dir_all(&path)
+                    } else {
+                        std::fs::remove_file(&path)
+                    };
+                    removed.with_context(|| format!("removing {}", path.display()))?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Value of `--name VALUE` in `args`, if present.
