@@ -20,9 +20,9 @@
 //! once the buffers have grown to the batch size. `∂E/∂X` is computed only when asked (not
 //! for the first layer of a network).
 //!
-//! In [`Mode::Eval`], an input that is mostly zeros (an image on a blank background, one-hot
-//! features, a ReLU's output) is multiplied by [`nn_core::skip_zeros`], which leaves its
-//! zeros out: `y_i = Σ_{k : x_ik ≠ 0} x_ik · Wᵀ[k, :] + b`. That kernel reads `Wᵀ` row by
+//! In [`Mode::Eval`] on native targets, an input that is mostly zeros (an image on a blank
+//! background, one-hot features, a ReLU's output) is multiplied by [`nn_core::skip_zeros`],
+//! which leaves its zeros out: `y_i = Σ_{k : x_ik ≠ 0} x_ik · Wᵀ[k, :] + b`. That kernel reads `Wᵀ` row by
 //! row, so the layer keeps a transposed copy of `W`, made at the first such call and dropped
 //! whenever [`Layer::visit`] hands the weight out (to an optimizer or a loader).
 
@@ -299,7 +299,10 @@ impl Layer for Dense {
         let x = self.rows(x)?; // [n, n_in], or an error naming both shapes
         y.resize(&[x.nrows(), self.n_out]);
         let mut y = y.view2_mut();
-        if mode == Mode::Eval && skip_zeros::worth_skipping(x) {
+        // not on wasm32, where the page's download counts more than this speed-up (the
+        // kernel is then never referenced, so it is not linked in)
+        let skip = cfg!(not(target_arch = "wasm32")) && mode == Mode::Eval;
+        if skip && skip_zeros::worth_skipping(x) {
             if self.transposed.is_none() {
                 self.transposed = Some(skip_zeros::AlignedRows::transposed(self.weight.matrix())?);
             }
