@@ -140,14 +140,7 @@ unsafe fn forward_row(
         for ky in 0..g.k.0 {
             let row = &xp[(c * hp + oy + ky) * ROW..][..ROW];
             for kx in 0..g.k.1 {
-                let seg = &row[kx..kx + LANES];
-                // SAFETY: `seg` holds 32 floats: two unaligned 16-float loads
-                let (s0, s1) = unsafe {
-                    (
-                        _mm512_loadu_ps(seg.as_ptr()),
-                        _mm512_loadu_ps(seg[16..].as_ptr()),
-                    )
-                };
+                let [s0, s1] = shifted(row, kx);
                 let w: &[f32; GROUP] = wg[t * GROUP..][..GROUP].try_into().expect("packed");
                 for (acc, &w) in acc.iter_mut().zip(w) {
                     let w = _mm512_set1_ps(w);
@@ -159,11 +152,7 @@ unsafe fn forward_row(
         }
     }
     // lanes 0..ow of the two registers: the real output columns
-    let lanes = |from: usize| -> __mmask16 {
-        let n = g.ow.saturating_sub(from).min(16);
-        ((1u32 << n) - 1) as __mmask16
-    };
-    let (m0, m1) = (lanes(0), lanes(16));
+    let [m0, m1] = row_masks(g.ow);
     for (o, acc) in acc.iter().enumerate().take(g.c_out - o0) {
         let out = &mut y[(o0 + o) * g.plane() + oy * g.ow..][..g.ow];
         // SAFETY: the masks select lanes 0..ow, all inside `out`.
@@ -174,6 +163,27 @@ unsafe fn forward_row(
             }
         }
     }
+}
+
+/// The 32 values of a padded input row from column `kx` on, as two registers.
+#[allow(unsafe_code)]
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn shifted(row: &[f32], kx: usize) -> [std::arch::x86_64::__m512; 2] {
+    use std::arch::x86_64::_mm512_loadu_ps;
+    let seg = &row[kx..kx + LANES];
+    // SAFETY: `seg` holds 32 floats: two unaligned 16-float loads
+    unsafe {
+        [
+            _mm512_loadu_ps(seg.as_ptr()),
+            _mm512_loadu_ps(seg[16..].as_ptr()),
+        ]
+    }
+}
+
+/// The lanes `0..ow` of an output row's two registers, as two masks.
+fn row_masks(ow: usize) -> [u16; 2] {
+    [0, 16].map(|from| ((1u32 << ow.saturating_sub(from).min(16)) - 1) as u16)
 }
 
 /// Adds one sample's `∂E/∂W` into `sums` (`[c_out, c·kh·kw, 16]`: sixteen partial sums per
@@ -225,11 +235,7 @@ unsafe fn weight_grad_rows<const O: usize>(
 ) {
     use std::arch::x86_64::*;
     let hp = g.h + 2 * g.p.0;
-    let lanes = |from: usize| -> __mmask16 {
-        let n = g.ow.saturating_sub(from).min(16);
-        ((1u32 << n) - 1) as __mmask16
-    };
-    let (m0, m1) = (lanes(0), lanes(16));
+    let [m0, m1] = row_masks(g.ow);
     let mut acc = [[[_mm512_setzero_ps(); 2]; 7]; O];
     for oy in 0..g.oh {
         let d: [[__m512; 2]; O] = std::array::from_fn(|q| {
@@ -244,14 +250,7 @@ unsafe fn weight_grad_rows<const O: usize>(
         });
         let row = &xp[(c * hp + oy + ky) * ROW..][..ROW];
         for kx in 0..g.k.1 {
-            let seg = &row[kx..kx + LANES];
-            // SAFETY: `seg` holds 32 floats: two unaligned 16-float loads
-            let (s0, s1) = unsafe {
-                (
-                    _mm512_loadu_ps(seg.as_ptr()),
-                    _mm512_loadu_ps(seg[16..].as_ptr()),
-                )
-            };
+            let [s0, s1] = shifted(row, kx);
             for (acc, d) in acc.iter_mut().zip(&d) {
                 // Σ dY[o, oy, ox] · Xp[c, oy+ky, ox+kx]
                 acc[kx][0] = _mm512_fmadd_ps(d[0], s0, acc[kx][0]);
