@@ -322,9 +322,7 @@ fn weight_grad_direct(g: &Geometry, x: &[f32], dy: &[f32], scratch: &mut Scratch
             sc.sums.resize(g.c_out * g.kdim() * 16, 0.0);
             for i in samples {
                 let dyi = &dy[i * per_out..(i + 1) * per_out];
-                for (g_o, row) in sc.db.iter_mut().zip(dyi.chunks_exact(g.plane())) {
-                    *g_o += crate::ops::sum(row); // ∂E/∂b[o] += Σ dYᵢ[o, ·]
-                }
+                add_bias_grad(&mut sc.db, dyi, g.plane());
                 direct::pad(g, &x[i * per_in..(i + 1) * per_in], &mut sc.xp);
                 direct::weight_grad_sample(g, &sc.xp, dyi, &mut sc.sums);
             }
@@ -345,28 +343,33 @@ fn sample_backward(
     params: bool,
 ) -> Result<()> {
     let (kdim, plane) = (g.kdim(), g.plane());
-    let dyi = ArrayView2::from_shape((g.c_out, plane), dyi).expect("sized by the caller");
+    let dyv = ArrayView2::from_shape((g.c_out, plane), dyi).expect("sized by the caller");
     if params {
-        for (g_o, row) in sc.db.iter_mut().zip(dyi.rows()) {
-            *g_o += crate::ops::sum(row.as_slice().expect("row-major")); // ∂E/∂b[o] += Σ dYᵢ[o, ·]
-        }
+        add_bias_grad(&mut sc.db, dyi, plane);
         g.im2col_sample(x, i, &mut sc.cols);
         let cols = ArrayView2::from_shape((kdim, plane), &sc.cols[..]).expect("sized by prepare");
         let mut dwt =
             ArrayViewMut2::from_shape((kdim, g.c_out), &mut sc.dwt[..]).expect("sized by prepare");
         // (∂E/∂Wmat)ᵀ += colsᵢ·dYᵢᵀ: the transpose of dYᵢ·colsᵢᵀ, into a row-major scratch
         // (twice as fast as writing ∂E/∂Wmat's columns in place)
-        matmul_into(1.0, cols, dyi.t(), 1.0, &mut dwt)?;
+        matmul_into(1.0, cols, dyv.t(), 1.0, &mut dwt)?;
     }
     if dx.is_empty() {
         return Ok(()); // parameter gradients only (the first layer of a network)
     }
     let mut dcols =
         ArrayViewMut2::from_shape((kdim, plane), &mut sc.dcols[..]).expect("sized by prepare");
-    matmul_into(1.0, wmat.t(), dyi, 0.0, &mut dcols)?; // ∂E/∂colsᵢ = Wmatᵀ·dYᵢ
+    matmul_into(1.0, wmat.t(), dyv, 0.0, &mut dcols)?; // ∂E/∂colsᵢ = Wmatᵀ·dYᵢ
     let len = g.c * g.h * g.w;
     col2im(&sc.dcols, g, &mut dx[at..at + len]); // ∂E/∂Xᵢ
     Ok(())
+}
+
+/// `∂E/∂b[o] += Σ dYᵢ[o, ·]` for one sample's `dYᵢ` (`[c_out, plane]`).
+fn add_bias_grad(db: &mut [f32], dyi: &[f32], plane: usize) {
+    for (g_o, row) in db.iter_mut().zip(dyi.chunks_exact(plane)) {
+        *g_o += crate::ops::sum(row);
+    }
 }
 
 /// Whether the direct kernels take this geometry.
