@@ -387,14 +387,12 @@ mod tests {
         let x = array![[0.0f32, 2.0, 0.0], [1.0, 0.0, -1.0], [0.0, 0.0, 0.0]];
         let want = array![[4.5f32, 9.0], [-1.5, -3.0], [0.5, -1.0]].into_dyn();
         assert!(skip_zeros::worth_skipping(x.view()));
-        assert_eq!(
-            apply(&mut d, x.view().into_dyn(), Mode::Eval).unwrap(),
-            want
-        );
-        assert_eq!(
-            apply(&mut d, x.view().into_dyn(), Mode::Train).unwrap(),
-            want
-        );
+        let train = apply(&mut d, x.view().into_dyn(), Mode::Train).unwrap();
+        assert_eq!(train, want);
+        assert!(d.transposed.is_none(), "training multiplies densely");
+        let eval = apply(&mut d, x.view().into_dyn(), Mode::Eval).unwrap();
+        assert_eq!(eval, want);
+        assert!(d.transposed.is_some(), "evaluation skipped the zeros");
         // an optimizer changes W through `visit`: the next evaluation uses the new W
         d.visit(&mut |name, slot| {
             if let (Slot::Param(p), "weight") = (slot, name) {
