@@ -1,9 +1,10 @@
-//! Per-layer forward and backward times of the W3 (or, with `w6`, the W6) network on one
-//! batch of 64 images: where a training step of a convolutional workload spends its time.
+//! Per-layer forward and backward times of the W3 network (or, with `w1`, `w5` or `w6`, of
+//! that workload's network) on one batch of 64 images: where a training step of a convolutional workload spends its time.
 //!
 //! ```sh
 //! cargo run --release -p nn-bench --example layer_times
 //! cargo run --release -p nn-bench --example layer_times -- w6
+//! cargo run --release -p nn-bench --example layer_times -- w1
 //! NN_NUM_THREADS=1 cargo run --release -p nn-bench --example layer_times
 //! ```
 //!
@@ -106,17 +107,44 @@ fn w6(rng: &mut nn_core::Rng) -> Vec<Box<dyn Layer>> {
     ]
 }
 
+/// An MLP on flat 784-pixel inputs with the given hidden widths (W1: `[128]`, W5:
+/// `[256, 128]`), ReLU after each hidden layer, 10 outputs.
+fn mlp(hidden: &[usize], rng: &mut nn_core::Rng) -> Vec<Box<dyn Layer>> {
+    let mut layers: Vec<Box<dyn Layer>> = Vec::new();
+    let mut n_in = 784;
+    for &h in hidden {
+        layers.push(Box::new(
+            Dense::new(&DenseConfig::new(n_in, h), rng).expect("dense"),
+        ));
+        layers.push(Box::new(Relu::new()));
+        n_in = h;
+    }
+    layers.push(Box::new(
+        Dense::new(&DenseConfig::new(n_in, 10), rng).expect("dense"),
+    ));
+    layers
+}
+
 fn main() {
     let mut rng = seeded(1);
-    let mut layers: Vec<Box<dyn Layer>> = if std::env::args().any(|a| a == "w6") {
-        w6(&mut rng)
-    } else {
-        w3(&mut rng)
+    let which = std::env::args().nth(1).unwrap_or_default();
+    let mut layers: Vec<Box<dyn Layer>> = match which.as_str() {
+        "w6" => w6(&mut rng),
+        "w1" => mlp(&[128], &mut rng),
+        "w5" => mlp(&[256, 128], &mut rng),
+        _ => w3(&mut rng),
     };
-    let x = Array4::<f32>::from_shape_fn((64, 1, 28, 28), |(i, _, h, w)| {
+    let image = Array4::<f32>::from_shape_fn((64, 1, 28, 28), |(i, _, h, w)| {
         ((i * 7 + h * 3 + w) % 17) as f32 / 17.0
     })
     .into_dyn();
+    let x = if which == "w1" || which == "w5" {
+        image
+            .into_shape_with_order(vec![64, 784])
+            .expect("flat images")
+    } else {
+        image
+    };
     let n = layers.len();
     let mut acts: Vec<Buffer> = (0..n).map(|_| Buffer::new()).collect();
     let mut grads = [Buffer::new(), Buffer::new()];

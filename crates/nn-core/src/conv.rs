@@ -23,6 +23,8 @@
 //! 220–235 µs per batch of 64, alternating). `∂E/∂X`, when asked for, still goes through
 //! GEMM and col2im.
 
+use std::ops::Range;
+
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 use crate::error::Result;
@@ -31,6 +33,8 @@ use crate::parallel::{MAX_RUNS, parallelism, split_runs_with};
 
 #[cfg(target_arch = "x86_64")]
 pub mod direct;
+#[cfg(target_arch = "x86_64")]
+mod rows;
 
 /// The sizes of one call: input `[n, c, h, w]`, output `[n, c_out, oh, ow]`, kernel `k`,
 /// stride `s`, zero padding `p` (each as (rows, columns)).
@@ -69,11 +73,57 @@ impl Geometry {
         self.oh * self.ow
     }
 
-    /// `colsᵢ ← im2col(Xᵢ)` for sample `i` of the batch `x`.
-    fn im2col_sample(&self, x: &[f32], i: usize, cols: &mut [f32]) {
-        let len = self.c * self.h * self.w;
-        im2col(&x[i * len..(i + 1) * len], self, cols);
+    /// How many samples one product takes together: their columns side by side,
+    /// `[c·kh·kw, S·oh·ow]`, as many as keep `S·oh·ow ≤` [`GROUP_COLUMNS`] and the columns
+    /// within [`GROUP_FLOATS`], at least one; one alone when `oh·ow` is a whole number of
+    /// the GEMM kernel's 64-wide blocks ([`FULL_BLOCK`]).
+    pub fn group(&self) -> usize {
+        let plane = self.plane().max(1);
+        if plane.is_multiple_of(FULL_BLOCK) {
+            return 1;
+        }
+        let by_columns = GROUP_COLUMNS / plane;
+        let by_size = GROUP_FLOATS / (self.kdim() * plane).max(1);
+        by_columns.min(by_size).max(1)
     }
+
+    /// The columns of the samples `group` of the batch `x`, side by side in `cols`
+    /// (`[c·kh·kw, len·oh·ow]`): `colsᵢ` of the group's `t`-th sample in columns
+    /// `t·oh·ow ..`. Returns the row length `len·oh·ow`.
+    fn im2col_group(&self, x: &[f32], group: Range<usize>, cols: &mut [f32]) -> usize {
+        let (len, plane) = (self.c * self.h * self.w, self.plane());
+        let ld = group.len() * plane;
+        for (t, i) in group.enumerate() {
+            im2col_strided(&x[i * len..(i + 1) * len], self, &mut cols[t * plane..], ld);
+        }
+        ld
+    }
+}
+
+/// The most output positions (columns) one product of a group of samples has.
+///
+/// Measured (one thread, per sample, the product alone): W6's second layer
+/// (`[24, 300]·[300, 100]`) forward 16.8 µs alone, 15.6 in twos, 12.5 in fours;
+/// `Wmatᵀ·dY` 17.0, 14.9, 14.2 — 100 columns leave much of the GEMM kernel's second 64-wide
+/// block idle. In the layer (two threads, per batch of 64, alternating): forward 851–856 →
+/// 790–821 µs, backward 1583–1595 → 1538–1584 µs.
+pub const GROUP_COLUMNS: usize = 512;
+
+/// The width of the GEMM kernel's blocks of columns. W3's second layer (64 columns, one
+/// whole block) gains nothing from groups alone and loses in the layer (forward 229–237 µs
+/// alone against 309 in eights: the larger columns leave the core's cache).
+pub const FULL_BLOCK: usize = 64;
+
+/// The most floats a group's columns take (512 KiB), so that they and their gradient stay
+/// in the core's cache.
+pub const GROUP_FLOATS: usize = 128 * 1024;
+
+/// The runs of `group` consecutive samples that `samples` is cut into (the last shorter).
+fn groups(samples: Range<usize>, group: usize) -> impl Iterator<Item = Range<usize>> {
+    let end = samples.end;
+    samples
+        .step_by(group.max(1))
+        .map(move |i| i..(i + group.max(1)).min(end))
 }
 
 /// The working memory of one thread: one sample's columns and the partial gradients of
@@ -84,6 +134,8 @@ struct Run {
     cols: Vec<f32>,
     /// `∂E/∂colsᵢ`, same shape.
     dcols: Vec<f32>,
+    /// A group's outputs or output gradients side by side, `[c_out, S·oh·ow]`.
+    ys: Vec<f32>,
     /// `Σᵢ colsᵢ·dYᵢᵀ` (= `(∂E/∂Wmat)ᵀ`) over this thread's samples, `[c_in·kh·kw, c_out]`.
     dwt: Vec<f32>,
     /// `Σᵢ Σ_positions dYᵢ` over this thread's samples, `[c_out]`.
@@ -108,15 +160,16 @@ pub struct Scratch {
 }
 
 impl Scratch {
-    /// Room for one sample's columns per thread (and their gradient, zeroed partial sums
+    /// Room for one group's columns per thread (and their gradient, zeroed partial sums
     /// with `backward`), no error. A run a pass does not use keeps zero partial sums, so
     /// adding all of them is exact.
     fn prepare(&mut self, g: &Geometry, backward: bool) {
         let threads = parallelism().clamp(1, MAX_RUNS);
         self.runs.resize_with(threads, Run::default);
-        let cols = g.kdim() * g.plane();
+        let cols = g.kdim() * g.plane() * g.group();
         for r in &mut self.runs {
             r.cols.resize(cols, 0.0);
+            r.ys.resize(g.c_out * g.plane() * g.group(), 0.0);
             r.error = None;
             if backward {
                 r.dcols.resize(cols, 0.0);
@@ -167,20 +220,15 @@ pub fn forward(
         &mut scratch.runs,
         g.n * kdim * plane,
         &|samples, y, sc| {
-            for (j, i) in samples.enumerate() {
-                g.im2col_sample(x, i, &mut sc.cols);
-                let cols =
-                    ArrayView2::from_shape((kdim, plane), &sc.cols[..]).expect("sized above");
-                let out = &mut y[j * per..(j + 1) * per];
-                let mut yi = ArrayViewMut2::from_shape((g.c_out, plane), &mut *out)
-                    .expect("sized by the caller");
-                // Yᵢ = Wmat·colsᵢ
-                if let Err(e) = matmul_into(1.0, wmat, cols, 0.0, &mut yi) {
+            let first = samples.start;
+            for group in groups(samples, g.group()) {
+                let out = &mut y[(group.start - first) * per..(group.end - first) * per];
+                if let Err(e) = forward_group(g, x, group, wmat, out, sc) {
                     sc.error.get_or_insert(e);
                     return;
                 }
                 if let Some(b) = bias {
-                    for (row, &bo) in out.chunks_exact_mut(plane).zip(b) {
+                    for (row, &bo) in out.chunks_exact_mut(plane).zip(b.iter().cycle()) {
                         row.iter_mut().for_each(|v| *v += bo); // + b[o]
                     }
                 }
@@ -188,6 +236,35 @@ pub fn forward(
         },
     );
     scratch.take_error()
+}
+
+/// `Yᵢ = Wmat·colsᵢ` for the samples `group`, into their outputs `out` (`[len, c_out,
+/// oh·ow]`): one product over the group's columns side by side, written straight into
+/// `out` for a group of one, else into the run's buffer and then sample by sample.
+fn forward_group(
+    g: &Geometry,
+    x: &[f32],
+    group: Range<usize>,
+    wmat: ArrayView2<'_, f32>,
+    out: &mut [f32],
+    sc: &mut Run,
+) -> Result<()> {
+    let (kdim, plane, len) = (g.kdim(), g.plane(), group.len());
+    let ld = g.im2col_group(x, group, &mut sc.cols);
+    let cols = ArrayView2::from_shape((kdim, ld), &sc.cols[..kdim * ld]).expect("sized");
+    if len == 1 {
+        let mut yi = ArrayViewMut2::from_shape((g.c_out, plane), out).expect("sized");
+        return matmul_into(1.0, wmat, cols, 0.0, &mut yi); // Yᵢ = Wmat·colsᵢ
+    }
+    let ys = &mut sc.ys[..g.c_out * ld];
+    let mut yg = ArrayViewMut2::from_shape((g.c_out, ld), &mut *ys).expect("sized");
+    matmul_into(1.0, wmat, cols, 0.0, &mut yg)?; // [Y₁ … Y_S] = Wmat·[cols₁ … cols_S]
+    for (t, yi) in out.chunks_exact_mut(g.c_out * plane).enumerate() {
+        for (o, row) in yi.chunks_exact_mut(plane).enumerate() {
+            row.copy_from_slice(&ys[o * ld + t * plane..o * ld + (t + 1) * plane]);
+        }
+    }
+    Ok(())
 }
 
 /// [`forward`] by the direct kernels (see [`direct`]).
@@ -293,10 +370,11 @@ fn backward_runs(
         &mut scratch.runs,
         g.n * g.kdim() * g.plane(),
         &|samples, dx, sc| {
-            for (j, i) in samples.enumerate() {
-                let dyi = &dy[i * per_out..(i + 1) * per_out];
-                let out = (&mut dx[..], j * per_in);
-                if let Err(e) = sample_backward(g, (x, i), wmat, dyi, sc, out, params) {
+            let first = samples.start;
+            for group in groups(samples, g.group()) {
+                let dyg = &dy[group.start * per_out..group.end * per_out];
+                let out = (&mut dx[..], (group.start - first) * per_in);
+                if let Err(e) = group_backward(g, (x, group), wmat, dyg, sc, out, params) {
                     sc.error.get_or_insert(e);
                     return;
                 }
@@ -331,37 +409,61 @@ fn weight_grad_direct(g: &Geometry, x: &[f32], dy: &[f32], scratch: &mut Scratch
     );
 }
 
-/// One sample's share of [`backward`]: its bias and weight gradients into the run's
-/// partial sums when `params`, and `∂E/∂Xᵢ` into `dx[at..]` unless `dx` is empty.
-fn sample_backward(
+/// One group of samples' share of [`backward`] (`x` the batch, `dyg` the group's output
+/// gradients): their bias and weight gradients into the run's partial sums when `params`,
+/// and `∂E/∂Xᵢ` into `dx[at..]` unless `dx` is empty.
+fn group_backward(
     g: &Geometry,
-    (x, i): (&[f32], usize),
+    (x, group): (&[f32], Range<usize>),
     wmat: ArrayView2<'_, f32>,
-    dyi: &[f32],
+    dyg: &[f32],
     sc: &mut Run,
     (dx, at): (&mut [f32], usize),
     params: bool,
 ) -> Result<()> {
-    let (kdim, plane) = (g.kdim(), g.plane());
-    let dyv = ArrayView2::from_shape((g.c_out, plane), dyi).expect("sized by the caller");
+    let (kdim, plane, len) = (g.kdim(), g.plane(), group.len());
+    let (per_in, per_out, ld) = (g.c * g.h * g.w, g.c_out * plane, len * plane);
+    let Run {
+        cols,
+        dcols,
+        ys,
+        dwt,
+        db,
+        ..
+    } = sc;
+    // [dY₁ … dY_S], [c_out, S·oh·ow]: the group's output gradients side by side
+    let dys = if len == 1 {
+        &dyg[..per_out]
+    } else {
+        for (t, dyi) in dyg.chunks_exact(per_out).enumerate() {
+            for (o, row) in dyi.chunks_exact(plane).enumerate() {
+                ys[o * ld + t * plane..o * ld + (t + 1) * plane].copy_from_slice(row);
+            }
+        }
+        &ys[..g.c_out * ld]
+    };
+    let dys = ArrayView2::from_shape((g.c_out, ld), dys).expect("sized by prepare");
     if params {
-        add_bias_grad(&mut sc.db, dyi, plane);
-        g.im2col_sample(x, i, &mut sc.cols);
-        let cols = ArrayView2::from_shape((kdim, plane), &sc.cols[..]).expect("sized by prepare");
-        let mut dwt =
-            ArrayViewMut2::from_shape((kdim, g.c_out), &mut sc.dwt[..]).expect("sized by prepare");
-        // (∂E/∂Wmat)ᵀ += colsᵢ·dYᵢᵀ: the transpose of dYᵢ·colsᵢᵀ, into a row-major scratch
-        // (twice as fast as writing ∂E/∂Wmat's columns in place)
-        matmul_into(1.0, cols, dyv.t(), 1.0, &mut dwt)?;
+        dyg.chunks_exact(per_out)
+            .for_each(|dyi| add_bias_grad(db, dyi, plane));
+        g.im2col_group(x, group, cols);
+        let cols = ArrayView2::from_shape((kdim, ld), &cols[..kdim * ld]).expect("sized");
+        let mut dwt = ArrayViewMut2::from_shape((kdim, g.c_out), &mut dwt[..]).expect("sized");
+        // (∂E/∂Wmat)ᵀ += Σᵢ colsᵢ·dYᵢᵀ: the transpose of dYᵢ·colsᵢᵀ, into a row-major
+        // scratch (twice as fast as writing ∂E/∂Wmat's columns in place)
+        matmul_into(1.0, cols, dys.t(), 1.0, &mut dwt)?;
     }
     if dx.is_empty() {
         return Ok(()); // parameter gradients only (the first layer of a network)
     }
-    let mut dcols =
-        ArrayViewMut2::from_shape((kdim, plane), &mut sc.dcols[..]).expect("sized by prepare");
-    matmul_into(1.0, wmat.t(), dyv, 0.0, &mut dcols)?; // ∂E/∂colsᵢ = Wmatᵀ·dYᵢ
-    let len = g.c * g.h * g.w;
-    col2im(&sc.dcols, g, &mut dx[at..at + len]); // ∂E/∂Xᵢ
+    let mut dc = ArrayViewMut2::from_shape((kdim, ld), &mut dcols[..kdim * ld]).expect("sized");
+    matmul_into(1.0, wmat.t(), dys, 0.0, &mut dc)?; // ∂E/∂colsᵢ = Wmatᵀ·dYᵢ, side by side
+    for (t, dxi) in dx[at..at + len * per_in]
+        .chunks_exact_mut(per_in)
+        .enumerate()
+    {
+        col2im_strided(&dcols[t * plane..], g, dxi, ld); // ∂E/∂Xᵢ
+    }
     Ok(())
 }
 
@@ -435,6 +537,21 @@ fn add_row(dst: &mut [f32], src: &[f32]) {
 /// # Panics
 /// If `x` or `cols` is shorter than the geometry says.
 pub fn im2col(x: &[f32], g: &Geometry, cols: &mut [f32]) {
+    im2col_strided(x, g, cols, g.plane());
+}
+
+/// [`im2col`] into rows `ld` floats apart (`ld ≥ oh·ow`): a sample's columns inside the
+/// wider matrix of a group of samples, `[c·kh·kw, ld]`, starting at `cols[0]`.
+fn im2col_strided(x: &[f32], g: &Geometry, cols: &mut [f32], ld: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if g.s == (1, 1) && g.p == (0, 0) && rows::try_im2col(x, g, cols, ld) {
+        return;
+    }
+    im2col_portable(x, g, cols, ld);
+}
+
+/// [`im2col_strided`] by portable loops.
+fn im2col_portable(x: &[f32], g: &Geometry, cols: &mut [f32], ld: usize) {
     let Geometry {
         c,
         h,
@@ -453,11 +570,11 @@ pub fn im2col(x: &[f32], g: &Geometry, cols: &mut [f32]) {
         // batch against 320 through the general loop below).
         for ci in 0..c {
             for u in 0..k.0 {
-                let rows =
-                    &mut cols[(ci * k.0 + u) * k.1 * plane..(ci * k.0 + u + 1) * k.1 * plane];
                 for y in 0..oh {
                     let at = (ci * h + y + u) * w;
-                    for (v, row) in rows.chunks_exact_mut(plane).enumerate() {
+                    for v in 0..k.1 {
+                        let r = (ci * k.0 + u) * k.1 + v;
+                        let row = &mut cols[r * ld..r * ld + plane];
                         // cols[(c, u, v), (y, x)] = X[c, y + u, x + v]
                         let (from, to) = (at + v, y * ow);
                         if ow < 16 && to + 16 <= row.len() && from + 16 <= x.len() {
@@ -481,7 +598,7 @@ pub fn im2col(x: &[f32], g: &Geometry, cols: &mut [f32]) {
         for u in 0..k.0 {
             for v in 0..k.1 {
                 let row = (ci * k.0 + u) * k.1 + v;
-                let out = &mut cols[row * plane..(row + 1) * plane];
+                let out = &mut cols[row * ld..row * ld + plane];
                 // output columns lo..hi read inside the input row, the others the padding
                 let (lo, hi) = taps(ow, s.1, v, p.1, w);
                 for (y, dst) in out.chunks_exact_mut(ow).enumerate() {
@@ -513,6 +630,20 @@ pub fn im2col(x: &[f32], g: &Geometry, cols: &mut [f32]) {
 /// # Panics
 /// If `cols` or `dx` is shorter than the geometry says.
 pub fn col2im(cols: &[f32], g: &Geometry, dx: &mut [f32]) {
+    col2im_strided(cols, g, dx, g.plane());
+}
+
+/// [`col2im`] from rows `ld` floats apart (a sample's columns inside a group's matrix).
+fn col2im_strided(cols: &[f32], g: &Geometry, dx: &mut [f32], ld: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if g.s == (1, 1) && g.p == (0, 0) && rows::try_col2im(cols, g, dx, ld) {
+        return; // every entry of dx written
+    }
+    col2im_portable(cols, g, dx, ld);
+}
+
+/// [`col2im_strided`] by portable loops.
+fn col2im_portable(cols: &[f32], g: &Geometry, dx: &mut [f32], ld: usize) {
     let Geometry {
         c,
         h,
@@ -534,7 +665,7 @@ pub fn col2im(cols: &[f32], g: &Geometry, dx: &mut [f32]) {
         for u in 0..k.0 {
             for v in 0..k.1 {
                 let row = (ci * k.0 + u) * k.1 + v;
-                let col = &cols[row * plane..(row + 1) * plane];
+                let col = &cols[row * ld..row * ld + plane];
                 let (lo, hi) = taps(ow, s.1, v, p.1, w);
                 for (y, src) in col.chunks_exact(ow).enumerate() {
                     let r = (y * s.0 + u) as isize - p.0 as isize;
@@ -600,28 +731,137 @@ mod tests {
     }
 
     /// Every path of im2col (unpadded rows shorter and longer than a 16-float block, padded,
-    /// strided) against the definition, and col2im as its transpose: ⟨im2col(x), c⟩ = ⟨x, col2im(c)⟩.
+    /// strided; the AVX-512 rows where the CPU has them and the portable loops everywhere)
+    /// against the definition, also into rows wider than one sample's (a group's matrix),
+    /// and col2im as its transpose: ⟨im2col(x), c⟩ = ⟨x, col2im(c)⟩.
     #[test]
     fn im2col_and_col2im_match_the_definition() {
         let cases = [
             geometry(12, (14, 14), 5, 1, 0), // W6's second layer: rows of 10
             geometry(2, (20, 30), 3, 1, 0),  // rows of 28
+            geometry(3, (16, 16), 1, 1, 0),  // rows of 16, input rows of 16
+            geometry(2, (16, 9), 3, 1, 0),   // rows of 7
             geometry(1, (28, 28), 5, 1, 2),  // W6's first layer: padded
             geometry(3, (9, 7), 3, 2, 1),    // strided and padded
             geometry(2, (5, 5), 5, 1, 0),    // one output
         ];
-        for g in cases {
-            let len = g.c * g.h * g.w;
+        type Im2col = fn(&[f32], &Geometry, &mut [f32], usize);
+        type Col2im = fn(&[f32], &Geometry, &mut [f32], usize);
+        let paths: [(Im2col, Col2im); 2] = [
+            (im2col_strided, col2im_strided),
+            (im2col_portable, col2im_portable),
+        ];
+        for (g, (to_cols, to_image)) in cases.iter().flat_map(|g| paths.map(|p| (g, p))) {
+            let (len, plane) = (g.c * g.h * g.w, g.plane());
             let x: Vec<f32> = (0..len).map(|i| (i * 31 % 97) as f32 - 48.0).collect();
-            let mut cols = vec![f32::NAN; g.kdim() * g.plane()];
-            im2col(&x, &g, &mut cols);
-            assert_eq!(cols, im2col_by_definition(&x, &g), "{g:?}");
-            let c: Vec<f32> = (0..cols.len()).map(|i| (i * 7 % 13) as f32 - 6.0).collect();
-            let mut dx = vec![f32::NAN; len];
-            col2im(&c, &g, &mut dx);
-            let lhs: f64 = cols.iter().zip(&c).map(|(a, b)| (a * b) as f64).sum();
-            let rhs: f64 = x.iter().zip(&dx).map(|(a, b)| (a * b) as f64).sum();
-            assert_eq!(lhs, rhs, "{g:?}");
+            let want = im2col_by_definition(&x, g);
+            for ld in [plane, plane + 5] {
+                // sample 1 of a pair whose rows are `ld` apart: columns ld − plane … ld − 1
+                let at = ld - plane;
+                let mut wide = vec![f32::NAN; g.kdim() * ld];
+                to_cols(&x, g, &mut wide[at..], ld);
+                let cols: Vec<f32> = wide
+                    .chunks_exact(ld)
+                    .flat_map(|r| r[at..].to_vec())
+                    .collect();
+                assert_eq!(cols, want, "{g:?}, ld {ld}");
+                let c: Vec<f32> = (0..wide.len()).map(|i| (i * 7 % 13) as f32 - 6.0).collect();
+                let mut dx = vec![f32::NAN; len];
+                to_image(&c[at..], g, &mut dx, ld);
+                let lhs: f64 = (0..g.kdim() * plane)
+                    .map(|j| (want[j] * c[(j / plane) * ld + at + j % plane]) as f64)
+                    .sum();
+                let rhs: f64 = x.iter().zip(&dx).map(|(a, b)| (a * b) as f64).sum();
+                assert_eq!(lhs, rhs, "{g:?}, ld {ld}");
+            }
         }
+        // the public entry points: one sample's columns
+        let g = cases[0];
+        let x: Vec<f32> = (0..g.c * g.h * g.w).map(|i| i as f32).collect();
+        let mut cols = vec![f32::NAN; g.kdim() * g.plane()];
+        im2col(&x, &g, &mut cols);
+        assert_eq!(cols, im2col_by_definition(&x, &g));
+        let mut dx = vec![f32::NAN; x.len()];
+        col2im(&vec![1.0; cols.len()], &g, &mut dx);
+        assert_eq!(dx[0], 1.0, "X[0, 0, 0] is read by one tap"); // (u, v) = (0, 0), y = x = 0
+        assert_eq!(dx[4 * g.w + 4], 25.0, "X[0, 4, 4] by all 25");
+    }
+
+    /// Samples go in groups when their positions leave the GEMM kernel's blocks part idle:
+    /// W6's second layer (100 positions) in fours (columns within 512 KiB), W3's (64, one
+    /// whole block) alone, and never fewer than one.
+    #[test]
+    fn group_sizes() {
+        assert_eq!(geometry(12, (14, 14), 5, 1, 0).group(), 4);
+        assert_eq!(geometry(8, (12, 12), 5, 1, 0).group(), 1);
+        assert_eq!(geometry(1, (40, 40), 3, 1, 0).group(), 1); // 38² positions
+        assert_eq!(geometry(2, (5, 5), 5, 1, 0).group(), 512); // one position each
+    }
+
+    /// The threaded passes with samples taken in groups (three per product here: 12×12
+    /// outputs, 144 columns each), seven samples so that a run ends on a shorter group,
+    /// against the definition in f64: `Y[i, o] = Σ_k Wmat[o, k]·colsᵢ[k, ·] + b[o]`,
+    /// `∂E/∂Wmat[o, k] = Σᵢ dYᵢ[o, ·]·colsᵢ[k, ·]`, `∂E/∂b[o] = Σ dY[·, o, ·]`, and
+    /// `∂E/∂X[i, c, r, q] = Σ W[o, c, u, v]·dY[i, o, y, x]` over the taps that read `(r, q)`.
+    #[test]
+    fn grouped_products_match_the_definition() {
+        let g = Geometry {
+            n: 7,
+            c_out: 3,
+            ..geometry(4, (14, 14), 3, 1, 0)
+        };
+        assert_eq!((g.plane(), g.group()), (144, 3));
+        let (kdim, plane, per_in) = (g.kdim(), g.plane(), g.c * g.h * g.w);
+        let x: Vec<f32> = (0..g.n * per_in)
+            .map(|i| (i * 37 % 101) as f32 / 50.0 - 1.0)
+            .collect();
+        let w: Vec<f32> = (0..g.c_out * kdim)
+            .map(|i| (i * 13 % 29) as f32 / 14.0 - 1.0)
+            .collect();
+        let b = [0.5f32, -0.25, 1.0];
+        let dy: Vec<f32> = (0..g.n * g.c_out * plane)
+            .map(|i| (i * 7 % 23) as f32 / 11.0 - 1.0)
+            .collect();
+        let wmat = ArrayView2::from_shape((g.c_out, kdim), &w[..]).unwrap();
+        let mut scratch = Scratch::default();
+        let mut y = vec![f32::NAN; g.n * g.c_out * plane];
+        forward(&g, &x, wmat, Some(&b), &mut y, &mut scratch).unwrap();
+        let (mut dw, mut db, mut dx) =
+            (vec![0.0f32; w.len()], [0.0f32; 3], vec![f32::NAN; x.len()]);
+        backward(
+            &g,
+            &x,
+            wmat,
+            &dy,
+            &mut dw,
+            Some(&mut db),
+            Some(&mut dx),
+            &mut scratch,
+        )
+        .unwrap();
+        let close = |a: f32, b: f64| (a as f64 - b).abs() <= 1e-4 * (1.0 + b.abs());
+        let (mut dw_ref, mut db_ref) = (vec![0.0f64; w.len()], [0.0f64; 3]);
+        let mut dx_ref = vec![0.0f64; x.len()];
+        for i in 0..g.n {
+            let cols = im2col_by_definition(&x[i * per_in..(i + 1) * per_in], &g);
+            for (o, pos) in (0..g.c_out).flat_map(|o| (0..plane).map(move |p| (o, p))) {
+                let at = (i * g.c_out + o) * plane + pos;
+                let sum: f64 = (0..kdim)
+                    .map(|k| w[o * kdim + k] as f64 * cols[k * plane + pos] as f64)
+                    .sum();
+                assert!(close(y[at], sum + b[o] as f64), "y[{i}, {o}, {pos}]");
+                db_ref[o] += dy[at] as f64;
+                for k in 0..kdim {
+                    dw_ref[o * kdim + k] += dy[at] as f64 * cols[k * plane + pos] as f64;
+                    let (ci, u, v) = (k / 9, k / 3 % 3, k % 3);
+                    let (r, q) = (pos / g.ow + u, pos % g.ow + v);
+                    dx_ref[i * per_in + (ci * g.h + r) * g.w + q] +=
+                        w[o * kdim + k] as f64 * dy[at] as f64;
+                }
+            }
+        }
+        assert!(dw.iter().zip(&dw_ref).all(|(&a, &b)| close(a, b)), "∂E/∂W");
+        assert!(db.iter().zip(&db_ref).all(|(&a, &b)| close(a, b)), "∂E/∂b");
+        assert!(dx.iter().zip(&dx_ref).all(|(&a, &b)| close(a, b)), "∂E/∂X");
     }
 }

@@ -1,0 +1,147 @@
+//! The inner steps of [`im2col`](super::im2col) and [`col2im`](super::col2im) without
+//! padding or stride, by AVX-512 masked loads and stores.
+//!
+//! ```text
+//! cols[(c, u, v), y·ow + x] = X[c, y + u, x + v]          (im2col, x = 0 … ow − 1)
+//! ∂E/∂X[c, y + u, x + v]  += ∂E/∂cols[(c, u, v), y·ow + x]  (col2im)
+//! ```
+//!
+//! Each step moves one output row of `ow` floats. Images of convolutional networks are
+//! small (W6's second layer: rows of 10), and the portable loops move such a row in four
+//! 16-byte pieces plus bounds checks. Here a row of up to 16 floats is one masked load and
+//! one masked store, and col2im sums each input row in a register. Measured on W6's second
+//! layer (one sample, 120 KB of columns, one thread): im2col 8.8 → 6.3 µs, col2im 9.0 →
+//! 3.2 µs.
+
+// The masked loads and stores take raw pointers; each use states why it stays inside its
+// slice.
+#![allow(unsafe_code)]
+
+use std::arch::x86_64::{
+    __m512, _mm512_add_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_setzero_ps,
+};
+
+use super::Geometry;
+
+/// Whether this CPU runs the kernels here.
+fn available() -> bool {
+    pulp::x86::V4::try_new().is_some()
+}
+
+/// [`im2col`] when this CPU has AVX-512 (returns whether it ran).
+pub(super) fn try_im2col(x: &[f32], g: &Geometry, cols: &mut [f32], ld: usize) -> bool {
+    if !available() {
+        return false;
+    }
+    // SAFETY: the CPU has AVX-512 (checked above).
+    unsafe { im2col(x, g, cols, ld) };
+    true
+}
+
+/// [`col2im`] when this CPU has AVX-512 and the input rows are at most 16 floats (returns
+/// whether it ran).
+pub(super) fn try_col2im(cols: &[f32], g: &Geometry, dx: &mut [f32], ld: usize) -> bool {
+    let fits = g.w <= 16 && g.ow + g.k.1 == g.w + 1 && g.oh + g.k.0 == g.h + 1;
+    if !fits || !available() {
+        return false;
+    }
+    // SAFETY: the CPU has AVX-512 (checked above).
+    unsafe { col2im(cols, g, dx, ld) };
+    true
+}
+
+/// The lane mask of the first `n ≤ 16` floats.
+fn mask(n: usize) -> u16 {
+    ((1u32 << n.min(16)) - 1) as u16
+}
+
+/// The floats of `row` (at most 16) as one register; lanes past its end read as 0.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn load(row: &[f32]) -> __m512 {
+    // SAFETY: the mask selects only the `row.len() ≤ 16` floats `row` holds; masked-out
+    // lanes are not read.
+    unsafe { _mm512_maskz_loadu_ps(mask(row.len()), row.as_ptr()) }
+}
+
+/// Stores the first `row.len() ≤ 16` lanes of `v` into `row`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn store(row: &mut [f32], v: __m512) {
+    // SAFETY: the mask selects only the `row.len() ≤ 16` floats `row` holds; masked-out
+    // lanes are not written.
+    unsafe { _mm512_mask_storeu_ps(row.as_mut_ptr(), mask(row.len()), v) }
+}
+
+/// `im2col` of one sample `x` (`[c, h, w]`) for stride 1 and no padding, into rows `ld`
+/// floats apart.
+///
+/// # Panics
+/// If `x` or `cols` is shorter than the geometry says.
+#[target_feature(enable = "avx512f")]
+fn im2col(x: &[f32], g: &Geometry, cols: &mut [f32], ld: usize) {
+    let Geometry {
+        c, h, w, k, oh, ow, ..
+    } = *g;
+    // one row of columns at a time, written front to back
+    for ci in 0..c {
+        for u in 0..k.0 {
+            for v in 0..k.1 {
+                let r = (ci * k.0 + u) * k.1 + v;
+                for y in 0..oh {
+                    let at = (ci * h + y + u) * w + v; // input row y + u of channel ci, from v
+                    let to = r * ld + y * ow;
+                    for x0 in (0..ow).step_by(16) {
+                        let n = (ow - x0).min(16);
+                        let src = &x[at + x0..at + x0 + n];
+                        store(&mut cols[to + x0..to + x0 + n], load(src)); // cols[(c, u, v), y·ow + x] = X[c, y + u, x + v]
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `col2im` of one sample (its columns in rows `ld` floats apart) for stride 1, no
+/// padding and input rows of at most 16 floats: writes `dx` (`[c, h, w]`) whole.
+///
+/// Each input row is summed in one register from the `kh·kw` column segments that land on
+/// it (tap `v` shifts its segment `v` lanes to the right, by loading from `v` floats
+/// before it with the lanes `v … v + ow − 1` selected) and stored once. Adding into `dx`
+/// in memory instead makes each load wait for the previous, overlapping masked store
+/// (measured 2.5× slower than the portable loop).
+///
+/// # Panics
+/// If `cols` or `dx` is shorter than the geometry says.
+#[target_feature(enable = "avx512f")]
+fn col2im(cols: &[f32], g: &Geometry, dx: &mut [f32], ld: usize) {
+    let Geometry {
+        c, h, w, k, oh, ow, ..
+    } = *g;
+    assert!(cols.len() >= (g.kdim() - 1) * ld + g.plane() && dx.len() >= c * h * w);
+    let lanes = mask(ow);
+    for ci in 0..c {
+        for r in 0..h {
+            let mut sum = _mm512_setzero_ps();
+            // the taps (u, y = r − u) that read input row r
+            for u in r.saturating_sub(oh - 1)..=r.min(k.0 - 1) {
+                let y = r - u;
+                for v in 0..k.1 {
+                    let from = ((ci * k.0 + u) * k.1 + v) * ld + y * ow; // segment of ow floats
+                    // SAFETY: lanes v … v + ow − 1 read cols[from .. from + ow], inside `cols`
+                    // (asserted above); the pointer v floats before `from` is only an
+                    // address, and the masked-out lanes below it are not read.
+                    let seg = unsafe {
+                        _mm512_maskz_loadu_ps(
+                            lanes << v,
+                            cols.as_ptr().wrapping_add(from).wrapping_sub(v),
+                        )
+                    };
+                    sum = _mm512_add_ps(sum, seg); // ∂E/∂X[c, r, v + x] += ∂E/∂cols[(c, u, v), y·ow + x]
+                }
+            }
+            let at = (ci * h + r) * w;
+            store(&mut dx[at..at + w], sum);
+        }
+    }
+}
