@@ -544,7 +544,7 @@ pub fn im2col(x: &[f32], g: &Geometry, cols: &mut [f32]) {
 /// wider matrix of a group of samples, `[c·kh·kw, ld]`, starting at `cols[0]`.
 fn im2col_strided(x: &[f32], g: &Geometry, cols: &mut [f32], ld: usize) {
     #[cfg(target_arch = "x86_64")]
-    if g.s == (1, 1) && g.p == (0, 0) && rows::try_im2col(x, g, cols, ld) {
+    if rows::try_im2col(x, g, cols, ld) {
         return;
     }
     im2col_portable(x, g, cols, ld);
@@ -636,7 +636,7 @@ pub fn col2im(cols: &[f32], g: &Geometry, dx: &mut [f32]) {
 /// [`col2im`] from rows `ld` floats apart (a sample's columns inside a group's matrix).
 fn col2im_strided(cols: &[f32], g: &Geometry, dx: &mut [f32], ld: usize) {
     #[cfg(target_arch = "x86_64")]
-    if g.s == (1, 1) && g.p == (0, 0) && rows::try_col2im(cols, g, dx, ld) {
+    if rows::try_col2im(cols, g, dx, ld) {
         return; // every entry of dx written
     }
     col2im_portable(cols, g, dx, ld);
@@ -743,6 +743,7 @@ mod tests {
             geometry(2, (16, 9), 3, 1, 0),   // rows of 7
             geometry(1, (28, 28), 5, 1, 2),  // W6's first layer: padded
             geometry(3, (9, 7), 3, 2, 1),    // strided and padded
+            geometry(2, (9, 9), 3, 2, 0),    // strided
             geometry(2, (5, 5), 5, 1, 0),    // one output
         ];
         type Im2col = fn(&[f32], &Geometry, &mut [f32], usize);

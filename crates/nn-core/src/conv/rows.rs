@@ -28,9 +28,10 @@ fn available() -> bool {
     pulp::x86::V4::try_new().is_some()
 }
 
-/// [`im2col`] when this CPU has AVX-512 (returns whether it ran).
+/// [`im2col`] for stride 1 and no padding when this CPU has AVX-512 (returns whether it
+/// ran).
 pub(super) fn try_im2col(x: &[f32], g: &Geometry, cols: &mut [f32], ld: usize) -> bool {
-    if !available() {
+    if g.s != (1, 1) || g.p != (0, 0) || !available() {
         return false;
     }
     // SAFETY: the CPU has AVX-512 (checked above).
@@ -38,8 +39,10 @@ pub(super) fn try_im2col(x: &[f32], g: &Geometry, cols: &mut [f32], ld: usize) -
     true
 }
 
-/// [`col2im`] when this CPU has AVX-512 and the input rows are at most 16 floats (returns
-/// whether it ran).
+/// [`col2im`] when this CPU has AVX-512, the input rows are at most 16 floats, and each
+/// input row and column is read by `oh + kh − 1` and `ow + kw − 1` taps (stride 1 and no
+/// padding, or a single output per row and column where the stride does not matter);
+/// returns whether it ran.
 pub(super) fn try_col2im(cols: &[f32], g: &Geometry, dx: &mut [f32], ld: usize) -> bool {
     let fits = g.w <= 16 && g.ow + g.k.1 == g.w + 1 && g.oh + g.k.0 == g.h + 1;
     if !fits || !available() {
@@ -143,5 +146,51 @@ fn col2im(cols: &[f32], g: &Geometry, dx: &mut [f32], ld: usize) {
             let at = (ci * h + r) * w;
             store(&mut dx[at..at + w], sum);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geometry(c: usize, (h, w): (usize, usize), k: usize, s: usize, p: usize) -> Geometry {
+        let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+        Geometry {
+            n: 1,
+            c,
+            h,
+            w,
+            c_out: 1,
+            oh,
+            ow,
+            k: (k, k),
+            s: (s, s),
+            p: (p, p),
+        }
+    }
+
+    /// The kernels run exactly where they apply, on a CPU with AVX-512 (their values are
+    /// checked against the definition in `conv`'s tests).
+    #[test]
+    fn where_the_kernels_run() {
+        let simd = std::arch::is_x86_feature_detected!("avx512f");
+        let ran = |g: Geometry| {
+            let mut cols = vec![0.0; g.kdim() * g.plane()];
+            let mut x = vec![0.0; g.c * g.h * g.w];
+            let im2col = try_im2col(&x, &g, &mut cols, g.plane());
+            let col2im = try_col2im(&cols, &g, &mut x, g.plane());
+            (im2col, col2im)
+        };
+        assert_eq!(ran(geometry(12, (14, 14), 5, 1, 0)), (simd, simd)); // W6's second layer
+        assert_eq!(ran(geometry(2, (16, 16), 1, 1, 0)), (simd, simd)); // rows of 16
+        assert_eq!(ran(geometry(2, (20, 30), 3, 1, 0)), (simd, false)); // input rows of 30
+        assert_eq!(ran(geometry(1, (28, 28), 5, 1, 2)), (false, false)); // padded
+        assert_eq!(ran(geometry(2, (9, 9), 3, 2, 0)), (false, false)); // strided
+        let tall = Geometry {
+            s: (2, 1),
+            oh: 4,
+            ..geometry(2, (9, 9), 3, 1, 0)
+        };
+        assert_eq!(ran(tall), (false, false)); // strided down the rows only
     }
 }
