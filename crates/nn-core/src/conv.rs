@@ -744,7 +744,12 @@ mod tests {
             geometry(1, (28, 28), 5, 1, 2),  // W6's first layer: padded
             geometry(3, (9, 7), 3, 2, 1),    // strided and padded
             geometry(2, (9, 9), 3, 2, 0),    // strided
-            geometry(2, (5, 5), 5, 1, 0),    // one output
+            Geometry {
+                k: (2, 1),
+                oh: 2,
+                ..geometry(1, (3, 2), 1, 3, 2) // padded, strided, sizes as if neither
+            },
+            geometry(2, (5, 5), 5, 1, 0), // one output
         ];
         type Im2col = fn(&[f32], &Geometry, &mut [f32], usize);
         type Col2im = fn(&[f32], &Geometry, &mut [f32], usize);

@@ -11,6 +11,7 @@
 //! - [`Init`]: Xavier/Glorot and He/Kaiming initialisers with dense and conv fan-in;
 //! - [`rng`]: the seeded generator and the draws built on it;
 //! - [`Param`]: a value and its accumulated gradient;
+//! - [`pool`]: max pooling over 2×2 windows, keeping where each maximum came from;
 //! - [`skip_zeros`]: `X·B` skipping the zeros of `X` (sparse inputs at inference);
 //! - [`conv`]: the convolution kernels (im2col, col2im, the threaded passes, and direct
 //!   kernels for layers with few input channels);
@@ -30,6 +31,7 @@ pub mod norm;
 pub mod ops;
 pub mod parallel;
 pub mod param;
+pub mod pool;
 pub mod rng;
 pub mod skip_zeros;
 pub mod softmax;

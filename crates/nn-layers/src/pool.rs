@@ -213,33 +213,8 @@ impl Plane {
     fn max(&self, x: &[f32], base: usize, y: &mut [f32], at: &mut [u32]) {
         let Plane { w, ow, k, s, .. } = *self;
         if k == 2 && s == 2 {
-            // the usual 2×2 window, unrolled; same order and tie rule as below
-            for (oy, (yr, ar)) in y
-                .chunks_exact_mut(ow)
-                .zip(at.chunks_exact_mut(ow))
-                .enumerate()
-            {
-                let r0 = &x[2 * oy * w..(2 * oy + 1) * w];
-                let r1 = &x[(2 * oy + 1) * w..(2 * oy + 2) * w];
-                let top = (base + 2 * oy * w) as u32;
-                let w32 = w as u32;
-                for (ox, (yv, av)) in yr.iter_mut().zip(ar.iter_mut()).enumerate() {
-                    let q = 2 * ox;
-                    let (mut best, mut idx) = (f32::NEG_INFINITY, top + q as u32);
-                    for (v, i) in [
-                        (r0[q], top + q as u32),
-                        (r0[q + 1], top + q as u32 + 1),
-                        (r1[q], top + w32 + q as u32),
-                        (r1[q + 1], top + w32 + q as u32 + 1),
-                    ] {
-                        if v > best {
-                            (best, idx) = (v, i);
-                        }
-                    }
-                    *yv = best;
-                    *av = idx;
-                }
-            }
+            // the usual 2×2 window: a kernel with the same scan order and tie rule
+            nn_core::pool::max_2x2(x, w, base, y, at, ow);
             return;
         }
         for oy in 0..self.oh {
@@ -324,6 +299,11 @@ impl Layer for Pool2d {
             (&mut self.argmax[..], oh * ow),
             xs.len(),
             &|planes, y, at| {
+                if reduce == Reduce::Max && (pl.k, pl.s) == (2, 2) && h == 2 * oh {
+                    // 2×2 windows that tile whole rows: the run's planes are one tall plane
+                    let xr = &xs[planes.start * h * w..planes.end * h * w];
+                    return nn_core::pool::max_2x2(xr, w, planes.start * h * w, y, at, ow);
+                }
                 for (j, p) in planes.enumerate() {
                     let xp = &xs[p * h * w..(p + 1) * h * w];
                     let yp = &mut y[j * oh * ow..(j + 1) * oh * ow];

@@ -39,12 +39,12 @@ pub(super) fn try_im2col(x: &[f32], g: &Geometry, cols: &mut [f32], ld: usize) -
     true
 }
 
-/// [`col2im`] when this CPU has AVX-512, the input rows are at most 16 floats, and each
-/// input row and column is read by `oh + kh − 1` and `ow + kw − 1` taps (stride 1 and no
-/// padding, or a single output per row and column where the stride does not matter);
-/// returns whether it ran.
+/// [`col2im`] for stride 1, no padding and input rows of at most 16 floats, when this CPU
+/// has AVX-512 (returns whether it ran).
 pub(super) fn try_col2im(cols: &[f32], g: &Geometry, dx: &mut [f32], ld: usize) -> bool {
-    let fits = g.w <= 16 && g.ow + g.k.1 == g.w + 1 && g.oh + g.k.0 == g.h + 1;
+    let unpadded = g.s == (1, 1) && g.p == (0, 0);
+    // the sizes agree: every input row and column is read (h = oh + kh − 1, w = ow + kw − 1)
+    let fits = unpadded && g.w <= 16 && g.ow + g.k.1 == g.w + 1 && g.oh + g.k.0 == g.h + 1;
     if !fits || !available() {
         return false;
     }
@@ -192,5 +192,19 @@ mod tests {
             ..geometry(2, (9, 9), 3, 1, 0)
         };
         assert_eq!(ran(tall), (false, false)); // strided down the rows only
+        // padded and strided so that the sizes agree as if neither (a case proptest found)
+        let odd = Geometry {
+            n: 1,
+            c: 1,
+            h: 3,
+            w: 2,
+            c_out: 1,
+            oh: 2,
+            ow: 2,
+            k: (2, 1),
+            s: (3, 3),
+            p: (2, 2),
+        };
+        assert_eq!(ran(odd), (false, false));
     }
 }
