@@ -9,8 +9,11 @@
 //! ```
 //!
 //! `Yᵢ` is sample `i` of the `[n, c_out, oh, ow]` output as it lies in memory, so the product
-//! writes the output in place. `colsᵢ` is small enough to stay in the core's cache, so it is
-//! rebuilt from the input in the backward pass instead of being stored for the whole batch.
+//! writes the output in place (a group of samples whose positions leave the GEMM kernel's
+//! blocks part idle goes through one product, see [`Geometry::group`], and is then copied
+//! into place). A training forward pass keeps the whole batch's columns when they fit
+//! [`KEEP_FLOATS`], and the backward pass reads them; larger ones are unrolled again from
+//! the input, which costs less than reading them back from memory (see there).
 //! The batch is cut into one run of samples per thread; each thread has its own columns and
 //! its own partial `∂E/∂W`, and the partial sums are added in a fixed order, so the result
 //! does not depend on timing. Padding positions are skipped by im2col (they read as 0) and by
@@ -29,7 +32,7 @@ use ndarray::{ArrayView2, ArrayViewMut2};
 
 use crate::error::Result;
 use crate::matmul::matmul_into;
-use crate::parallel::{MAX_RUNS, parallelism, split_runs_with};
+use crate::parallel::{MAX_RUNS, parallelism, split_runs_with, split_runs2_with};
 
 #[cfg(target_arch = "x86_64")]
 pub mod direct;
@@ -109,6 +112,14 @@ impl Geometry {
 /// 790–821 µs, backward 1583–1595 → 1538–1584 µs.
 pub const GROUP_COLUMNS: usize = 512;
 
+/// The most floats of columns a training forward pass keeps for the backward pass (4 MiB).
+///
+/// Measured (two threads, per batch of 64, alternating): W3's second layer (3.3 MB of
+/// columns) backward 451–459 → 350–353 µs, forward 226–234 → 232 µs; W6's second layer
+/// (7.7 MB, beyond what the caches hold for it) forward 797–812 → 1137–1149 µs and backward
+/// 1479–1568 → 1683–1838 µs: it unrolls the input again instead.
+pub const KEEP_FLOATS: usize = 1 << 20;
+
 /// The width of the GEMM kernel's blocks of columns. W3's second layer (64 columns, one
 /// whole block) gains nothing from groups alone and loses in the layer (forward 229–237 µs
 /// alone against 309 in eights: the larger columns leave the core's cache).
@@ -154,12 +165,30 @@ struct Run {
 #[derive(Debug, Clone, Default)]
 pub struct Scratch {
     runs: Vec<Run>,
+    /// Whether the forward pass keeps the batch's columns for the backward pass.
+    keep: bool,
+    /// The columns of the last forward pass, group after group (`[c·kh·kw, S·oh·ow]` each),
+    /// when it kept them.
+    kept: Vec<f32>,
+    /// The geometry `kept` was made for.
+    kept_for: Option<Geometry>,
     /// The weight regrouped for the direct forward kernel.
     #[cfg(target_arch = "x86_64")]
     packed: Vec<f32>,
 }
 
 impl Scratch {
+    /// Whether the forward pass keeps every sample's columns for the backward pass (a layer
+    /// training: the backward pass then reads them instead of unrolling the input again),
+    /// or keeps none (evaluation: the memory is released).
+    pub fn keep_columns(&mut self, on: bool) {
+        self.keep = on;
+        if !on {
+            self.kept = Vec::new();
+            self.kept_for = None;
+        }
+    }
+
     /// Room for one group's columns per thread (and their gradient, zeroed partial sums
     /// with `backward`), no error. A run a pass does not use keeps zero partial sums, so
     /// adding all of them is exact.
@@ -206,6 +235,7 @@ pub fn forward(
     y: &mut [f32],
     scratch: &mut Scratch,
 ) -> Result<()> {
+    scratch.kept_for = None;
     #[cfg(target_arch = "x86_64")]
     if direct_applies(g) {
         return forward_direct(g, x, wmat, bias, y, scratch);
@@ -213,17 +243,27 @@ pub fn forward(
     let (kdim, plane) = (g.kdim(), g.plane());
     scratch.prepare(g, false);
     let per = g.c_out * plane;
+    let keep = scratch.keep && g.n * kdim * plane <= KEEP_FLOATS;
+    if keep {
+        scratch.kept.resize(g.n * kdim * plane, 0.0);
+    }
+    let kept: &mut [f32] = if keep { &mut scratch.kept } else { &mut [] };
     // one run of samples per thread, each with its own columns
-    split_runs_with(
+    split_runs2_with(
         g.n,
         (y, per),
+        (kept, kdim * plane),
         &mut scratch.runs,
         g.n * kdim * plane,
-        &|samples, y, sc| {
+        &|samples, y, kept, sc| {
             let first = samples.start;
             for group in groups(samples, g.group()) {
                 let out = &mut y[(group.start - first) * per..(group.end - first) * per];
-                if let Err(e) = forward_group(g, x, group, wmat, out, sc) {
+                let cols = (!kept.is_empty()).then(|| {
+                    let at = (group.start - first) * kdim * plane;
+                    &mut kept[at..at + group.len() * kdim * plane]
+                });
+                if let Err(e) = forward_group(g, x, group, wmat, out, cols, sc) {
                     sc.error.get_or_insert(e);
                     return;
                 }
@@ -235,7 +275,9 @@ pub fn forward(
             }
         },
     );
-    scratch.take_error()
+    scratch.take_error()?;
+    scratch.kept_for = keep.then_some(*g);
+    Ok(())
 }
 
 /// `Yᵢ = Wmat·colsᵢ` for the samples `group`, into their outputs `out` (`[len, c_out,
@@ -247,11 +289,16 @@ fn forward_group(
     group: Range<usize>,
     wmat: ArrayView2<'_, f32>,
     out: &mut [f32],
+    keep: Option<&mut [f32]>,
     sc: &mut Run,
 ) -> Result<()> {
     let (kdim, plane, len) = (g.kdim(), g.plane(), group.len());
-    let ld = g.im2col_group(x, group, &mut sc.cols);
-    let cols = ArrayView2::from_shape((kdim, ld), &sc.cols[..kdim * ld]).expect("sized");
+    let cols: &mut [f32] = match keep {
+        Some(kept) => kept,
+        None => &mut sc.cols,
+    };
+    let ld = g.im2col_group(x, group, cols);
+    let cols = ArrayView2::from_shape((kdim, ld), &cols[..kdim * ld]).expect("sized");
     if len == 1 {
         let mut yi = ArrayViewMut2::from_shape((g.c_out, plane), out).expect("sized");
         return matmul_into(1.0, wmat, cols, 0.0, &mut yi); // Yᵢ = Wmat·colsᵢ
@@ -363,7 +410,12 @@ fn backward_runs(
     scratch: &mut Scratch,
 ) -> Result<()> {
     let dx: &mut [f32] = dx.unwrap_or_default();
-    let (per_out, per_in) = (g.c_out * g.plane(), g.c * g.h * g.w);
+    let (per_out, per_in, per_cols) = (g.c_out * g.plane(), g.c * g.h * g.w, g.kdim() * g.plane());
+    // the forward pass's columns, when it kept them for this geometry
+    let kept: &[f32] = match scratch.kept_for {
+        Some(k) if k == *g && params => &scratch.kept,
+        _ => &[],
+    };
     split_runs_with(
         g.n,
         (dx, per_in),
@@ -374,7 +426,10 @@ fn backward_runs(
             for group in groups(samples, g.group()) {
                 let dyg = &dy[group.start * per_out..group.end * per_out];
                 let out = (&mut dx[..], (group.start - first) * per_in);
-                if let Err(e) = group_backward(g, (x, group), wmat, dyg, sc, out, params) {
+                let cols =
+                    (!kept.is_empty()).then(|| &kept[group.start * per_cols..group.end * per_cols]);
+                let input = (x, group, cols);
+                if let Err(e) = group_backward(g, input, wmat, dyg, sc, out, params) {
                     sc.error.get_or_insert(e);
                     return;
                 }
@@ -410,11 +465,12 @@ fn weight_grad_direct(g: &Geometry, x: &[f32], dy: &[f32], scratch: &mut Scratch
 }
 
 /// One group of samples' share of [`backward`] (`x` the batch, `dyg` the group's output
-/// gradients): their bias and weight gradients into the run's partial sums when `params`,
-/// and `∂E/∂Xᵢ` into `dx[at..]` unless `dx` is empty.
+/// gradients, `kept` their columns when the forward pass kept them): their bias and weight
+/// gradients into the run's partial sums when `params`, and `∂E/∂Xᵢ` into `dx[at..]`
+/// unless `dx` is empty.
 fn group_backward(
     g: &Geometry,
-    (x, group): (&[f32], Range<usize>),
+    (x, group, kept): (&[f32], Range<usize>, Option<&[f32]>),
     wmat: ArrayView2<'_, f32>,
     dyg: &[f32],
     sc: &mut Run,
@@ -446,7 +502,13 @@ fn group_backward(
     if params {
         dyg.chunks_exact(per_out)
             .for_each(|dyi| add_bias_grad(db, dyi, plane));
-        g.im2col_group(x, group, cols);
+        let cols: &[f32] = match kept {
+            Some(kept) => kept, // unrolled by the forward pass
+            None => {
+                g.im2col_group(x, group, cols);
+                cols
+            }
+        };
         let cols = ArrayView2::from_shape((kdim, ld), &cols[..kdim * ld]).expect("sized");
         let mut dwt = ArrayViewMut2::from_shape((kdim, g.c_out), &mut dwt[..]).expect("sized");
         // (∂E/∂Wmat)ᵀ += Σᵢ colsᵢ·dYᵢᵀ: the transpose of dYᵢ·colsᵢᵀ, into a row-major
@@ -791,6 +853,67 @@ mod tests {
         col2im(&vec![1.0; cols.len()], &g, &mut dx);
         assert_eq!(dx[0], 1.0, "X[0, 0, 0] is read by one tap"); // (u, v) = (0, 0), y = x = 0
         assert_eq!(dx[4 * g.w + 4], 25.0, "X[0, 4, 4] by all 25");
+    }
+
+    /// A training forward pass keeps the columns (within [`KEEP_FLOATS`]) and the backward
+    /// pass reads them: the gradients are the same bits as when it unrolls the input again;
+    /// evaluation releases them.
+    #[test]
+    fn kept_columns_give_the_same_gradients() {
+        let g = Geometry {
+            n: 5,
+            c_out: 2,
+            ..geometry(4, (9, 9), 3, 1, 0)
+        };
+        let (kdim, per_in) = (g.kdim(), g.c * g.h * g.w);
+        let x: Vec<f32> = (0..g.n * per_in)
+            .map(|i| (i * 37 % 101) as f32 / 50.0 - 1.0)
+            .collect();
+        let w: Vec<f32> = (0..g.c_out * kdim)
+            .map(|i| (i * 13 % 29) as f32 / 14.0 - 1.0)
+            .collect();
+        let dy: Vec<f32> = (0..g.n * g.c_out * g.plane())
+            .map(|i| (i % 7) as f32 - 3.0)
+            .collect();
+        let wmat = ArrayView2::from_shape((g.c_out, kdim), &w[..]).unwrap();
+        let run = |keep: bool| {
+            let mut scratch = Scratch::default();
+            scratch.keep_columns(keep);
+            let mut y = vec![0.0; g.n * g.c_out * g.plane()];
+            forward(&g, &x, wmat, None, &mut y, &mut scratch).unwrap();
+            assert_eq!(scratch.kept_for, keep.then_some(g));
+            assert_eq!(
+                scratch.kept.len(),
+                if keep { g.n * kdim * g.plane() } else { 0 }
+            );
+            let (mut dw, mut dx) = (vec![0.0; w.len()], vec![0.0; x.len()]);
+            backward(
+                &g,
+                &x,
+                wmat,
+                &dy,
+                &mut dw,
+                None,
+                Some(&mut dx),
+                &mut scratch,
+            )
+            .unwrap();
+            scratch.keep_columns(false);
+            assert!(scratch.kept_for.is_none() && scratch.kept.capacity() == 0);
+            (y, dw, dx)
+        };
+        assert_eq!(run(true), run(false));
+        // too large a batch to keep: unrolled again
+        let mut scratch = Scratch::default();
+        scratch.keep_columns(true);
+        let big = Geometry {
+            n: KEEP_FLOATS / (kdim * g.plane()) + 1,
+            ..g
+        };
+        let xb = vec![0.5f32; big.n * per_in];
+        let mut yb = vec![0.0; big.n * g.c_out * g.plane()];
+        forward(&big, &xb, wmat, None, &mut yb, &mut scratch).unwrap();
+        assert!(scratch.kept_for.is_none());
     }
 
     /// Samples go in groups when their positions leave the GEMM kernel's blocks part idle:

@@ -418,9 +418,27 @@ pub fn split_each<A: Send, const K: usize>(
 }
 
 /// A run's pass with both outputs and its working memory.
-type SplitFn<'f, A, B, S> = dyn Fn(std::ops::Range<usize>, &mut [A], &mut [B], &mut S) + Sync + 'f;
+pub type SplitFn<'f, A, B, S> =
+    dyn Fn(std::ops::Range<usize>, &mut [A], &mut [B], &mut S) + Sync + 'f;
 
-/// The one implementation behind [`split_runs`], [`split_runs2`] and [`split_runs_with`].
+/// As [`split_runs_with`] with two outputs (either may be empty): run `i` gets its slices
+/// of `a` and `b` and `&mut states[i]`.
+///
+/// # Panics
+/// As [`split_runs_with`], and if `b` is neither empty nor `units × per_b`.
+pub fn split_runs2_with<A: Send, B: Send, S: Send>(
+    units: usize,
+    a: (&mut [A], usize),
+    b: (&mut [B], usize),
+    states: &mut [S],
+    work: usize,
+    f: &SplitFn<'_, A, B, S>,
+) {
+    split(units, a, b, states, work, f);
+}
+
+/// The one implementation behind [`split_runs`], [`split_runs2`], [`split_runs_with`] and
+/// [`split_runs2_with`].
 fn split<A: Send, B: Send, S: Send>(
     units: usize,
     (a, per_a): (&mut [A], usize),

@@ -32,9 +32,10 @@
 //!
 //! The kernels — im2col, col2im, the per-thread columns and the threading — live in
 //! [`nn_core::conv`]; this layer holds the weights and says which formula runs when.
-//! `colsᵢ` is rebuilt from the input the network hands back at backward time, so the layer
-//! keeps no copy of its input, and `∂E/∂X` is computed only when asked (not for the first
-//! layer of a network).
+//! In [`Mode::Train`] the columns of the whole batch are kept for the backward pass when
+//! they are small (a few MB); otherwise `colsᵢ` is rebuilt from the input the network hands
+//! back at backward time. [`Mode::Eval`] keeps nothing. `∂E/∂X` is computed only when asked
+//! (not for the first layer of a network).
 
 use ndarray::ArrayViewD;
 use nn_core::conv::{self, Scratch};
@@ -150,8 +151,10 @@ impl Layer for Conv2d {
         }
     }
 
-    fn forward(&mut self, x: ArrayViewD<'_, f32>, y: &mut Buffer, _mode: Mode) -> Result<()> {
+    fn forward(&mut self, x: ArrayViewD<'_, f32>, y: &mut Buffer, mode: Mode) -> Result<()> {
         let g = self.cfg.geometry(x.shape())?; // [n, c_in, h, w], or an error naming both shapes
+        // training keeps the unrolled input for the backward pass; evaluation keeps nothing
+        self.scratch.keep_columns(mode == Mode::Train);
         y.resize(&[g.n, g.c_out, g.oh, g.ow]);
         let bias = self.bias.as_ref().map(Param::values);
         let w = wmat(&self.weight.value);
