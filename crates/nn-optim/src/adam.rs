@@ -15,6 +15,11 @@
 //!
 //! Decoupling (AdamW, Loshchilov & Hutter) keeps the decay from being rescaled by `1/√v̂`,
 //! so every weight shrinks at the same rate `η·λ`.
+//!
+//! The step is computed in the same order as PyTorch's (whose two per-step factors are
+//! computed in double precision, here in `f32`): `η/(1 − β₁ᵗ)` and `√(1 − β₂ᵗ)` once per step, then per entry `w ← w − (η/(1 − β₁ᵗ))·(m / (√v/√(1 − β₂ᵗ) + ε))` — equal to the
+//! last line above, with two divisions per entry instead of three (the division is the
+//! slowest arithmetic in the step), and AdamW's decay as `w ← w·(1 − η·λ)`.
 
 use nn_layers::Layer;
 use serde::{Deserialize, Serialize};
@@ -151,20 +156,20 @@ impl Optimizer for Adam {
             decoupled,
         } = self.cfg;
         let t = (self.steps + 1) as i32;
-        let bc1 = 1.0 - b1.powi(t); // 1 − β₁ᵗ
-        let bc2 = 1.0 - b2.powi(t); // 1 − β₂ᵗ
+        let step = lr / (1.0 - b1.powi(t)); // η / (1 − β₁ᵗ): m̂ = m / (1 − β₁ᵗ) folded in
+        let bc2_sqrt = (1.0 - b2.powi(t)).sqrt(); // √(1 − β₂ᵗ)
+        let shrink = 1.0 - lr * lambda; // AdamW's factor 1 − η·λ
         let rule = move |w: &mut f32, g: f32, [m, v]: [&mut f32; 2]| {
             let g = if decoupled {
-                *w -= lr * lambda * *w; // AdamW: w ← w − η·λ·w
+                *w *= shrink; // AdamW: w ← w − η·λ·w
                 g
             } else {
                 g + lambda * *w // Adam: g = ∂E/∂w + λ·w
             };
             *m = b1 * *m + (1.0 - b1) * g; // m ← β₁·m + (1 − β₁)·g
             *v = b2 * *v + (1.0 - b2) * g * g; // v ← β₂·v + (1 − β₂)·g²
-            let m_hat = *m / bc1; // m̂ = m / (1 − β₁ᵗ)
-            let v_hat = *v / bc2; // v̂ = v / (1 − β₂ᵗ)
-            *w -= lr * m_hat / (v_hat.sqrt() + eps); // w ← w − η·m̂/(√v̂ + ε)
+            let denom = v.sqrt() / bc2_sqrt + eps; // √v̂ + ε = √v / √(1 − β₂ᵗ) + ε
+            *w -= step * (*m / denom); // w ← w − η·m̂/(√v̂ + ε)
         };
         let moments = &mut self.moments;
         each_param(model, |name, p| {

@@ -47,8 +47,37 @@ pub(crate) fn update<const K: usize>(
     let s = state.each_mut().map(contiguous);
     let work = (K + 2) * w.len();
     nn_core::parallel::split_each(w, s, work, &|run, w, s| {
-        Lanes::<K>::walk(w, &g[run], s, rule)
+        let pass = Pass {
+            w,
+            g: &g[run],
+            s,
+            rule,
+        };
+        pulp::Arch::new().dispatch(pass);
     });
+}
+
+/// One run of [`update`], compiled once more for each instruction set `pulp` dispatches to
+/// (AVX-512, AVX2, …): the loop is the same, but the compiler may then use the wider
+/// registers for the rule's arithmetic — the same operations on each entry, so the same
+/// results. Measured on W5 (Adam, 235 K parameters, two threads): see `docs/PERFORMANCE.md`.
+struct Pass<'a, const K: usize, R> {
+    w: &'a mut [f32],
+    g: &'a [f32],
+    s: [&'a mut [f32]; K],
+    rule: &'a R,
+}
+
+impl<const K: usize, R: Fn(&mut f32, f32, [&mut f32; K])> pulp::WithSimd for Pass<'_, K, R>
+where
+    Lanes<K>: Walk<K>,
+{
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        Lanes::<K>::walk(self.w, self.g, self.s, self.rule);
+    }
 }
 
 /// `K` state slices walked in step with a parameter's run.
@@ -68,6 +97,7 @@ pub(crate) trait Walk<const K: usize> {
 }
 
 impl Walk<0> for Lanes<0> {
+    #[inline(always)]
     fn walk(
         w: &mut [f32],
         g: &[f32],
@@ -81,6 +111,7 @@ impl Walk<0> for Lanes<0> {
 }
 
 impl Walk<1> for Lanes<1> {
+    #[inline(always)]
     fn walk(
         w: &mut [f32],
         g: &[f32],
@@ -94,6 +125,7 @@ impl Walk<1> for Lanes<1> {
 }
 
 impl Walk<2> for Lanes<2> {
+    #[inline(always)]
     fn walk(
         w: &mut [f32],
         g: &[f32],
