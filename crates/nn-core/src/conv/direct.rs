@@ -29,6 +29,13 @@ const ROW: usize = LANES + 16;
 /// Output channels whose rows of sums are held in registers together (2 registers each).
 pub const GROUP: usize = 12;
 
+/// The group size for `c_out` output channels: 8 when there are at most 8 (W3's first layer:
+/// groups of 12 spent a third of the multiply-adds on the 4 missing channels' zero weights;
+/// forward 141–143 → see `docs/PERFORMANCE.md`), else [`GROUP`].
+pub fn group_size(c_out: usize) -> usize {
+    if c_out <= 8 { 8 } else { GROUP }
+}
+
 /// Whether the direct kernels handle this geometry on this CPU.
 pub fn applies(g: &super::Geometry) -> bool {
     // a padded row, w + 2·pw = ow + kw − 1 ≤ 38 floats, fits in ROW
@@ -67,18 +74,19 @@ pub(super) fn pad(g: &super::Geometry, x: &[f32], xp: &mut Vec<f32>) {
 }
 
 /// The weight `[c_out, c·kh·kw]` regrouped for the forward kernel: for each group of
-/// `GROUP` output channels, for each tap `(c, ky, kx)`, the group's `GROUP` weights
-/// (zeros past `c_out`).
+/// [`group_size`] output channels, for each tap `(c, ky, kx)`, the group's weights (zeros
+/// past `c_out`).
 pub(super) fn pack_weights(
     g: &super::Geometry,
     wmat: ndarray::ArrayView2<'_, f32>,
     out: &mut Vec<f32>,
 ) {
-    let (taps, groups) = (g.kdim(), g.c_out.div_ceil(GROUP));
+    let gs = group_size(g.c_out);
+    let (taps, groups) = (g.kdim(), g.c_out.div_ceil(gs));
     out.clear();
-    out.resize(groups * taps * GROUP, 0.0);
+    out.resize(groups * taps * gs, 0.0);
     for ((o, t), &w) in wmat.indexed_iter() {
-        out[((o / GROUP) * taps + t) * GROUP + o % GROUP] = w;
+        out[((o / gs) * taps + t) * gs + o % gs] = w;
     }
 }
 
@@ -97,28 +105,32 @@ pub(super) fn forward_sample(
     );
     assert_eq!(xp.len(), g.c * (g.h + 2 * g.p.0) * ROW);
     assert_eq!(y.len(), g.c_out * g.plane());
-    let taps = g.kdim();
-    for (grp, wg) in wp.chunks_exact(taps * GROUP).enumerate() {
-        let o0 = grp * GROUP;
+    let (taps, gs) = (g.kdim(), group_size(g.c_out));
+    for (grp, wg) in wp.chunks_exact(taps * gs).enumerate() {
+        let o0 = grp * gs;
         for oy in 0..g.oh {
             // SAFETY: the CPU has AVX-512F (`simd_ok`), and the sizes were checked above.
             #[allow(unsafe_code)]
             unsafe {
-                forward_row(g, xp, wg, bias, y, o0, oy)
+                if gs == 8 {
+                    forward_row::<8>(g, xp, wg, bias, y, o0, oy)
+                } else {
+                    forward_row::<GROUP>(g, xp, wg, bias, y, o0, oy)
+                }
             };
         }
     }
 }
 
-/// Row `oy` of output channels `o0 .. o0 + GROUP` (those below `c_out`): the `GROUP` rows
-/// of 32 sums in 24 registers, each tap's shifted input row loaded once for all of them.
+/// Row `oy` of output channels `o0 .. o0 + G` (those below `c_out`): the `G` rows of 32
+/// sums in `2·G` registers, each tap's shifted input row loaded once for all of them.
 ///
 /// # Safety
 /// The CPU must have AVX-512F; `xp`, `wg` and `y` must hold the sizes [`forward_sample`]
 /// checks.
 #[allow(unsafe_code)]
 #[target_feature(enable = "avx512f")]
-unsafe fn forward_row(
+unsafe fn forward_row<const G: usize>(
     g: &super::Geometry,
     xp: &[f32],
     wg: &[f32],
@@ -129,7 +141,7 @@ unsafe fn forward_row(
 ) {
     use std::arch::x86_64::*;
     let hp = g.h + 2 * g.p.0;
-    let mut acc = [[_mm512_setzero_ps(); 2]; GROUP];
+    let mut acc = [[_mm512_setzero_ps(); 2]; G];
     if let Some(b) = bias {
         for (o, acc) in acc.iter_mut().enumerate().take(g.c_out - o0) {
             *acc = [_mm512_set1_ps(b[o0 + o]); 2]; // + b[o]
@@ -141,7 +153,7 @@ unsafe fn forward_row(
             let row = &xp[(c * hp + oy + ky) * ROW..][..ROW];
             for kx in 0..g.k.1 {
                 let [s0, s1] = shifted(row, kx);
-                let w: &[f32; GROUP] = wg[t * GROUP..][..GROUP].try_into().expect("packed");
+                let w: &[f32; G] = wg[t * G..][..G].try_into().expect("packed");
                 for (acc, &w) in acc.iter_mut().zip(w) {
                     let w = _mm512_set1_ps(w);
                     acc[0] = _mm512_fmadd_ps(w, s0, acc[0]); // y += W[o, c, ky, kx] · Xp[…]
@@ -442,6 +454,8 @@ mod tests {
         let mut strided = g;
         strided.s = (2, 2);
         assert!(!applies(&strided));
+        // groups of 8 output channels up to 8 (no multiply-adds on missing channels), else 12
+        assert_eq!([1, 8, 9, 12, 25].map(group_size), [8, 8, 12, 12, 12]);
         assert!(!applies(&geometry(1, 4, (10, 37), (3, 3), (0, 0)))); // ow = 35 > 32
         assert!(!applies(&geometry(4, 4, (10, 10), (3, 3), (0, 0)))); // 4 input channels
         assert!(!applies(&geometry(1, 4, (10, 10), (3, 9), (0, 0)))); // kw = 9
