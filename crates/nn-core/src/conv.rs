@@ -413,7 +413,7 @@ fn backward_runs(
     let (per_out, per_in, per_cols) = (g.c_out * g.plane(), g.c * g.h * g.w, g.kdim() * g.plane());
     // the forward pass's columns, when it kept them for this geometry
     let kept: &[f32] = match scratch.kept_for {
-        Some(k) if k == *g && params => &scratch.kept,
+        Some(k) if k == *g => &scratch.kept,
         _ => &[],
     };
     split_runs_with(
@@ -856,19 +856,24 @@ mod tests {
     }
 
     /// A training forward pass keeps the columns (within [`KEEP_FLOATS`]) and the backward
-    /// pass reads them: the gradients are the same bits as when it unrolls the input again;
-    /// evaluation releases them.
+    /// pass reads them: the gradients are the same bits as when it unrolls the input again
+    /// (seven samples in groups of three, so that runs hold several groups); evaluation
+    /// releases them; a backward pass for another geometry unrolls its own input.
     #[test]
     fn kept_columns_give_the_same_gradients() {
         let g = Geometry {
-            n: 5,
+            n: 7,
             c_out: 2,
-            ..geometry(4, (9, 9), 3, 1, 0)
+            ..geometry(4, (14, 14), 3, 1, 0)
         };
+        assert_eq!(g.group(), 3);
         let (kdim, per_in) = (g.kdim(), g.c * g.h * g.w);
-        let x: Vec<f32> = (0..g.n * per_in)
-            .map(|i| (i * 37 % 101) as f32 / 50.0 - 1.0)
-            .collect();
+        let input = |n: usize| -> Vec<f32> {
+            (0..n * per_in)
+                .map(|i| (i * 37 % 101) as f32 / 50.0 - 1.0)
+                .collect()
+        };
+        let x = input(g.n);
         let w: Vec<f32> = (0..g.c_out * kdim)
             .map(|i| (i * 13 % 29) as f32 / 14.0 - 1.0)
             .collect();
@@ -876,7 +881,8 @@ mod tests {
             .map(|i| (i % 7) as f32 - 3.0)
             .collect();
         let wmat = ArrayView2::from_shape((g.c_out, kdim), &w[..]).unwrap();
-        let run = |keep: bool| {
+        // the forward pass on `x`, then the backward pass handed `xb` for geometry `gb`
+        let run = |keep: bool, xb: &[f32], gb: Geometry| {
             let mut scratch = Scratch::default();
             scratch.keep_columns(keep);
             let mut y = vec![0.0; g.n * g.c_out * g.plane()];
@@ -886,12 +892,13 @@ mod tests {
                 scratch.kept.len(),
                 if keep { g.n * kdim * g.plane() } else { 0 }
             );
-            let (mut dw, mut dx) = (vec![0.0; w.len()], vec![0.0; x.len()]);
+            let (mut dw, mut dx) = (vec![0.0; w.len()], vec![0.0; xb.len()]);
+            let dyb = &dy[..gb.n * g.c_out * g.plane()];
             backward(
-                &g,
-                &x,
+                &gb,
+                xb,
                 wmat,
-                &dy,
+                dyb,
                 &mut dw,
                 None,
                 Some(&mut dx),
@@ -902,7 +909,17 @@ mod tests {
             assert!(scratch.kept_for.is_none() && scratch.kept.capacity() == 0);
             (y, dw, dx)
         };
-        assert_eq!(run(true), run(false));
+        let kept = run(true, &x, g);
+        assert_eq!(kept, run(false, &x, g));
+        // the kept columns are what the weight gradient reads: handed another input (which
+        // the layer contract rules out), it is still the forward input's
+        let zeros = vec![0.0; x.len()];
+        assert_eq!(run(true, &zeros, g).1, kept.1);
+        assert_ne!(run(false, &zeros, g).1, kept.1);
+        // five samples: not the kept geometry, so their own columns
+        let g5 = Geometry { n: 5, ..g };
+        let x5 = input(5).iter().map(|v| -v).collect::<Vec<f32>>();
+        assert_eq!(run(true, &x5, g5).1, run(false, &x5, g5).1);
         // too large a batch to keep: unrolled again
         let mut scratch = Scratch::default();
         scratch.keep_columns(true);
