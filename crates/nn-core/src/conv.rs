@@ -776,7 +776,15 @@ mod tests {
         cols
     }
 
-    fn geometry(c: usize, (h, w): (usize, usize), k: usize, s: usize, p: usize) -> Geometry {
+    /// One sample of `c` channels, one output channel, a square kernel `k`, stride `s` and
+    /// padding `p` on both axes.
+    pub(super) fn geometry(
+        c: usize,
+        (h, w): (usize, usize),
+        k: usize,
+        s: usize,
+        p: usize,
+    ) -> Geometry {
         let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
         Geometry {
             n: 1,

@@ -151,23 +151,8 @@ fn col2im(cols: &[f32], g: &Geometry, dx: &mut [f32], ld: usize) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::geometry;
     use super::*;
-
-    fn geometry(c: usize, (h, w): (usize, usize), k: usize, s: usize, p: usize) -> Geometry {
-        let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
-        Geometry {
-            n: 1,
-            c,
-            h,
-            w,
-            c_out: 1,
-            oh,
-            ow,
-            k: (k, k),
-            s: (s, s),
-            p: (p, p),
-        }
-    }
 
     /// The kernels run exactly where they apply, on a CPU with AVX-512 (their values are
     /// checked against the definition in `conv`'s tests).
