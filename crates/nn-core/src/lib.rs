@@ -19,6 +19,8 @@
 //! - [`limits`]: the explicit size limits and the checked arithmetic that enforces them;
 //! - [`Error`]: one error type whose messages name the operation and the shapes.
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 pub mod bounded;
 pub mod conv;
 pub mod error;

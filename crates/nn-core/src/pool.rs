@@ -67,15 +67,11 @@ mod simd {
 
     use std::arch::x86_64::{
         __m512, __m512i, _CMP_GT_OQ, _mm512_add_epi32, _mm512_cmp_ps_mask, _mm512_mask_blend_ps,
-        _mm512_mask_mov_epi32, _mm512_mask_storeu_epi32, _mm512_mask_storeu_ps,
-        _mm512_maskz_loadu_ps, _mm512_permutex2var_ps, _mm512_set1_epi32, _mm512_set1_ps,
-        _mm512_setr_epi32, _mm512_setzero_si512,
+        _mm512_mask_mov_epi32, _mm512_mask_storeu_epi32, _mm512_permutex2var_ps, _mm512_set1_epi32,
+        _mm512_set1_ps, _mm512_setr_epi32, _mm512_setzero_si512,
     };
 
-    /// The lane mask of the first `n ≤ 16` lanes.
-    fn mask(n: usize) -> u16 {
-        ((1u32 << n.min(16)) - 1) as u16
-    }
+    use crate::avx512::{available, load, mask, store};
 
     /// [`max_2x2`](super::max_2x2) when this CPU has AVX-512 (returns whether it ran).
     pub(super) fn try_max_2x2(
@@ -86,7 +82,7 @@ mod simd {
         at: &mut [u32],
         ow: usize,
     ) -> bool {
-        if pulp::x86::V4::try_new().is_none() {
+        if !available() {
             return false;
         }
         // SAFETY: the CPU has AVX-512 (checked above).
@@ -98,15 +94,8 @@ mod simd {
     #[inline]
     #[target_feature(enable = "avx512f")]
     fn split(row: &[f32]) -> (__m512, __m512) {
-        let (lo_n, hi_n) = (row.len().min(16), row.len().saturating_sub(16));
-        // SAFETY: each mask selects only floats `row` holds (`lo_n` from its start,
-        // `hi_n` from float 16 on); masked-out lanes are not read.
-        let (lo, hi) = unsafe {
-            (
-                _mm512_maskz_loadu_ps(mask(lo_n), row.as_ptr()),
-                _mm512_maskz_loadu_ps(mask(hi_n), row.as_ptr().wrapping_add(16)),
-            )
-        };
+        let (lo, hi) = row.split_at(row.len().min(16));
+        let (lo, hi) = (load(lo), load(hi));
         let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
         let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
         (
@@ -144,12 +133,11 @@ mod simd {
                 // flat index: top + 2·ox + offset
                 let start = _mm512_add_epi32(_mm512_set1_epi32((top + 2 * ox) as i32), lane);
                 let idx = _mm512_add_epi32(start, off);
-                let k = mask(n);
-                // SAFETY: the mask selects the `n` outputs `yr[ox..]` and `ar[ox..]` hold.
+                store(&mut yr[ox..ox + n], best);
+                // SAFETY: the mask selects the `n` indices `ar[ox..]` holds.
                 unsafe {
-                    _mm512_mask_storeu_ps(yr[ox..ox + n].as_mut_ptr(), k, best);
-                    _mm512_mask_storeu_epi32(ar[ox..ox + n].as_mut_ptr().cast(), k, idx);
-                }
+                    _mm512_mask_storeu_epi32(ar[ox..ox + n].as_mut_ptr().cast(), mask(n), idx)
+                };
             }
         }
     }

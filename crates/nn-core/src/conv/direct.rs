@@ -50,7 +50,7 @@ pub fn applies(g: &super::Geometry) -> bool {
 
 #[cfg(target_arch = "x86_64")]
 fn simd_ok() -> bool {
-    pulp::x86::V4::try_new().is_some()
+    crate::avx512::available()
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -195,7 +195,7 @@ fn shifted(row: &[f32], kx: usize) -> [std::arch::x86_64::__m512; 2] {
 
 /// The lanes `0..ow` of an output row's two registers, as two masks.
 fn row_masks(ow: usize) -> [u16; 2] {
-    [0, 16].map(|from| ((1u32 << ow.saturating_sub(from).min(16)) - 1) as u16)
+    [0, 16].map(|from| crate::avx512::mask(ow.saturating_sub(from)))
 }
 
 /// Adds one sample's `∂E/∂W` into `sums` (`[c_out, c·kh·kw, 16]`: sixteen partial sums per

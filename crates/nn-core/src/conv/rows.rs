@@ -17,16 +17,10 @@
 // slice.
 #![allow(unsafe_code)]
 
-use std::arch::x86_64::{
-    __m512, _mm512_add_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_setzero_ps,
-};
+use std::arch::x86_64::{_mm512_add_ps, _mm512_maskz_loadu_ps, _mm512_setzero_ps};
 
 use super::Geometry;
-
-/// Whether this CPU runs the kernels here.
-fn available() -> bool {
-    pulp::x86::V4::try_new().is_some()
-}
+use crate::avx512::{available, load, mask, store};
 
 /// [`im2col`] for stride 1 and no padding when this CPU has AVX-512 (returns whether it
 /// ran).
@@ -45,35 +39,13 @@ pub(super) fn try_col2im(cols: &[f32], g: &Geometry, dx: &mut [f32], ld: usize) 
     let unpadded = g.s == (1, 1) && g.p == (0, 0);
     // the sizes agree: every input row and column is read (h = oh + kh − 1, w = ow + kw − 1)
     let fits = unpadded && g.w <= 16 && g.ow + g.k.1 == g.w + 1 && g.oh + g.k.0 == g.h + 1;
+    let fits = fits && g.plane() > 0 && g.kdim() > 0;
     if !fits || !available() {
         return false;
     }
     // SAFETY: the CPU has AVX-512 (checked above).
     unsafe { col2im(cols, g, dx, ld) };
     true
-}
-
-/// The lane mask of the first `n ≤ 16` floats.
-fn mask(n: usize) -> u16 {
-    ((1u32 << n.min(16)) - 1) as u16
-}
-
-/// The floats of `row` (at most 16) as one register; lanes past its end read as 0.
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn load(row: &[f32]) -> __m512 {
-    // SAFETY: the mask selects only the `row.len() ≤ 16` floats `row` holds; masked-out
-    // lanes are not read.
-    unsafe { _mm512_maskz_loadu_ps(mask(row.len()), row.as_ptr()) }
-}
-
-/// Stores the first `row.len() ≤ 16` lanes of `v` into `row`.
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn store(row: &mut [f32], v: __m512) {
-    // SAFETY: the mask selects only the `row.len() ≤ 16` floats `row` holds; masked-out
-    // lanes are not written.
-    unsafe { _mm512_mask_storeu_ps(row.as_mut_ptr(), mask(row.len()), v) }
 }
 
 /// `im2col` of one sample `x` (`[c, h, w]`) for stride 1 and no padding, into rows `ld`
@@ -191,5 +163,11 @@ mod tests {
             p: (2, 2),
         };
         assert_eq!(ran(odd), (false, false));
+        // no input channels: nothing to add up (and no `kdim − 1` to take)
+        let empty = Geometry {
+            c: 0,
+            ..geometry(1, (6, 6), 3, 1, 0)
+        };
+        assert_eq!(ran(empty), (simd, false));
     }
 }
