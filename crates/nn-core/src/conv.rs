@@ -189,6 +189,15 @@ impl Scratch {
         }
     }
 
+    /// How many floats of columns the last forward pass kept for the backward pass.
+    pub fn kept_columns(&self) -> usize {
+        if self.kept_for.is_some() {
+            self.kept.len()
+        } else {
+            0
+        }
+    }
+
     /// Room for one group's columns per thread (and their gradient, zeroed partial sums
     /// with `backward`), no error. A run a pass does not use keeps zero partial sums, so
     /// adding all of them is exact.

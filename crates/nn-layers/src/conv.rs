@@ -214,6 +214,19 @@ mod tests {
     use ndarray::Array4;
     use nn_core::seeded;
 
+    /// Training keeps the unrolled input for the backward pass; evaluation keeps none.
+    #[test]
+    fn training_keeps_columns_and_evaluation_none() {
+        let mut layer = Conv2d::new(&Conv2dConfig::new(4, 2, 3), &mut seeded(1)).unwrap();
+        let x = Array4::<f32>::from_shape_fn((2, 4, 6, 6), |(i, c, h, w)| (i + c + h * w) as f32)
+            .into_dyn();
+        let mut y = Buffer::new();
+        layer.forward(x.view(), &mut y, Mode::Train).unwrap();
+        assert_eq!(layer.scratch.kept_columns(), 2 * 36 * 16); // n · c·kh·kw · oh·ow
+        layer.forward(x.view(), &mut y, Mode::Eval).unwrap();
+        assert_eq!(layer.scratch.kept_columns(), 0);
+    }
+
     /// The derivation-style example: a 5×5 input, one 3×3 filter, stride 2, padding 1.
     ///
     /// ```text

@@ -555,4 +555,24 @@ mod tests {
             assert!(close(&dx, want_dx.into_dyn()), "dx: max {max} k {k} s {s}");
         }
     }
+
+    /// 2×2 max pooling over planes of odd height (the last row outside every window) and
+    /// odd width, several planes per thread's run: each plane pooled on its own rows.
+    #[test]
+    fn odd_planes_match_the_definition() {
+        let mut rng = nn_core::seeded(5);
+        for (h, w) in [(49, 48), (48, 49), (5, 6)] {
+            let x =
+                Array4::from_shape_fn((2, 8, h, w), |_| nn_core::rng::uniform(&mut rng, -1.0, 1.0));
+            let dy = Array4::from_shape_fn((2, 8, h / 2, w / 2), |(i, c, a, b)| {
+                (i + 2 * c + 3 * a + 5 * b) as f32 * 0.01
+            });
+            let (want_y, want_dx) = by_definition(true, (2, 2), &x, &dy);
+            let mut pool = MaxPool2d::max(2, 2).unwrap();
+            let (y, dx) =
+                apply_backward(&mut pool, x.view().into_dyn(), dy.view().into_dyn()).unwrap();
+            assert_eq!(y, want_y.into_dyn(), "{h}×{w}");
+            assert_eq!(dx, want_dx.into_dyn(), "{h}×{w}");
+        }
+    }
 }

@@ -189,3 +189,36 @@ impl Optimizer for Adam {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nn_core::seeded;
+    use nn_layers::{Dense, DenseConfig, Slot};
+
+    /// One Adam step by hand, with ε large enough to count: w = 1, ∂E/∂w = 2, η = 0.1,
+    /// β₁ = 0.9, β₂ = 0.999, ε = 1. m = 0.1·2 = 0.2, v = 0.001·4 = 0.004;
+    /// η/(1 − β₁) = 1, √v/√(1 − β₂) = 0.0632456/0.0316228 = 2, so
+    /// w ← 1 − 1·0.2/(2 + 1) = 0.933333.
+    #[test]
+    fn one_step_by_hand() {
+        let mut layer =
+            Dense::new(&DenseConfig::new(1, 1).with_bias(false), &mut seeded(0)).unwrap();
+        layer.visit(&mut |_, slot| {
+            if let Slot::Param(p) = slot {
+                p.value.fill(1.0);
+                p.grad.fill(2.0);
+            }
+        });
+        let cfg = AdamConfig {
+            eps: 1.0,
+            ..AdamConfig::adam()
+        };
+        Adam::new(cfg).unwrap().step(&mut layer, 0.1).unwrap();
+        layer.visit(&mut |_, slot| {
+            if let Slot::Param(p) = slot {
+                assert!((p.value[[0, 0]] - 0.933_333).abs() < 1e-5, "{}", p.value);
+            }
+        });
+    }
+}
