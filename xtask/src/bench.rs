@@ -37,6 +37,8 @@ struct Side {
     throughput: Vec<f64>,
     /// One headline figure per run: the median epoch time, or W4's batch-1 latency.
     per_run: Vec<f64>,
+    /// W2 only: its GEMM-only epochs, each measured right after one of `epoch_s`.
+    gemm_epoch_s: Vec<f64>,
 }
 
 impl Side {
@@ -52,6 +54,9 @@ impl Side {
     fn add_json(&mut self, rec: &Value) {
         if let Some(e) = rec["epoch_s"].as_array() {
             self.epoch_s.extend(e.iter().filter_map(Value::as_f64));
+        }
+        if let Some(g) = rec["gemm_epoch_s"].as_array() {
+            self.gemm_epoch_s.extend(g.iter().filter_map(Value::as_f64));
         }
         if let Some(a) = rec["test_acc"].as_array() {
             self.acc.extend(a.iter().filter_map(Value::as_f64));
@@ -113,15 +118,11 @@ pub fn bench(args: &[String]) -> Result<()> {
         Some("ort") => bail!("the ONNX Runtime peer measures W4 only (`bench w4 --peer ort`)"),
         Some(other) => bail!("unknown peer `{other}`; expected torch or ort"),
     }
-    let mut workloads: Vec<&str> = if which == "all" {
+    let workloads: Vec<&str> = if which == "all" {
         vec!["w1", "w4", "w2", "w3", "w5", "w6"]
     } else {
         which.split(',').collect()
     };
-    // W2's products alone, measured right after each W2 run: the floor its epoch is held to
-    if let Some(i) = workloads.iter().position(|w| *w == "w2") {
-        workloads.insert(i + 1, "w2-gemm");
-    }
     cargo(&["build", "--release", "--quiet", "-p", "nn-bench"], &[])?;
     let ours_bin = root().join("target/release/nn-bench");
     let mut sides: Vec<(String, Side, Side)> = workloads
@@ -136,7 +137,7 @@ pub fn bench(args: &[String]) -> Result<()> {
                 ours.add_json(&rec);
             }
             ours.close_run(before);
-            if peer.is_some() && *w != "w2-gemm" {
+            if peer.is_some() {
                 eprintln!("== {w} run {} of {reps}: torch", rep + 1);
                 let before = theirs.epoch_s.len();
                 run_torch(python, &script, w, &out, theirs)?;
@@ -150,23 +151,30 @@ pub fn bench(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// W2's epoch time over its GEMM-only time, overall and run by run.
+/// W2's epoch time over its GEMM-only time (`nn-bench w2` runs the products of one epoch
+/// alone right after each training epoch): the medians' ratio, and each back-to-back pair's.
 fn print_gemm_gap(sides: &[(String, Side, Side)]) {
-    let side = |name: &str| sides.iter().find(|s| s.0 == name).map(|s| &s.1);
-    let (Some(w2), Some(gemm)) = (side("w2"), side("w2-gemm")) else {
+    let Some((_, w2, _)) = sides.iter().find(|s| s.0 == "w2") else {
         return;
     };
-    let (Some(e), Some(g)) = (stats(&w2.epoch_s), stats(&gemm.epoch_s)) else {
+    let Some((ratio, pairs)) = gemm_gap(w2) else {
         return;
     };
-    let runs: Vec<String> = (w2.per_run.iter().zip(&gemm.per_run))
-        .map(|(e, g)| format!("{:.2}", e / g))
-        .collect();
+    let pairs: Vec<String> = pairs.iter().map(|r| format!("{r:.2}")).collect();
     println!(
-        "\nW2 epoch / its GEMM-only epoch (the same products, nothing else): {:.2}; per run: {}",
-        e.0 / g.0,
-        runs.join("  ")
+        "\nW2 epoch / its GEMM-only epoch (the same products, nothing else): {ratio:.2}; \
+         epoch by epoch: {}",
+        pairs.join("  ")
     );
+}
+
+/// The median epoch over the median GEMM-only epoch, and the ratio of each pair.
+fn gemm_gap(w2: &Side) -> Option<(f64, Vec<f64>)> {
+    let (e, g) = (stats(&w2.epoch_s)?, stats(&w2.gemm_epoch_s)?);
+    let pairs = (w2.epoch_s.iter().zip(&w2.gemm_epoch_s))
+        .map(|(e, g)| e / g)
+        .collect();
+    Some((e.0 / g.0, pairs))
 }
 
 fn is_value(args: &[String], a: &String) -> bool {
@@ -310,7 +318,16 @@ fn print_table(sides: &[(String, Side, Side)], with_peer: bool) {
                 ),
             ]
         } else {
-            vec![("s/epoch", stats(&ours.epoch_s), stats(&theirs.epoch_s), 3)]
+            let mut rows = vec![("s/epoch", stats(&ours.epoch_s), stats(&theirs.epoch_s), 3)];
+            if !ours.gemm_epoch_s.is_empty() {
+                rows.push((
+                    "its products alone, s/epoch",
+                    stats(&ours.gemm_epoch_s),
+                    None,
+                    3,
+                ));
+            }
+            rows
         };
         for (metric, o, t, p) in rows {
             let ratio = match (o, t) {
@@ -373,5 +390,23 @@ mod tests {
         }));
         w4.close_run(0);
         assert_eq!(w4.per_run, [2.5]);
+    }
+
+    #[test]
+    fn w2_over_its_products_pair_by_pair() {
+        let mut w2 = Side::default();
+        assert_eq!(gemm_gap(&w2), None);
+        // epochs 1.2, 0.9, 1.0 (median 1.0), each followed by its products: 1.0, 0.6, 0.8
+        // (median 0.8): 1.0 / 0.8 = 1.25 overall; pairs 1.2, 1.5, 1.25
+        w2.add_json(&serde_json::json!({
+            "epoch_s": [1.2, 0.9, 1.0],
+            "gemm_epoch_s": [1.0, 0.6, 0.8],
+        }));
+        assert_eq!(w2.gemm_epoch_s, [1.0, 0.6, 0.8]);
+        let (ratio, pairs) = gemm_gap(&w2).unwrap();
+        assert!((ratio - 1.25).abs() < 1e-12);
+        for (got, want) in pairs.iter().zip([1.2, 1.5, 1.25]) {
+            assert!((got - want).abs() < 1e-12, "{pairs:?}");
+        }
     }
 }

@@ -52,27 +52,47 @@ impl Operands {
     }
 }
 
-/// Seconds for each of `epochs` GEMM-only epochs of an MLP with layer `sizes` over `rows`
-/// samples in mini-batches of `batch` (the last one partial, as the protocol keeps it).
+/// The products of W2-shaped epochs, operands allocated once.
+pub(crate) struct Epoch {
+    layers: Vec<Operands>,
+    rows: usize,
+    batch: usize,
+}
+
+impl Epoch {
+    /// An MLP with layer `sizes` over `rows` samples in mini-batches of `batch` (the last one
+    /// partial, as the protocol keeps it).
+    pub(crate) fn new(sizes: &[usize], rows: usize, batch: usize) -> Self {
+        let layers = (sizes.windows(2))
+            .map(|p| Operands::new(batch, p[0], p[1]))
+            .collect();
+        Epoch {
+            layers,
+            rows,
+            batch,
+        }
+    }
+
+    /// Runs one epoch's products; returns its seconds.
+    pub(crate) fn run(&mut self) -> Result<f64> {
+        let t = Instant::now();
+        for start in (0..self.rows).step_by(self.batch) {
+            let n = self.batch.min(self.rows - start);
+            for (i, layer) in self.layers.iter_mut().enumerate().rev() {
+                layer.step(n, i == 0)?; // backward runs last layer first; order does not change the sum
+            }
+        }
+        Ok(t.elapsed().as_secs_f64())
+    }
+}
+
+/// Seconds for each of `epochs` GEMM-only epochs (see [`Epoch::new`]).
 pub(crate) fn epochs(
     sizes: &[usize],
     rows: usize,
     batch: usize,
     epochs: usize,
 ) -> Result<Vec<f64>> {
-    let mut layers: Vec<Operands> = (sizes.windows(2))
-        .map(|p| Operands::new(batch, p[0], p[1]))
-        .collect();
-    let mut times = Vec::with_capacity(epochs);
-    for _ in 0..epochs {
-        let t = Instant::now();
-        for start in (0..rows).step_by(batch) {
-            let n = batch.min(rows - start);
-            for (i, layer) in layers.iter_mut().enumerate().rev() {
-                layer.step(n, i == 0)?; // backward runs last layer first; order does not change the sum
-            }
-        }
-        times.push(t.elapsed().as_secs_f64());
-    }
-    Ok(times)
+    let mut epoch = Epoch::new(sizes, rows, batch);
+    (0..epochs).map(|_| epoch.run()).collect()
 }

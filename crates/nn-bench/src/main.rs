@@ -15,7 +15,11 @@
 //! - Reported: median (min–max) over all reps × epochs, test accuracy per rep, one JSON
 //!   line per workload in the peers' format.
 //!
-//! More modes: `w2-gemm` (the products of a W2 epoch alone), `scale --points HxB,…` (W1 at
+//! `w2` also runs the products of one W2 epoch alone (no gather, activation, loss or update)
+//! right after each of its epochs and records their seconds as `gemm_epoch_s`: the floor its
+//! epoch time is held to, measured back to back with it.
+//!
+//! More modes: `w2-gemm` (those products alone, on their own), `scale --points HxB,…` (W1 at
 //! other hidden widths and batch sizes), and `w4-ort --ort-lib FILE` (W4 through ONNX
 //! Runtime's C API).
 //!
@@ -201,10 +205,20 @@ fn optimizer(w: &Workload) -> Result<Box<dyn Optimizer>> {
     })
 }
 
-struct Times(Vec<f64>);
+/// Each epoch's seconds; for W2 also the seconds of a GEMM-only epoch (its products alone,
+/// [`gemm_only`]) run right after it, so that each epoch and its floor are measured back to
+/// back on a machine whose speed drifts.
+struct Times {
+    epochs: Vec<f64>,
+    gemm: Option<(gemm_only::Epoch, Vec<f64>)>,
+}
+
 impl Observer for Times {
     fn on_epoch_end(&mut self, end: &mut EpochEnd<'_>) -> Result<(), ObserverError> {
-        self.0.push(end.record.seconds);
+        self.epochs.push(end.record.seconds);
+        if let Some((epoch, times)) = &mut self.gemm {
+            times.push(epoch.run()?);
+        }
         Ok(())
     }
 }
@@ -254,14 +268,17 @@ fn train(
     let (train, test) = (&data.train, &data.test);
     let cnn = !matches!(w.net, Net::Mlp(_));
     let (train_x, test_x) = (inputs(train, cnn), inputs(test, cnn));
-    let mut epoch_times = Vec::new();
+    let (mut epoch_times, mut gemm_times) = (Vec::new(), Vec::new());
     let (mut first, mut accs) = (Vec::new(), Vec::new());
     let mut model = None;
     for rep in 0..reps {
         let mut m = build(w, &mut seeded(seed()))?;
         let mut loss = SoftmaxCrossEntropy::new();
         let mut opt = optimizer(w)?;
-        let mut times = Times(Vec::new());
+        let mut times = Times {
+            epochs: Vec::new(),
+            gemm: gemm_floor(w, train.len()).map(|e| (e, Vec::new())),
+        };
         Trainer::new(TrainConfig::new(w.epochs, w.batch, w.lr).seed(seed()))?.fit(
             &mut m,
             &mut loss,
@@ -282,23 +299,42 @@ fn train(
             "  [{} rep{rep}] epoch s: {:?} test acc {acc:.4}",
             w.name,
             times
-                .0
+                .epochs
                 .iter()
                 .map(|t| format!("{t:.3}"))
                 .collect::<Vec<_>>()
         );
-        first.push(times.0[0]);
-        epoch_times.extend(times.0);
+        first.push(times.epochs[0]);
+        epoch_times.extend(times.epochs);
+        gemm_times.extend(times.gemm.into_iter().flat_map(|g| g.1));
         accs.push(acc);
         model = Some(m);
     }
     let s = summarize(&epoch_times);
     println!("{}: s/epoch {}  acc {accs:?}", w.name, fmt(&s, 3));
-    out.push(json!({
+    let mut rec = json!({
         "peer": "nn", "workload": w.name, "threads": nn_core::parallel::parallelism(),
         "sec_per_epoch": s, "first_epoch_s": first, "test_acc": accs, "epochs": w.epochs, "epoch_s": epoch_times,
-    }));
+    });
+    if !gemm_times.is_empty() {
+        println!(
+            "{}: its products alone, s/epoch {} (each right after an epoch)",
+            w.name,
+            fmt(&summarize(&gemm_times), 3)
+        );
+        rec["gemm_epoch_s"] = json!(gemm_times);
+    }
+    out.push(rec);
     model.context("no repetition ran")
+}
+
+/// W2's GEMM-only epoch over `rows` samples, measured beside each of its epochs; none for
+/// the other workloads.
+fn gemm_floor(w: &Workload, rows: usize) -> Option<gemm_only::Epoch> {
+    match &w.net {
+        Net::Mlp(sizes) if w.name == W2.name => Some(gemm_only::Epoch::new(sizes, rows, w.batch)),
+        _ => None,
+    }
 }
 
 /// W1's protocol at hidden width `hidden` and batch size `batch`, `epochs` epochs: one point
