@@ -820,9 +820,11 @@ mod tests {
             geometry(2, (20, 30), 3, 1, 0),  // rows of 28
             geometry(3, (16, 16), 1, 1, 0),  // rows of 16, input rows of 16
             geometry(2, (16, 9), 3, 1, 0),   // rows of 7
-            geometry(8, (12, 12), 5, 1, 0),  // W3's second layer: rows of 8, two per store
+            geometry(8, (12, 12), 5, 1, 0),  // W3's second layer: rows of 8, in chunks of 16
             geometry(2, (7, 9), 3, 1, 0),    // rows of 7, an odd number (5) of them
             geometry(1, (9, 3), 3, 1, 0),    // rows of 1
+            geometry(1, (66, 11), 3, 1, 0),  // rows of 9, more than 32 chunks: row by row
+            geometry(1, (26, 20), 19, 1, 0), // rows of 2, 20 apart: chunks too wide, row by row
             geometry(1, (28, 28), 5, 1, 2),  // W6's first layer: padded
             geometry(3, (9, 7), 3, 2, 1),    // strided and padded
             geometry(2, (9, 9), 3, 2, 0),    // strided
