@@ -107,28 +107,27 @@ impl Chunks {
     /// The chunks of rows `ow < 16` floats wide, when there are at most [`MAX_CHUNKS`] and
     /// each spans at most 32 input floats (none otherwise).
     fn plan(oh: usize, ow: usize, w: usize) -> Option<Chunks> {
-        let plane = oh * ow;
-        let count = plane.div_ceil(16);
-        if ow == 0 || ow >= 16 || count > MAX_CHUNKS {
+        if ow == 0 || ow >= 16 || (oh * ow).div_ceil(16) > MAX_CHUNKS {
             return None;
         }
-        let offset = |t: usize| t / ow * w + t % ow; // input offset of output position t
         let mut plan = Chunks {
             start: [0; MAX_CHUNKS],
             span: [0; MAX_CHUNKS],
             lanes: [[0; 16]; MAX_CHUNKS],
         };
-        for ch in 0..count {
-            let (first, last) = (16 * ch, (16 * ch + 15).min(plane - 1));
-            let start = offset(first);
-            let span = offset(last) + 1 - start;
-            if span > 32 {
-                return None;
+        // output positions t = y·ow + x in order; their input offsets y·w + x only rise
+        let positions = (0..oh).flat_map(|y| (0..ow).map(move |x| y * w + x));
+        for (t, offset) in positions.enumerate() {
+            let (ch, lane) = (t / 16, t % 16);
+            if lane == 0 {
+                plan.start[ch] = offset;
             }
-            (plan.start[ch], plan.span[ch]) = (start, span);
-            for (l, lane) in plan.lanes[ch].iter_mut().enumerate().take(last + 1 - first) {
-                *lane = (offset(first + l) - start) as i32; // < 32: lane of the register pair
+            let from_start = offset - plan.start[ch];
+            if from_start >= 32 {
+                return None; // the chunk spans more than two registers
             }
+            plan.lanes[ch][lane] = from_start as i32; // lane of the register pair
+            plan.span[ch] = from_start + 1;
         }
         Some(plan)
     }
