@@ -165,6 +165,10 @@ pub fn matmul_skip_zeros(
             b: [m, n][..].into(),
         });
     };
+    if k == 0 {
+        y.fill(0.0); // empty sums (and no rows to cut the input into)
+        return Ok(());
+    }
     let x = x.as_standard_layout(); // rows as slices (a copy only for a strided view)
     let x = x.as_slice().expect("standard layout");
     let b = Rows {
@@ -440,6 +444,16 @@ mod tests {
             }
         }
         y
+    }
+
+    #[test]
+    fn no_inputs_give_zeros() {
+        // k = 0: every output is an empty sum
+        let x = Array2::<f32>::zeros((3, 0));
+        let b = aligned(&Array2::<f32>::zeros((0, 5)));
+        let mut y = Array2::from_elem((3, 5), f32::NAN);
+        matmul_skip_zeros(x.view(), &b, &mut y.view_mut()).unwrap();
+        assert_eq!(y, Array2::<f32>::zeros((3, 5)));
     }
 
     #[test]
