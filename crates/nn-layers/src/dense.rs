@@ -302,7 +302,7 @@ impl Layer for Dense {
         // not on wasm32, where the page's download counts more than this speed-up (the
         // kernel is then never referenced, so it is not linked in)
         let skip = cfg!(not(target_arch = "wasm32")) && mode == Mode::Eval;
-        if skip && skip_zeros::worth_skipping(x) {
+        if skip && skip_zeros::worth_skipping(x, self.n_out) {
             if self.transposed.is_none() {
                 self.transposed = Some(skip_zeros::AlignedRows::transposed(self.weight.matrix())?);
             }
@@ -353,7 +353,7 @@ mod tests {
     use super::*;
     use crate::error::Error;
     use crate::layer::{apply, apply_backward};
-    use ndarray::{Array2, array};
+    use ndarray::{Array1, Array2, array};
     use nn_core::{Tensor, seeded};
 
     fn layer() -> Dense {
@@ -380,13 +380,21 @@ mod tests {
 
     #[test]
     fn mostly_zero_inputs_by_hand_and_after_the_weights_change() {
+        // 18 neurons (wider than skip_zeros::MIN_WIDTH), 3 inputs: w_j = [1, j, −1], b_j = j/2
         // first row 1 of 3 non-zero: evaluation skips the zeros (nn_core::skip_zeros)
-        // x = [0, 2, 0]:  y₀ = 2·2 + 0.5 = 4.5;  y₁ = 5·2 − 1 = 9
-        // x = [1, 0, −1]: y = [−1.5, −3] (as above);  x = 0: y = b
-        let mut d = layer();
+        // x = [0, 2, 0]: y_j = 2j + j/2;  x = [1, 0, −1]: y_j = 1 + 1 + j/2;  x = 0: y = b
+        let n = 18;
+        assert!(n > skip_zeros::MIN_WIDTH);
+        let w = Array2::from_shape_fn((n, 3), |(j, i)| [1.0, j as f32, -1.0][i]);
+        let b = Array1::from_shape_fn(n, |j| j as f32 / 2.0);
+        let mut d = Dense::from_weights(w.into_dyn(), Some(b.into_dyn())).unwrap();
         let x = array![[0.0f32, 2.0, 0.0], [1.0, 0.0, -1.0], [0.0, 0.0, 0.0]];
-        let want = array![[4.5f32, 9.0], [-1.5, -3.0], [0.5, -1.0]].into_dyn();
-        assert!(skip_zeros::worth_skipping(x.view()));
+        let want = Array2::from_shape_fn((3, n), |(r, j)| {
+            let j = j as f32;
+            [2.0 * j + j / 2.0, 2.0 + j / 2.0, j / 2.0][r]
+        })
+        .into_dyn();
+        assert!(skip_zeros::worth_skipping(x.view(), n));
         let train = apply(&mut d, x.view().into_dyn(), Mode::Train).unwrap();
         assert_eq!(train, want);
         assert!(d.transposed.is_none(), "training multiplies densely");
@@ -400,7 +408,22 @@ mod tests {
             }
         });
         let y = apply(&mut d, x.slice(ndarray::s![..1, ..]).into_dyn(), Mode::Eval).unwrap();
-        assert_eq!(y, array![[2.0f32 + 0.5, 2.0 - 1.0]].into_dyn());
+        let want = Array2::from_shape_fn((1, n), |(_, j)| 2.0 + j as f32 / 2.0); // 2·1 + b_j
+        assert_eq!(y, want.into_dyn());
+    }
+
+    #[test]
+    fn narrow_layers_multiply_densely_even_in_evaluation() {
+        // 2 neurons, at most skip_zeros::MIN_WIDTH: the same values by the dense product
+        // x = [0, 2, 0]: y₀ = 2·2 + 0.5 = 4.5;  y₁ = 5·2 − 1 = 9
+        let mut d = layer();
+        let x = array![[0.0f32, 2.0, 0.0]];
+        let eval = apply(&mut d, x.view().into_dyn(), Mode::Eval).unwrap();
+        assert_eq!(eval, array![[4.5f32, 9.0]].into_dyn());
+        assert!(
+            d.transposed.is_none(),
+            "no copy of W for the skipping kernel"
+        );
     }
 
     #[test]
