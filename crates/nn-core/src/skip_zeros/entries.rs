@@ -80,41 +80,77 @@ impl Entries {
     #[allow(unsafe_code)]
     #[target_feature(enable = "avx512f,popcnt")]
     unsafe fn gather_avx512<const R: usize>(&mut self, rows: [&[f32]; R]) {
-        use std::arch::x86_64::*;
         let k = rows[0].len();
-        let iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        // the lists' ends, as local scalars: updated in `self.len` itself, the compiler packed
+        // two of them into a vector register, with moves between the register files at
+        // every step
+        let mut ends = [std::ptr::null_mut::<u32>(); PATTERNS];
+        for (end, at) in ends.iter_mut().zip(&mut self.at) {
+            *end = at.as_mut_ptr();
+        }
         let mut j = 0;
-        while j < k {
-            // the positions j..j + 16 that exist: all 16, or the tail's
-            let live: u16 = if k - j >= 16 {
-                0xffff
-            } else {
-                (1u16 << (k - j)) - 1
-            };
-            let nonzero: [u16; R] = std::array::from_fn(|r| {
-                // SAFETY: a masked load reads only the lanes of `live`, all inside the row.
-                let v = unsafe { _mm512_maskz_loadu_ps(live, rows[r].as_ptr().add(j)) };
-                // NEQ_UQ: NaN is "not equal" to zero, so it is kept
-                _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(v, _mm512_setzero_ps())
-            });
-            let at = _mm512_add_epi32(iota, _mm512_set1_epi32(j as i32));
-            for p in 1..1usize << R {
-                let mask = (0..R).fold(live, |m, r| {
-                    m & if p >> r & 1 == 1 {
-                        nonzero[r]
-                    } else {
-                        !nonzero[r]
-                    }
-                });
-                // SAFETY: list p has room for k + 16 positions and holds at most j < k before
-                // this step, so 16 lanes fit from its end on; only the selected ones count.
-                unsafe {
-                    let packed = _mm512_maskz_compress_epi32(mask, at);
-                    _mm512_storeu_si512(self.at[p].as_mut_ptr().add(self.len[p]).cast(), packed);
-                }
-                self.len[p] += mask.count_ones() as usize;
-            }
+        while j + 16 <= k {
+            // SAFETY: the CPU has AVX-512F (the caller's contract); 16 positions from j exist.
+            unsafe { step::<R, false>(&rows, j, 16, &mut ends) };
             j += 16;
+        }
+        if j < k {
+            // SAFETY: as above; the tail's loads are masked to its k − j positions.
+            unsafe { step::<R, true>(&rows, j, k - j, &mut ends) };
+        }
+        for ((len, end), at) in self.len.iter_mut().zip(ends).zip(&self.at) {
+            // SAFETY: `end` was derived from `at`'s pointer and stayed inside its allocation.
+            *len = unsafe { end.offset_from(at.as_ptr()) } as usize;
+        }
+    }
+}
+
+/// One step of the AVX-512 pass: positions `j .. j + live` (all 16, or the tail's, whose
+/// loads are masked when `TAIL`) sorted into the lists whose ends are `ends`.
+///
+/// # Safety
+/// The CPU must have AVX-512F and POPCNT; each row has `j + live` values; each list has room
+/// for 16 positions from its end.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[target_feature(enable = "avx512f,popcnt")]
+#[inline]
+unsafe fn step<const R: usize, const TAIL: bool>(
+    rows: &[&[f32]; R],
+    j: usize,
+    live: usize,
+    ends: &mut [*mut u32; PATTERNS],
+) {
+    use std::arch::x86_64::*;
+    let live: u16 = if TAIL { (1u16 << live) - 1 } else { 0xffff };
+    let nonzero: [u16; R] = std::array::from_fn(|r| {
+        // SAFETY: the row has the positions read (all 16, or the lanes of `live`).
+        let v = unsafe {
+            if TAIL {
+                _mm512_maskz_loadu_ps(live, rows[r].as_ptr().add(j))
+            } else {
+                _mm512_loadu_ps(rows[r].as_ptr().add(j))
+            }
+        };
+        // NEQ_UQ: NaN is "not equal" to zero, so it is kept
+        _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(v, _mm512_setzero_ps())
+    });
+    let iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let at = _mm512_add_epi32(iota, _mm512_set1_epi32(j as i32));
+    for p in 1..1usize << R {
+        let mask = (0..R).fold(live, |m, r| {
+            m & if p >> r & 1 == 1 {
+                nonzero[r]
+            } else {
+                !nonzero[r]
+            }
+        });
+        // SAFETY: 16 lanes fit from the list's end (the caller's contract); only the
+        // selected ones count, and the end moves past them.
+        unsafe {
+            let packed = _mm512_maskz_compress_epi32(mask, at);
+            _mm512_storeu_si512(ends[p].cast(), packed);
+            ends[p] = ends[p].add(mask.count_ones() as usize);
         }
     }
 }
