@@ -26,7 +26,7 @@
 //! over the toolkit's threads. Summation order differs from the dense product's, so the two
 //! agree to rounding, not bit for bit.
 
-use ndarray::{ArrayView2, ArrayViewMut2};
+use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 
 use crate::error::{Error, Result};
 
@@ -153,20 +153,33 @@ impl Clone for AlignedRows {
     }
 }
 
-/// `Y ← X·B`, skipping the zero entries of `X` (see the module docs).
+/// `Y ← X·B + c`, skipping the zero entries of `X` (see the module docs); `c` (a bias, one
+/// value per column, added to every row) is where each row's sums start, so adding it
+/// costs no pass of its own.
 ///
 /// # Shapes
-/// `x: [m, k]`, `b: [k, n]`, `y: [m, n]` in standard (row-major) layout.
+/// `x: [m, k]`, `b: [k, n]`, `c: [n]`, `y: [m, n]` in standard (row-major) layout.
 ///
 /// # Errors
 /// [`Error::Incompatible`] when the shapes do not fit, or when `y` is not row-major.
 pub fn matmul_skip_zeros(
     x: ArrayView2<'_, f32>,
     b: &AlignedRows,
+    c: Option<ArrayView1<'_, f32>>,
     y: &mut ArrayViewMut2<'_, f32>,
 ) -> Result<()> {
     let (m, k) = x.dim();
     let n = b.n;
+    if let Some(c) = c.filter(|c| c.len() != n) {
+        return Err(Error::Incompatible {
+            op: "matmul_skip_zeros".into(),
+            reason: "the bias c must have one value per column of b",
+            a_name: "b",
+            a: [b.k, n][..].into(),
+            b_name: "c",
+            b: [c.len()][..].into(),
+        });
+    }
     if b.k != k || y.dim() != (m, n) {
         return Err(Error::Incompatible {
             op: "matmul_skip_zeros".into(),
@@ -187,8 +200,23 @@ pub fn matmul_skip_zeros(
             b: [m, n][..].into(),
         });
     };
+    let strided: Vec<f32>; // a copy only for a strided view
+    let c = match c.map(|c| (c.to_slice(), c)) {
+        None => &[][..],
+        Some((Some(c), _)) => c,
+        Some((None, c)) => {
+            strided = c.to_vec();
+            &strided[..]
+        }
+    };
     if k == 0 {
-        y.fill(0.0); // empty sums (and no rows to cut the input into)
+        // empty sums (and no rows to cut the input into)
+        for y_r in y.chunks_exact_mut(n) {
+            match c.is_empty() {
+                true => y_r.fill(0.0),
+                false => y_r.copy_from_slice(c),
+            }
+        }
         return Ok(());
     }
     let x = x.as_standard_layout(); // rows as slices (a copy only for a strided view)
@@ -197,6 +225,7 @@ pub fn matmul_skip_zeros(
         b: b.rows(),
         stride: b.stride,
         n,
+        c,
     };
     // about 2^20 multiply-adds at half density before a second thread pays off
     let work = m.saturating_mul(n).saturating_mul(k) / 32;
@@ -223,12 +252,13 @@ pub fn matmul_skip_zeros(
 }
 
 /// The right factor's rows, `stride` floats apart (a multiple of 16, the padding zeros),
-/// and its width `n`.
+/// its width `n`, and the bias added to every output row (`n` values, or none).
 #[derive(Clone, Copy)]
 struct Rows<'a> {
     b: &'a [f32],
     stride: usize,
     n: usize,
+    c: &'a [f32],
 }
 
 thread_local! {
@@ -306,6 +336,7 @@ fn columns<const W: usize, const R: usize, const FUSED: bool>(
 /// registers, each pattern's positions in their own loop:
 ///
 /// ```text
+/// y_r[j..j+W] = c[j..j+W]                                                (or 0)
 /// for p in patterns, for k in list p:   y_r[j..j+W] += x_rk · b[k, j..j+W]   for r in p
 /// ```
 #[inline(always)]
@@ -316,7 +347,13 @@ fn block<const W: usize, const R: usize, const FUSED: bool>(
     j: usize,
     y: &mut [f32],
 ) {
+    let len = W.min(b.n - j);
     let mut acc = [[0.0f32; W]; R];
+    if !b.c.is_empty() {
+        for acc in &mut acc {
+            acc[..len].copy_from_slice(&b.c[j..j + len]); // the sums start at the bias
+        }
+    }
     macro_rules! patterns {
         ($($p:literal)*) => {$(
             if $p < 1 << R {
@@ -325,7 +362,6 @@ fn block<const W: usize, const R: usize, const FUSED: bool>(
         )*};
     }
     patterns!(1 2 3);
-    let len = W.min(b.n - j);
     for (y_r, acc) in y.chunks_exact_mut(b.n).zip(&acc) {
         y_r[j..j + len].copy_from_slice(&acc[..len]);
     }
@@ -365,7 +401,7 @@ fn pattern<const W: usize, const R: usize, const P: usize, const FUSED: bool>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::{Array2, array};
+    use ndarray::{Array1, Array2, array};
 
     /// `B` stored for the product, through the transpose a dense layer starts from.
     fn aligned(b: &Array2<f32>) -> AlignedRows {
@@ -395,8 +431,17 @@ mod tests {
         let x = array![[0.0f32, 2.0, 0.0, -1.0]];
         let b = array![[9.0f32, 9.0], [1.0, 2.0], [9.0, 9.0], [3.0, -4.0]];
         let mut y = Array2::from_elem((1, 2), f32::NAN);
-        matmul_skip_zeros(x.view(), &aligned(&b), &mut y.view_mut()).unwrap();
+        matmul_skip_zeros(x.view(), &aligned(&b), None, &mut y.view_mut()).unwrap();
         assert_eq!(y, array![[2.0 * 1.0 - 3.0, 2.0 * 2.0 + 4.0]]);
+        // with a bias c = [10, −20]: y = 2·b_1 − b_3 + c
+        let c = array![10.0f32, -20.0];
+        matmul_skip_zeros(x.view(), &aligned(&b), Some(c.view()), &mut y.view_mut()).unwrap();
+        assert_eq!(y, array![[-1.0 + 10.0, 8.0 - 20.0]]);
+        // a strided bias (every other value of a longer vector) is the same bias
+        let every_other = array![10.0f32, 99.0, -20.0, 99.0];
+        let c = every_other.slice(ndarray::s![..;2]);
+        matmul_skip_zeros(x.view(), &aligned(&b), Some(c), &mut y.view_mut()).unwrap();
+        assert_eq!(y, array![[-1.0 + 10.0, 8.0 - 20.0]]);
     }
 
     #[test]
@@ -405,7 +450,7 @@ mod tests {
         let x = array![[0.0f32, 1.0], [0.0, 0.0]];
         let b = array![[f32::NAN, f32::NAN], [5.0, 6.0]];
         let mut y = Array2::from_elem((2, 2), 7.0);
-        matmul_skip_zeros(x.view(), &aligned(&b), &mut y.view_mut()).unwrap();
+        matmul_skip_zeros(x.view(), &aligned(&b), None, &mut y.view_mut()).unwrap();
         assert_eq!(y, array![[5.0, 6.0], [0.0, 0.0]]);
     }
 
@@ -430,9 +475,16 @@ mod tests {
                 });
                 let want = reference(&x, &b);
                 let mut y = Array2::zeros((m, n));
-                matmul_skip_zeros(x.view(), &aligned(&b), &mut y.view_mut()).unwrap();
+                matmul_skip_zeros(x.view(), &aligned(&b), None, &mut y.view_mut()).unwrap();
                 close(&y, &want);
-                close(&portable(&x, &aligned(&b)), &want);
+                close(&portable(&x, &aligned(&b), &[]), &want);
+                // with a bias: every row of the reference plus c
+                let c = Array1::from_shape_fn(n, |j| j as f32 * 0.5 - 3.0);
+                let want = &want + &c;
+                matmul_skip_zeros(x.view(), &aligned(&b), Some(c.view()), &mut y.view_mut())
+                    .unwrap();
+                close(&y, &want);
+                close(&portable(&x, &aligned(&b), c.as_slice().unwrap()), &want);
             }
         }
     }
@@ -446,13 +498,14 @@ mod tests {
         }
     }
 
-    /// `X·B` by the kernel for CPUs without fused multiply-add, whatever this CPU has.
-    fn portable(x: &Array2<f32>, b: &AlignedRows) -> Array2<f32> {
+    /// `X·B + c` by the kernel for CPUs without fused multiply-add, whatever this CPU has.
+    fn portable(x: &Array2<f32>, b: &AlignedRows, c: &[f32]) -> Array2<f32> {
         let ((m, k), n) = (x.dim(), b.n);
         let rows = Rows {
             b: b.rows(),
             stride: b.stride,
             n,
+            c,
         };
         let mut y = Array2::zeros((m, n));
         let mut e = Entries::default();
@@ -476,8 +529,12 @@ mod tests {
         let x = Array2::<f32>::zeros((3, 0));
         let b = aligned(&Array2::<f32>::zeros((0, 5)));
         let mut y = Array2::from_elem((3, 5), f32::NAN);
-        matmul_skip_zeros(x.view(), &b, &mut y.view_mut()).unwrap();
+        matmul_skip_zeros(x.view(), &b, None, &mut y.view_mut()).unwrap();
         assert_eq!(y, Array2::<f32>::zeros((3, 5)));
+        // with a bias, every row is the bias
+        let c = array![1.0f32, 2.0, 3.0, 4.0, 5.0];
+        matmul_skip_zeros(x.view(), &b, Some(c.view()), &mut y.view_mut()).unwrap();
+        assert_eq!(y, Array2::from_shape_fn((3, 5), |(_, j)| j as f32 + 1.0));
     }
 
     #[test]
@@ -485,16 +542,24 @@ mod tests {
         let x = Array2::<f32>::zeros((2, 3));
         let b = aligned(&Array2::<f32>::zeros((4, 5)));
         let mut y = Array2::<f32>::zeros((2, 5));
-        let err = matmul_skip_zeros(x.view(), &b, &mut y.view_mut()).unwrap_err();
+        let err = matmul_skip_zeros(x.view(), &b, None, &mut y.view_mut()).unwrap_err();
         assert!(
             err.to_string().contains("[2, 3]") && err.to_string().contains("[4, 5]"),
+            "{err}"
+        );
+        // a bias of the wrong length is named with its shape
+        let b = aligned(&Array2::<f32>::zeros((3, 5)));
+        let c = Array1::<f32>::zeros(4);
+        let err = matmul_skip_zeros(x.view(), &b, Some(c.view()), &mut y.view_mut()).unwrap_err();
+        assert!(
+            err.to_string().contains("bias") && err.to_string().contains("[4]"),
             "{err}"
         );
         let b = aligned(&Array2::<f32>::zeros((3, 2)));
         let mut y = Array2::<f32>::zeros((2, 2));
         let mut yt = y.view_mut();
         yt.swap_axes(0, 1);
-        let err = matmul_skip_zeros(x.view(), &b, &mut yt).unwrap_err();
+        let err = matmul_skip_zeros(x.view(), &b, None, &mut yt).unwrap_err();
         assert!(err.to_string().contains("row-major"), "{err}");
     }
 

@@ -307,10 +307,11 @@ impl Layer for Dense {
                 self.transposed = Some(skip_zeros::AlignedRows::transposed(self.weight.matrix())?);
             }
             let wt = self.transposed.as_ref().expect("made just above");
-            skip_zeros::matmul_skip_zeros(x, wt, &mut y)?; // Y = X·Wᵀ, zeros of X left out
-        } else {
-            matmul_into(1.0, x, self.weight.matrix().t(), 0.0, &mut y)?; // Y = X·Wᵀ
+            let b = self.bias.as_ref().map(|b| b.vector());
+            // Y = X·Wᵀ + b, zeros of X left out (each row's sums start at b)
+            return Ok(skip_zeros::matmul_skip_zeros(x, wt, b, &mut y)?);
         }
+        matmul_into(1.0, x, self.weight.matrix().t(), 0.0, &mut y)?; // Y = X·Wᵀ
         if let Some(b) = &self.bias {
             ops::add_row_broadcast(&mut y, b.vector())?; // Y += b (each row)
         }
