@@ -10,20 +10,22 @@
 //! exactly 0; its first test image has 267 non-zero pixels of 784), one-hot and
 //! bag-of-words features, and the outputs of a ReLU.
 //!
-//! Rows of `X` are taken in pairs. One pass over a pair sorts its positions by which of the
-//! two rows is non-zero there (first only, second only, both: the `entries` module; all-zero
-//! positions are dropped), then the two output rows are accumulated in registers, 128
-//! columns at a time, list by list: a position of the "both" list reads its row of `B`
-//! once for the two rows. The rows of `B` are read from memory by the multiply-add
-//! instructions themselves, so the kernel is bound by how fast the needed rows arrive
-//! (from L2 for a 784×128 weight) rather than by arithmetic; a dense product of the same
-//! shape (the `gemm` crate) does more arithmetic per value loaded, so skipping pays off only
-//! when enough of `X` is zero and `B` is wide enough: [`worth_skipping`] decides from the
-//! first row of `X` ([`DENSITY_LIMIT`]) and the width ([`MIN_WIDTH`]). `B` is stored for the kernel as [`AlignedRows`].
+//! Rows of `X` are taken three at a time (the last one or two of a batch as a pair or
+//! alone). One pass over such a unit sorts its positions by which of its rows are non-zero
+//! there (the `entries` module; all-zero positions are dropped), then the output rows are
+//! accumulated in registers, list by list: a position where several rows are non-zero
+//! reads its row of `B` once, into registers, for all of them. The rows of `B` come from
+//! L2 for a 784×128 weight, and on the machine measured (32 bytes per cycle from L2) that
+//! read, not the arithmetic, sets the pace; a dense product of the same shape (the `gemm`
+//! crate) does more arithmetic per value loaded, so skipping pays off only when enough of
+//! `X` is zero and `B` is wide enough: [`worth_skipping`] decides from the first row of `X`
+//! ([`DENSITY_LIMIT`]) and the width ([`MIN_WIDTH`]). `B` is stored for the kernel as
+//! [`AlignedRows`].
 //!
-//! The kernel is compiled for AVX-512 (128 columns per pass), AVX2 + FMA (16) and the
-//! baseline (16, no fused multiply-add), chosen at run time through `pulp`; rows are spread
-//! over the toolkit's threads. Summation order differs from the dense product's, so the two
+//! The kernel is compiled for AVX-512 (128 columns per pass for one or two rows, 64 for
+//! three, so that the sums and a row of `B` fit in the 32 registers), AVX2 + FMA (16) and
+//! the baseline (16, no fused multiply-add), chosen at run time through `pulp`; rows are
+//! spread over the toolkit's threads. Summation order differs from the dense product's, so the two
 //! agree to rounding, not bit for bit.
 
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
@@ -230,25 +232,35 @@ pub fn matmul_skip_zeros(
     // about 2^20 multiply-adds at half density before a second thread pays off
     let work = m.saturating_mul(n).saturating_mul(k) / 32;
     crate::parallel::split_runs(m, (y, n), work, &|rows, y_run| {
-        SCRATCH.with_borrow_mut(|e| {
-            let x_run = &x[rows.start * k..rows.end * k];
-            let mut units = y_run.chunks_exact_mut(ROWS * n);
-            for (x_u, y_u) in x_run.chunks_exact(ROWS * k).zip(&mut units) {
-                let x_u: [&[f32]; ROWS] = std::array::from_fn(|r| &x_u[r * k..(r + 1) * k]);
-                e.gather(x_u);
-                product(e, x_u, b, y_u);
-            }
-            let x_rest = &x_run[x_run.len() / (ROWS * k) * (ROWS * k)..];
-            for (x_r, y_r) in x_rest
-                .chunks_exact(k)
-                .zip(units.into_remainder().chunks_exact_mut(n))
-            {
-                e.gather([x_r]);
-                product(e, [x_r], b, y_r);
-            }
-        });
+        rows_product(&x[rows.start * k..rows.end * k], k, b, y_run);
     });
     Ok(())
+}
+
+/// `y = x·B + c` for consecutive rows of `x` (`k` values each), three at a time, the last
+/// one or two as a pair, then alone.
+fn rows_product(x: &[f32], k: usize, b: Rows<'_>, y: &mut [f32]) {
+    let n = b.n;
+    SCRATCH.with_borrow_mut(|e| {
+        let mut units = y.chunks_exact_mut(ROWS * n);
+        for (x_u, y_u) in x.chunks_exact(ROWS * k).zip(&mut units) {
+            let x_u: [&[f32]; ROWS] = std::array::from_fn(|r| &x_u[r * k..(r + 1) * k]);
+            e.gather(x_u);
+            product(e, x_u, b, y_u);
+        }
+        let x_rest = &x[x.len() / (ROWS * k) * (ROWS * k)..];
+        let mut pairs = units.into_remainder().chunks_exact_mut(2 * n);
+        for (x_u, y_u) in x_rest.chunks_exact(2 * k).zip(&mut pairs) {
+            let x_u = [&x_u[..k], &x_u[k..]];
+            e.gather(x_u);
+            product(e, x_u, b, y_u);
+        }
+        let x_one = &x_rest[x_rest.len() / (2 * k) * (2 * k)..];
+        if let Some(y_one) = Some(pairs.into_remainder()).filter(|y| !y.is_empty()) {
+            e.gather([x_one]);
+            product(e, [x_one], b, y_one);
+        }
+    });
 }
 
 /// The right factor's rows, `stride` floats apart (a multiple of 16, the padding zeros),
@@ -266,13 +278,17 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Entries> = std::cell::RefCell::new(Entries::default());
 }
 
-/// `y_r = Σ_k x_rk · b_k` for the `R` rows of a unit (`y`: their output rows, one after
-/// another) over its sorted entries, with the widest kernel this CPU runs: AVX-512 takes
-/// 128 columns at a time (16 sums in registers for two rows), AVX2 16.
+/// `y_r = c + Σ_k x_rk · b_k` for the `R` rows of a unit (`y`: their output rows, one
+/// after another) over its sorted entries, with the widest kernel this CPU runs: AVX-512
+/// takes 128 columns at a time for one or two rows (16 sums in registers for two, and the
+/// row of `B` in 8 more), 64 for three (12 sums, 4 for the row); AVX2 16.
 fn product<const R: usize>(e: &Entries, x: [&[f32]; R], b: Rows<'_>, y: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         if let Some(simd) = pulp::x86::V4::try_new() {
+            if R > 2 {
+                return pulp::Simd::vectorize(simd, Product::<'_, 64, R, true> { e, x, b, y });
+            }
             return pulp::Simd::vectorize(simd, Product::<'_, 128, R, true> { e, x, b, y });
         }
         if let Some(simd) = pulp::x86::V3::try_new() {
@@ -361,7 +377,7 @@ fn block<const W: usize, const R: usize, const FUSED: bool>(
             }
         )*};
     }
-    patterns!(1 2 3);
+    patterns!(1 2 3 4 5 6 7);
     for (y_r, acc) in y.chunks_exact_mut(b.n).zip(&acc) {
         y_r[j..j + len].copy_from_slice(&acc[..len]);
     }
@@ -383,8 +399,8 @@ fn pattern<const W: usize, const R: usize, const P: usize, const FUSED: bool>(
     let mut sums = *acc; // a local copy, kept in registers through the loop
     for &k in at {
         let k = k as usize;
-        // the row copied into registers: a pattern of two rows then loads each value once
-        // for both (reading it from memory at each use measured ~10 % slower on W4)
+        // the row copied into registers: a pattern of several rows then loads each value
+        // once for all of them (reading it from memory at each use measured ~10 % slower)
         let row: [f32; W] = *<&[f32; W]>::try_from(&b.b[k * b.stride + j..][..W]).expect("W");
         for (r, sums) in sums.iter_mut().enumerate() {
             if P >> r & 1 == 1 {
@@ -461,7 +477,7 @@ mod tests {
         // thread and on the pool's; the last input column non-zero (the last row of B read)
         let k = 50;
         for n in [211, 144, 128, 10] {
-            for m in [1, 2, 3, 200] {
+            for m in [1, 2, 3, 4, 5, 6, 200, 201] {
                 let x = Array2::from_shape_fn((m, k), |(i, j)| {
                     let v = ((i * 31 + j * 17) % 23) as f32 - 11.0;
                     if (i + j) % (i % 4 + 1) == 0 || j == k - 1 {
@@ -510,14 +526,22 @@ mod tests {
         let mut y = Array2::zeros((m, n));
         let mut e = Entries::default();
         let (xs, ys) = (x.as_slice().unwrap(), y.as_slice_mut().unwrap());
-        for (x2, y2) in xs.chunks(2 * k).zip(ys.chunks_mut(2 * n)) {
-            if x2.len() == 2 * k {
-                let x2 = [&x2[..k], &x2[k..]];
-                e.gather(x2);
-                columns::<16, 2, false>(&e, x2, rows, y2);
-            } else {
-                e.gather([x2]);
-                columns::<16, 1, false>(&e, [x2], rows, y2);
+        // units of three rows, then of what is left (two or one), as the product takes them
+        for (x_u, y_u) in xs.chunks(3 * k).zip(ys.chunks_mut(3 * n)) {
+            let r = |i: usize| &x_u[i * k..(i + 1) * k];
+            match x_u.len() / k {
+                3 => {
+                    e.gather([r(0), r(1), r(2)]);
+                    columns::<16, 3, false>(&e, [r(0), r(1), r(2)], rows, y_u);
+                }
+                2 => {
+                    e.gather([r(0), r(1)]);
+                    columns::<16, 2, false>(&e, [r(0), r(1)], rows, y_u);
+                }
+                _ => {
+                    e.gather([r(0)]);
+                    columns::<16, 1, false>(&e, [r(0)], rows, y_u);
+                }
             }
         }
         y
