@@ -60,7 +60,10 @@ pub fn worth_skipping(x: ArrayView2<'_, f32>, n: usize) -> bool {
     };
     let k = first.len();
     let nonzero = match first.as_slice() {
+        #[cfg(not(target_arch = "wasm32"))]
         Some(row) => pulp::Arch::new().dispatch(Nonzero(row)),
+        #[cfg(target_arch = "wasm32")]
+        Some(row) => row.iter().filter(|&&v| v != 0.0).count(), // (no pulp on wasm32)
         None => first.iter().filter(|&&v| v != 0.0).count(),
     };
     k > 0 && nonzero as f32 <= DENSITY_LIMIT * k as f32
@@ -69,8 +72,10 @@ pub fn worth_skipping(x: ArrayView2<'_, f32>, n: usize) -> bool {
 /// The number of non-zero values of a row, as a `pulp` operation: compiled for each
 /// instruction set, so that the count takes the widest vectors (with AVX-512 a 784-value
 /// row costs ~15 ns instead of ~50; it is paid on every batch-1 call).
+#[cfg(not(target_arch = "wasm32"))]
 struct Nonzero<'a>(&'a [f32]);
 
+#[cfg(not(target_arch = "wasm32"))]
 impl pulp::WithSimd for Nonzero<'_> {
     type Output = usize;
 
@@ -255,8 +260,8 @@ fn rows_product(x: &[f32], k: usize, b: Rows<'_>, y: &mut [f32]) {
             e.gather(x_u);
             product(e, x_u, b, y_u);
         }
-        let x_one = &x_rest[x_rest.len() / (2 * k) * (2 * k)..];
         if let Some(y_one) = Some(pairs.into_remainder()).filter(|y| !y.is_empty()) {
+            let x_one = &x[x.len() - k..]; // the last row
             e.gather([x_one]);
             product(e, [x_one], b, y_one);
         }
