@@ -25,8 +25,8 @@
 //! The kernel is compiled for AVX-512 (128 columns per pass for one or two rows, 64 for
 //! three, so that the sums and a row of `B` fit in the 32 registers), AVX2 + FMA (16) and
 //! the baseline (16, no fused multiply-add), chosen at run time through `pulp`; rows are
-//! spread over the toolkit's threads. Summation order differs from the dense product's, so the two
-//! agree to rounding, not bit for bit.
+//! spread over the toolkit's threads. Summation order differs from the dense product's, so
+//! the two agree to rounding, not bit for bit.
 
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 

@@ -21,10 +21,12 @@
 //! for the first layer of a network).
 //!
 //! In [`Mode::Eval`] on native targets, an input that is mostly zeros (an image on a blank
-//! background, one-hot features, a ReLU's output) is multiplied by [`nn_core::skip_zeros`],
-//! which leaves its zeros out: `y_i = Σ_{k : x_ik ≠ 0} x_ik · Wᵀ[k, :] + b`. That kernel reads `Wᵀ` row by
-//! row, so the layer keeps a transposed copy of `W`, made at the first such call and dropped
-//! whenever [`Layer::visit`] hands the weight out (to an optimizer or a loader).
+//! background, one-hot features, a ReLU's output) going into a layer of more than
+//! [`nn_core::skip_zeros::MIN_WIDTH`] neurons is multiplied by [`nn_core::skip_zeros`],
+//! which leaves its zeros out and starts each sum at the bias:
+//! `y_i = b + Σ_{k : x_ik ≠ 0} x_ik · Wᵀ[k, :]`. That kernel reads `Wᵀ` row by row, so the
+//! layer keeps a transposed copy of `W`, made at the first such call and dropped whenever
+//! [`Layer::visit`] hands the weight out (to an optimizer or a loader).
 
 use ndarray::{ArrayView2, ArrayViewD};
 use nn_core::tensor::as_matrix;
