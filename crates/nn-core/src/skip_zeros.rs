@@ -32,6 +32,8 @@ use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 
 use crate::error::{Error, Result};
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 mod entries;
 use entries::{Entries, ROWS};
 
@@ -85,21 +87,37 @@ impl pulp::WithSimd for Nonzero<'_> {
     }
 }
 
-/// The right factor `B: [k, n]` of [`matmul_skip_zeros`], stored for it: row-major, each
-/// row starting on a 64-byte boundary (a cache line), so that no vector load of a row
-/// straddles two lines (measured: a row shifted by one float makes the product 1.3–1.4×
-/// slower).
+/// The right factor `B: [k, n]` of [`matmul_skip_zeros`], stored for it: in panels of
+/// columns, each panel holding its columns of every row of `B`, one row after another, each
+/// row of a panel starting on a 64-byte boundary (a cache line), so that no vector load of
+/// a row straddles two lines (measured: a row shifted by one float makes the product
+/// 1.3–1.4× slower). With AVX-512 a panel is as wide as `B` (plain rows, padded to 16
+/// columns); with AVX2 it is 32 columns (one pass of the kernel), so that a pass reads
+/// consecutive memory rather than 128 bytes of every 512.
 #[derive(Debug, Default)]
 pub struct AlignedRows {
     buf: Vec<f32>,
     offset: usize,
     k: usize,
     n: usize,
+    /// Floats per row of `B`: `n` padded to the panel width.
     stride: usize,
+    /// Columns per panel: a multiple of 16 dividing `stride`.
+    panel: usize,
 }
 
 /// Floats per cache line.
 const LINE: usize = 16;
+
+/// The width of [`AlignedRows`]' panels for `n` columns on this CPU: 32 where the AVX2
+/// kernel runs, `n` padded to a cache line elsewhere.
+fn panel_width(n: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if !std::arch::is_x86_feature_detected!("avx512f") && avx2::available() {
+        return avx2::PANEL;
+    }
+    n.next_multiple_of(LINE).max(LINE)
+}
 
 impl AlignedRows {
     /// `B = Wᵀ` for a weight `w: [n, k]` stored destination-first (a dense layer's).
@@ -107,16 +125,23 @@ impl AlignedRows {
     /// # Errors
     /// [`Error::Limit`] when the padded copy would exceed the tensor size limit.
     pub fn transposed(w: ArrayView2<'_, f32>) -> Result<Self> {
+        Self::with_panel(w, panel_width(w.nrows()))
+    }
+
+    /// As [`AlignedRows::transposed`] with panels of `panel` columns (a multiple of 16).
+    fn with_panel(w: ArrayView2<'_, f32>, panel: usize) -> Result<Self> {
         let (n, k) = w.dim();
-        let stride = n.next_multiple_of(LINE);
+        let stride = n.next_multiple_of(panel);
         let len = crate::limits::elements(|| "transposed weight".into(), &[k, stride])?;
         let (mut buf, offset) = Self::aligned_buffer(len);
-        for (i, row) in buf[offset..offset + len]
-            .chunks_exact_mut(stride)
-            .enumerate()
-        {
-            for (r, &v) in row.iter_mut().zip(w.column(i)) {
-                *r = v; // B[i, j] = W[j, i]
+        // (no panels to fill when B has no rows: chunks of zero floats do not exist)
+        let panels = buf[offset..offset + len].chunks_exact_mut((k * panel).max(1));
+        for (p, panel_buf) in panels.enumerate() {
+            let cols = p * panel..n.min((p + 1) * panel);
+            for (i, row) in panel_buf.chunks_exact_mut(panel).enumerate() {
+                for (r, &v) in row.iter_mut().zip(w.slice(ndarray::s![cols.clone(), i])) {
+                    *r = v; // B[i, j] = W[j, i]
+                }
             }
         }
         Ok(AlignedRows {
@@ -125,6 +150,7 @@ impl AlignedRows {
             k,
             n,
             stride,
+            panel,
         })
     }
 
@@ -228,12 +254,7 @@ pub fn matmul_skip_zeros(
     }
     let x = x.as_standard_layout(); // rows as slices (a copy only for a strided view)
     let x = x.as_slice().expect("standard layout");
-    let b = Rows {
-        b: b.rows(),
-        stride: b.stride,
-        n,
-        c,
-    };
+    let b = Rows::new(b, c);
     // about 2^20 multiply-adds at half density before a second thread pays off
     let work = m.saturating_mul(n).saturating_mul(k) / 32;
     crate::parallel::split_runs(m, (y, n), work, &|rows, y_run| {
@@ -268,14 +289,34 @@ fn rows_product(x: &[f32], k: usize, b: Rows<'_>, y: &mut [f32]) {
     });
 }
 
-/// The right factor's rows, `stride` floats apart (a multiple of 16, the padding zeros),
-/// its width `n`, and the bias added to every output row (`n` values, or none).
+/// The right factor's panels (`panel` columns of all its rows, a row every `panel` floats,
+/// the columns past `n` zeros), its width `n`, and the bias added to every output row (`n`
+/// values, or none).
 #[derive(Clone, Copy)]
 struct Rows<'a> {
     b: &'a [f32],
-    stride: usize,
+    panel: usize,
+    /// Floats per panel: `panel` times the rows of `B`.
+    panel_len: usize,
     n: usize,
     c: &'a [f32],
+}
+
+impl<'a> Rows<'a> {
+    fn new(b: &'a AlignedRows, c: &'a [f32]) -> Self {
+        Rows {
+            b: b.rows(),
+            panel: b.panel,
+            panel_len: b.k * b.panel,
+            n: b.n,
+            c,
+        }
+    }
+
+    /// Where row 0's columns `j..` start (a block of columns never crosses a panel).
+    fn start(&self, j: usize) -> usize {
+        j / self.panel * self.panel_len + j % self.panel
+    }
 }
 
 thread_local! {
@@ -296,8 +337,12 @@ fn product<const R: usize>(e: &Entries, x: [&[f32]; R], b: Rows<'_>, y: &mut [f3
             }
             return pulp::Simd::vectorize(simd, Product::<'_, 128, R, true> { e, x, b, y });
         }
-        if let Some(simd) = pulp::x86::V3::try_new() {
-            return pulp::Simd::vectorize(simd, Product::<'_, 16, R, true> { e, x, b, y });
+        if avx2::available() {
+            // SAFETY: the CPU has AVX2 and FMA; the lists hold positions below k, the length
+            // of each row of x and B's row count (checked by `matmul_skip_zeros`); y holds
+            // R rows of n; without AVX-512, `B` is stored in panels of `avx2::PANEL`.
+            #[allow(unsafe_code)]
+            return unsafe { avx2::product(e, x, b, y) };
         }
         columns::<16, R, false>(e, x, b, y)
     }
@@ -402,11 +447,12 @@ fn pattern<const W: usize, const R: usize, const P: usize, const FUSED: bool>(
         return;
     }
     let mut sums = *acc; // a local copy, kept in registers through the loop
+    let start = b.start(j);
     for &k in at {
         let k = k as usize;
         // the row copied into registers: a pattern of several rows then loads each value
         // once for all of them (reading it from memory at each use measured ~10 % slower)
-        let row: [f32; W] = *<&[f32; W]>::try_from(&b.b[k * b.stride + j..][..W]).expect("W");
+        let row: [f32; W] = *<&[f32; W]>::try_from(&b.b[start + k * b.panel..][..W]).expect("W");
         for (r, sums) in sums.iter_mut().enumerate() {
             if P >> r & 1 == 1 {
                 let v = x[r][k];
@@ -521,35 +567,86 @@ mod tests {
 
     /// `X·B + c` by the kernel for CPUs without fused multiply-add, whatever this CPU has.
     fn portable(x: &Array2<f32>, b: &AlignedRows, c: &[f32]) -> Array2<f32> {
+        by_units(x, b, c, false)
+    }
+
+    /// `X·B + c` unit by unit, by the portable kernel or (`avx2`) the AVX2 one.
+    fn by_units(x: &Array2<f32>, b: &AlignedRows, c: &[f32], avx2: bool) -> Array2<f32> {
         let ((m, k), n) = (x.dim(), b.n);
-        let rows = Rows {
-            b: b.rows(),
-            stride: b.stride,
-            n,
-            c,
-        };
+        let rows = Rows::new(b, c);
         let mut y = Array2::zeros((m, n));
         let mut e = Entries::default();
         let (xs, ys) = (x.as_slice().unwrap(), y.as_slice_mut().unwrap());
         // units of three rows, then of what is left (two or one), as the product takes them
         for (x_u, y_u) in xs.chunks(3 * k).zip(ys.chunks_mut(3 * n)) {
             let r = |i: usize| &x_u[i * k..(i + 1) * k];
+            macro_rules! unit {
+                ($($i:literal)*) => {{
+                    let x_u = [$(r($i)),*];
+                    e.gather(x_u);
+                    #[cfg(target_arch = "x86_64")]
+                    if avx2 {
+                        assert!(avx2::available() && b.panel == avx2::PANEL);
+                        // SAFETY: checked just above; positions below k; y_u holds the rows.
+                        #[allow(unsafe_code)]
+                        unsafe { avx2::product(&e, x_u, rows, y_u) };
+                        continue;
+                    }
+                    assert!(!avx2);
+                    columns::<16, { [$($i),*].len() }, false>(&e, x_u, rows, y_u);
+                }};
+            }
             match x_u.len() / k {
-                3 => {
-                    e.gather([r(0), r(1), r(2)]);
-                    columns::<16, 3, false>(&e, [r(0), r(1), r(2)], rows, y_u);
-                }
-                2 => {
-                    e.gather([r(0), r(1)]);
-                    columns::<16, 2, false>(&e, [r(0), r(1)], rows, y_u);
-                }
-                _ => {
-                    e.gather([r(0)]);
-                    columns::<16, 1, false>(&e, [r(0)], rows, y_u);
-                }
+                3 => unit!(0 1 2),
+                2 => unit!(0 1),
+                _ => unit!(0),
             }
         }
         y
+    }
+
+    #[test]
+    fn panels_hold_each_rows_columns() {
+        // B: [2, 20], b_kj = 100k + j, in panels of 16 columns: panel 0 holds columns 0..16
+        // of row 0 then of row 1, panel 1 columns 16..20 and 12 zeros of padding, per row
+        let b = Array2::from_shape_fn((2, 20), |(k, j)| (100 * k + j) as f32);
+        let p = AlignedRows::with_panel(b.t(), 16).unwrap();
+        assert_eq!((p.dim(), p.stride, p.panel), ((2, 20), 32, 16));
+        let v = p.rows();
+        assert_eq!(v.len(), 64);
+        assert_eq!((v[0], v[15], v[16], v[31]), (0.0, 15.0, 100.0, 115.0));
+        assert_eq!(&v[32..36], [16.0, 17.0, 18.0, 19.0]);
+        assert!(v[36..48].iter().all(|&z| z == 0.0));
+        assert_eq!(&v[48..52], [116.0, 117.0, 118.0, 119.0]);
+        let rows = Rows::new(&p, &[]);
+        assert_eq!((rows.start(0), rows.start(16), rows.start(18)), (0, 32, 34));
+        assert_eq!(v[rows.start(18) + rows.panel], 118.0); // b_1,18
+        assert_eq!(v.as_ptr() as usize % 64, 0);
+    }
+
+    #[test]
+    fn each_kernel_matches_the_definition_on_panels() {
+        // the portable kernel on panels of 32 whatever this CPU uses, and the AVX2 kernel
+        // where the CPU has it (even when the product would take AVX-512)
+        let k = 40;
+        for n in [211, 128, 10] {
+            for m in [1, 2, 3, 7] {
+                let x = Array2::from_shape_fn((m, k), |(i, j)| match (i * 7 + j * 3) % 5 {
+                    0 | 1 => 0.0,
+                    v => v as f32 - 3.5 + i as f32 * 0.1,
+                });
+                let b =
+                    Array2::from_shape_fn((k, n), |(i, j)| ((i * 5 + j * 11) % 17) as f32 - 8.0);
+                let c = Array1::from_shape_fn(n, |j| j as f32 * 0.25);
+                let want = &reference(&x, &b) + &c;
+                let p = AlignedRows::with_panel(b.t(), 32).unwrap();
+                close(&by_units(&x, &p, c.as_slice().unwrap(), false), &want);
+                #[cfg(target_arch = "x86_64")]
+                if avx2::available() {
+                    close(&by_units(&x, &p, c.as_slice().unwrap(), true), &want);
+                }
+            }
+        }
     }
 
     #[test]

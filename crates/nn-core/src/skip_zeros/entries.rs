@@ -62,6 +62,14 @@ impl Entries {
             #[allow(unsafe_code)]
             return unsafe { self.gather_avx512(rows) };
         }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("popcnt")
+        {
+            // SAFETY: the CPU has AVX2 and POPCNT (checked just above).
+            #[allow(unsafe_code)]
+            return unsafe { self.gather_avx2(rows) };
+        }
         self.gather_portable(rows);
     }
 
@@ -104,6 +112,101 @@ impl Entries {
         for ((len, end), at) in self.len.iter_mut().zip(ends).zip(&self.at) {
             // SAFETY: `end` was derived from `at`'s pointer and stayed inside its allocation.
             *len = unsafe { end.offset_from(at.as_ptr()) } as usize;
+        }
+    }
+}
+
+impl Entries {
+    /// The AVX2 pass: 8 positions per step, each pattern's positions looked up from its
+    /// 8-bit mask ([`SET_BITS`]); the last `k mod 8` positions one by one.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and POPCNT.
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unsafe_code)]
+    #[target_feature(enable = "avx2,popcnt")]
+    unsafe fn gather_avx2<const R: usize>(&mut self, rows: [&[f32]; R]) {
+        let k = rows[0].len();
+        let mut ends = [std::ptr::null_mut::<u32>(); PATTERNS];
+        for (end, at) in ends.iter_mut().zip(&mut self.at) {
+            *end = at.as_mut_ptr();
+        }
+        let mut j = 0;
+        while j + 8 <= k {
+            // SAFETY: the CPU has AVX2 (the caller's contract); 8 positions from j exist.
+            unsafe { step8::<R>(&rows, j, &mut ends) };
+            j += 8;
+        }
+        for (len, (end, at)) in self.len.iter_mut().zip(ends.iter().zip(&self.at)) {
+            // SAFETY: `end` was derived from `at`'s pointer and stayed inside its allocation.
+            *len = unsafe { end.offset_from(at.as_ptr()) } as usize;
+        }
+        for j in j..k {
+            let p = (0..R).fold(0, |p, r| p | (usize::from(rows[r][j] != 0.0) << r));
+            if p != 0 {
+                self.at[p][self.len[p]] = j as u32; // j < k ≤ the tensor limit
+                self.len[p] += 1;
+            }
+        }
+    }
+}
+
+/// For each 8-bit mask, the positions of its set bits, one per byte from the lowest
+/// (`0b1010_0100` → bytes 2, 5, 7).
+#[cfg(target_arch = "x86_64")]
+static SET_BITS: [u64; 256] = {
+    let mut table = [0u64; 256];
+    let mut m = 0;
+    while m < 256 {
+        let (mut packed, mut n, mut bit) = (0u64, 0, 0);
+        while bit < 8 {
+            if m >> bit & 1 == 1 {
+                packed |= (bit as u64) << (8 * n);
+                n += 1;
+            }
+            bit += 1;
+        }
+        table[m] = packed;
+        m += 1;
+    }
+    table
+};
+
+/// One step of the AVX2 pass: positions `j .. j + 8` sorted into the lists whose ends are
+/// `ends`.
+///
+/// # Safety
+/// The CPU must have AVX2 and POPCNT; each row has `j + 8` values; each list has room for 8
+/// positions from its end.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[target_feature(enable = "avx2,popcnt")]
+#[inline]
+unsafe fn step8<const R: usize>(rows: &[&[f32]; R], j: usize, ends: &mut [*mut u32; PATTERNS]) {
+    use std::arch::x86_64::*;
+    let nonzero: [usize; R] = std::array::from_fn(|r| {
+        // SAFETY: the row has the 8 positions read.
+        let v = unsafe { _mm256_loadu_ps(rows[r].as_ptr().add(j)) };
+        // NEQ_UQ: NaN is "not equal" to zero, so it is kept
+        let ne = _mm256_cmp_ps::<_CMP_NEQ_UQ>(v, _mm256_setzero_ps());
+        _mm256_movemask_ps(ne) as usize
+    });
+    let at = _mm256_set1_epi32(j as i32);
+    for p in 1..1usize << R {
+        let mask = (0..R).fold(0xff, |m, r| {
+            m & if p >> r & 1 == 1 {
+                nonzero[r]
+            } else {
+                !nonzero[r]
+            }
+        });
+        // SAFETY: 8 lanes fit from the list's end (the caller's contract); only the
+        // selected ones count, and the end moves past them.
+        unsafe {
+            let bits = _mm_cvtsi64_si128(SET_BITS[mask] as i64);
+            let packed = _mm256_add_epi32(_mm256_cvtepu8_epi32(bits), at); // j + bit
+            _mm256_storeu_si256(ends[p].cast(), packed);
+            ends[p] = ends[p].add(mask.count_ones() as usize);
         }
     }
 }
