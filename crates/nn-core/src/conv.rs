@@ -37,6 +37,8 @@ use crate::parallel::{MAX_RUNS, parallelism, split_runs_with, split_runs2_with};
 #[cfg(target_arch = "x86_64")]
 pub mod direct;
 #[cfg(target_arch = "x86_64")]
+mod direct_avx2;
+#[cfg(target_arch = "x86_64")]
 mod rows;
 
 /// The sizes of one call: input `[n, c, h, w]`, output `[n, c_out, oh, ow]`, kernel `k`,
@@ -383,7 +385,7 @@ pub fn backward(
     // the direct kernels take the parameter gradients where they apply; im2col and GEMM
     // take the rest (the same kernel either way, so the parameter gradients do not depend
     // on whether ∂E/∂X is asked for)
-    let direct = direct_applies(g);
+    let direct = direct_grad_applies(g);
     #[cfg(target_arch = "x86_64")]
     if direct {
         weight_grad_direct(g, x, dy, scratch);
@@ -554,6 +556,18 @@ fn direct_applies(g: &Geometry) -> bool {
 /// Whether the direct kernels take this geometry (never off x86-64).
 #[cfg(not(target_arch = "x86_64"))]
 fn direct_applies(_: &Geometry) -> bool {
+    false
+}
+
+/// Whether the direct weight gradient takes this geometry.
+#[cfg(target_arch = "x86_64")]
+fn direct_grad_applies(g: &Geometry) -> bool {
+    direct::grad_applies(g)
+}
+
+/// Whether the direct weight gradient takes this geometry (never off x86-64).
+#[cfg(not(target_arch = "x86_64"))]
+fn direct_grad_applies(_: &Geometry) -> bool {
     false
 }
 

@@ -17,14 +17,15 @@
 //! input rows (each loaded once for both channels) for every `oy`.
 //!
 //! Used only with stride 1, `ow ≤ 32`, `kw ≤ 7`, few input channels and a CPU with
-//! AVX-512 (the 32-wide rows need its 32 registers); [`applies`] decides.
+//! AVX-512 (the 32-wide rows need its 32 registers) or, for the forward pass alone, AVX2
+//! (its own kernel, `direct_avx2`); [`applies`] and [`grad_applies`] decide.
 
 /// Output positions per row handled at once (two AVX-512 registers).
 const LANES: usize = 32;
 
 /// Floats from one padded input row to the next: room for `LANES` values from any of up to
 /// 16 taps' columns.
-const ROW: usize = LANES + 16;
+pub(super) const ROW: usize = LANES + 16;
 
 /// Output channels whose rows of sums are held in registers together (2 registers each).
 pub const GROUP: usize = 12;
@@ -48,9 +49,28 @@ pub fn applies(g: &super::Geometry) -> bool {
     shape_fits && simd_ok()
 }
 
+/// Whether the direct weight gradient takes this geometry on this CPU: with AVX-512 only.
+/// An AVX2 version (one register of sums per `kx`, 16 registers in all) took longer than
+/// im2col and GEMM: W3's first layer on one thread, backward 815–1,023 against 795–905 µs
+/// per batch, where the AVX2 forward kernel halves the forward pass (424–461 against
+/// 838–931 µs).
+pub fn grad_applies(g: &super::Geometry) -> bool {
+    applies(g) && avx512_ok()
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx512_ok() -> bool {
+    crate::avx512::available()
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn avx512_ok() -> bool {
+    false
+}
+
 #[cfg(target_arch = "x86_64")]
 fn simd_ok() -> bool {
-    crate::avx512::available()
+    crate::avx512::available() || super::direct_avx2::available()
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -106,10 +126,25 @@ pub(super) fn forward_sample(
     assert_eq!(xp.len(), g.c * (g.h + 2 * g.p.0) * ROW);
     assert_eq!(y.len(), g.c_out * g.plane());
     let (taps, gs) = (g.kdim(), group_size(g.c_out));
+    #[cfg(target_arch = "x86_64")]
+    if !crate::avx512::available() {
+        for (grp, wg) in wp.chunks_exact(taps * gs).enumerate() {
+            for oy in 0..g.oh {
+                // SAFETY: the CPU has AVX2 and FMA (`simd_ok` without AVX-512); the sizes
+                // were checked above.
+                #[allow(unsafe_code)]
+                unsafe {
+                    super::direct_avx2::forward_row(g, xp, (wg, gs), bias, y, (grp * gs, oy))
+                };
+            }
+        }
+        return;
+    }
     for (grp, wg) in wp.chunks_exact(taps * gs).enumerate() {
         let o0 = grp * gs;
         for oy in 0..g.oh {
-            // SAFETY: the CPU has AVX-512F (`simd_ok`), and the sizes were checked above.
+            // SAFETY: the CPU has AVX-512F (`simd_ok`, and CPUs without it returned above);
+            // the sizes were checked above.
             #[allow(unsafe_code)]
             unsafe {
                 if gs == 8 {
@@ -202,7 +237,7 @@ fn row_masks(ow: usize) -> [u16; 2] {
 /// weight, added up by [`fold_sums`] once per run). `dy` is the sample's `[c_out, oh, ow]`.
 pub(super) fn weight_grad_sample(g: &super::Geometry, xp: &[f32], dy: &[f32], sums: &mut [f32]) {
     assert!(
-        simd_ok() && g.ow <= LANES && g.k.1 <= 7 && g.k.1 + LANES <= ROW,
+        grad_applies(g) && g.ow <= LANES && g.k.1 <= 7 && g.k.1 + LANES <= ROW,
         "`applies` holds"
     );
     assert_eq!(xp.len(), g.c * (g.h + 2 * g.p.0) * ROW);
@@ -211,7 +246,7 @@ pub(super) fn weight_grad_sample(g: &super::Geometry, xp: &[f32], dy: &[f32], su
     for c in 0..g.c {
         for ky in 0..g.k.0 {
             let mut o = 0;
-            // SAFETY (both calls): the CPU has AVX-512F (`simd_ok`), and the sizes were
+            // SAFETY (both calls): the CPU has AVX-512F (`grad_applies`), and the sizes were
             // checked above.
             #[allow(unsafe_code)]
             while o < g.c_out {
@@ -379,28 +414,15 @@ mod tests {
     #[test]
     fn forward_and_weight_gradient_match_the_definition() {
         if !simd_ok() {
-            eprintln!("no AVX-512 on this CPU: the direct kernels are not used here");
+            eprintln!("no AVX-512 or AVX2 on this CPU: the direct kernels are not used here");
             return;
         }
-        let cases = [
-            geometry(1, 12, (28, 28), (5, 5), (2, 2)), // W6's first layer
-            geometry(1, 8, (28, 28), (5, 5), (0, 0)),  // W3's
-            geometry(3, 13, (9, 7), (3, 3), (1, 1)),   // a second group of one channel
-            geometry(2, 25, (6, 32), (3, 1), (1, 0)),  // ow = 32, odd channel count
-            geometry(1, 1, (5, 3), (7, 7), (3, 3)),    // kw = 7, ow < 16
-            geometry(3, 2, (4, 17), (3, 5), (0, 2)),   // ow = 17: both registers part-used
-        ];
-        for g in cases {
+        for g in cases() {
             assert!(applies(&g), "{g:?}");
-            let f = |n: usize, m: usize, s: f32| -> Vec<f32> {
-                (0..n)
-                    .map(|j| ((j * m) % 23) as f32 * s - 11.0 * s)
-                    .collect()
-            };
-            let x = f(g.n * g.c * g.h * g.w, 7, 0.1);
-            let w = f(g.c_out * g.kdim(), 5, 0.05);
-            let b = f(g.c_out, 3, 0.2);
-            let dy = f(g.n * g.c_out * g.plane(), 11, 0.03);
+            let x = values(g.n * g.c * g.h * g.w, 7, 0.1);
+            let w = values(g.c_out * g.kdim(), 5, 0.05);
+            let b = values(g.c_out, 3, 0.2);
+            let dy = values(g.n * g.c_out * g.plane(), 11, 0.03);
             let (want_y, want_dw) = by_definition(&g, &x, &w, &b, &dy);
             let wmat = ArrayView2::from_shape((g.c_out, g.kdim()), &w[..]).unwrap();
             let mut scratch = Scratch::default();
@@ -446,9 +468,74 @@ mod tests {
         }
     }
 
+    /// Geometries through every branch of the kernels.
+    fn cases() -> [Geometry; 8] {
+        [
+            geometry(1, 12, (28, 28), (5, 5), (2, 2)), // W6's first layer
+            geometry(1, 8, (28, 28), (5, 5), (0, 0)),  // W3's
+            geometry(3, 13, (9, 7), (3, 3), (1, 1)),   // a second group of one channel
+            geometry(2, 25, (6, 32), (3, 1), (1, 0)),  // ow = 32, odd channel count
+            geometry(1, 1, (5, 3), (7, 7), (3, 3)),    // kw = 7, ow < 16
+            geometry(3, 2, (4, 17), (3, 5), (0, 2)),   // ow = 17: both registers part-used
+            geometry(1, 7, (8, 27), (3, 4), (0, 0)),   // ow = 24, 7 channels (3 + 3 + 1)
+            geometry(2, 5, (6, 27), (2, 3), (0, 1)),   // ow = 27 (4 AVX2 registers), 2 + 2 + 1
+        ]
+    }
+
+    /// Values for tests: `((j·m) mod 23 − 11)·s`.
+    fn values(n: usize, m: usize, s: f32) -> Vec<f32> {
+        (0..n)
+            .map(|j| ((j * m) % 23) as f32 * s - 11.0 * s)
+            .collect()
+    }
+
+    #[test]
+    fn the_avx2_forward_kernel_matches_the_definition_even_where_avx512_runs() {
+        if !super::super::direct_avx2::available() {
+            eprintln!("no AVX2 on this CPU");
+            return;
+        }
+        for g in cases() {
+            let g = Geometry { n: 1, ..g };
+            let x = values(g.c * g.h * g.w, 7, 0.1);
+            let w = values(g.c_out * g.kdim(), 5, 0.05);
+            let b = values(g.c_out, 3, 0.2);
+            let dy = values(g.c_out * g.plane(), 11, 0.03);
+            let (want_y, _) = by_definition(&g, &x, &w, &b, &dy);
+            let wmat = ArrayView2::from_shape((g.c_out, g.kdim()), &w[..]).unwrap();
+            let (mut xp, mut wp) = (Vec::new(), Vec::new());
+            pad(&g, &x, &mut xp);
+            pack_weights(&g, wmat, &mut wp);
+            let gs = group_size(g.c_out);
+            let mut y = vec![f32::NAN; want_y.len()];
+            for (grp, wg) in wp.chunks_exact(g.kdim() * gs).enumerate() {
+                for oy in 0..g.oh {
+                    // SAFETY: the CPU has AVX2 and FMA; the sizes are the kernels'.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        super::super::direct_avx2::forward_row(
+                            &g,
+                            &xp,
+                            (wg, gs),
+                            Some(&b),
+                            &mut y,
+                            (grp * gs, oy),
+                        )
+                    };
+                }
+            }
+            close(&y, &want_y, "y");
+        }
+    }
+
     #[test]
     fn applies_only_where_the_kernels_fit() {
-        assert_eq!(simd_ok(), std::arch::is_x86_feature_detected!("avx512f"));
+        let avx2 = std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma");
+        assert_eq!(
+            simd_ok(),
+            std::arch::is_x86_feature_detected!("avx512f") || avx2
+        );
         let g = geometry(1, 12, (28, 28), (5, 5), (2, 2));
         assert_eq!(applies(&g), simd_ok());
         let mut strided = g;
