@@ -314,8 +314,12 @@ impl<'a> Rows<'a> {
     }
 
     /// Where row 0's columns `j..` start (a block of columns never crosses a panel).
+    #[inline]
     fn start(&self, j: usize) -> usize {
-        j / self.panel * self.panel_len + j % self.panel
+        match j < self.panel {
+            true => j, // the first panel (the only one where rows are whole): no division
+            false => j / self.panel * self.panel_len + j % self.panel,
+        }
     }
 }
 
