@@ -553,12 +553,6 @@ fn direct_applies(g: &Geometry) -> bool {
     direct::applies(g)
 }
 
-/// Whether the direct kernels take this geometry (never off x86-64).
-#[cfg(not(target_arch = "x86_64"))]
-fn direct_applies(_: &Geometry) -> bool {
-    false
-}
-
 /// Whether the direct weight gradient takes this geometry.
 #[cfg(target_arch = "x86_64")]
 fn direct_grad_applies(g: &Geometry) -> bool {
