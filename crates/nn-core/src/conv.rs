@@ -623,14 +623,15 @@ pub fn im2col(x: &[f32], g: &Geometry, cols: &mut [f32]) {
 /// wider matrix of a group of samples, `[c·kh·kw, ld]`, starting at `cols[0]`.
 fn im2col_strided(x: &[f32], g: &Geometry, cols: &mut [f32], ld: usize) {
     #[cfg(target_arch = "x86_64")]
-    if rows::try_im2col(x, g, cols, ld) {
+    if rows::try_im2col(x, g, cols, ld) || rows::try_im2col_avx2(x, g, cols, ld) {
         return;
     }
     im2col_portable(x, g, cols, ld);
 }
 
-/// [`im2col_strided`] by portable loops.
-fn im2col_portable(x: &[f32], g: &Geometry, cols: &mut [f32], ld: usize) {
+/// [`im2col_strided`] by portable loops (inlined into an AVX2 build of them, `rows`).
+#[inline(always)]
+pub(super) fn im2col_portable(x: &[f32], g: &Geometry, cols: &mut [f32], ld: usize) {
     let Geometry {
         c,
         h,
@@ -715,14 +716,15 @@ pub fn col2im(cols: &[f32], g: &Geometry, dx: &mut [f32]) {
 /// [`col2im`] from rows `ld` floats apart (a sample's columns inside a group's matrix).
 fn col2im_strided(cols: &[f32], g: &Geometry, dx: &mut [f32], ld: usize) {
     #[cfg(target_arch = "x86_64")]
-    if rows::try_col2im(cols, g, dx, ld) {
+    if rows::try_col2im(cols, g, dx, ld) || rows::try_col2im_avx2(cols, g, dx, ld) {
         return; // every entry of dx written
     }
     col2im_portable(cols, g, dx, ld);
 }
 
-/// [`col2im_strided`] by portable loops.
-fn col2im_portable(cols: &[f32], g: &Geometry, dx: &mut [f32], ld: usize) {
+/// [`col2im_strided`] by portable loops (inlined into an AVX2 build of them, `rows`).
+#[inline(always)]
+pub(super) fn col2im_portable(cols: &[f32], g: &Geometry, dx: &mut [f32], ld: usize) {
     let Geometry {
         c,
         h,
@@ -845,11 +847,24 @@ mod tests {
         ];
         type Im2col = fn(&[f32], &Geometry, &mut [f32], usize);
         type Col2im = fn(&[f32], &Geometry, &mut [f32], usize);
-        let paths: [(Im2col, Col2im); 2] = [
+        #[allow(unused_mut)]
+        let mut paths: Vec<(Im2col, Col2im)> = vec![
             (im2col_strided, col2im_strided),
             (im2col_portable, col2im_portable),
         ];
-        for (g, (to_cols, to_image)) in cases.iter().flat_map(|g| paths.map(|p| (g, p))) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // the portable loops' AVX2 build, for every geometry (with AVX-512 the rows
+            // kernels take the unpadded ones in `im2col_strided`)
+            paths.push((
+                |x, g, cols, ld| assert!(rows::try_im2col_avx2(x, g, cols, ld)),
+                |cols, g, dx, ld| assert!(rows::try_col2im_avx2(cols, g, dx, ld)),
+            ));
+        }
+        for (g, (to_cols, to_image)) in cases
+            .iter()
+            .flat_map(|g| paths.iter().map(move |&p| (g, p)))
+        {
             let (len, plane) = (g.c * g.h * g.w, g.plane());
             let x: Vec<f32> = (0..len).map(|i| (i * 31 % 97) as f32 - 48.0).collect();
             let want = im2col_by_definition(&x, g);

@@ -12,8 +12,8 @@
 //!
 //! With AVX-512, 16 outputs of a row at once: the two input rows are loaded 32 floats at a
 //! time, split into even and odd columns, and compared lane by lane in the scan order
-//! (W3's first pooling layer: see `docs/PERFORMANCE.md`). The portable loop is the same
-//! scan, one output at a time.
+//! (W3's first pooling layer: see `docs/PERFORMANCE.md`); with AVX2 alone, 8 at once the
+//! same way (`pool/avx2.rs`). The portable loop is the same scan, one output at a time.
 
 /// One plane of max pooling: `x` is `[h, w]` with `h ≥ 2·oh` and `w ≥ 2·ow`, starting at
 /// flat index `base` of the batch; the maxima go to `y` (`[oh, ow]`) and their flat input
@@ -23,7 +23,7 @@
 /// If a slice is shorter than those sizes say.
 pub fn max_2x2(x: &[f32], w: usize, base: usize, y: &mut [f32], at: &mut [u32], ow: usize) {
     #[cfg(target_arch = "x86_64")]
-    if simd::try_max_2x2(x, w, base, y, at, ow) {
+    if simd::try_max_2x2(x, w, base, y, at, ow) || avx2::try_max_2x2(x, w, base, y, at, ow) {
         return;
     }
     max_2x2_portable(x, w, base, y, at, ow);
@@ -58,6 +58,9 @@ fn max_2x2_portable(x: &[f32], w: usize, base: usize, y: &mut [f32], at: &mut [u
         }
     }
 }
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 
 #[cfg(target_arch = "x86_64")]
 mod simd {
@@ -166,13 +169,14 @@ mod tests {
         assert_eq!(at, [101, 102, 110, 113]);
     }
 
-    /// The AVX-512 kernel (where the CPU has it) and the portable loop against the scan
-    /// written out: widths with 1, 16, 17 and 20 outputs per row and an odd one, ties,
+    /// The AVX-512 and AVX2 kernels (where the CPU has them) and the portable loop against
+    /// the scan written out: widths with 1, 4, 12, 16, 17 and 20 outputs per row and an
+    /// odd one, ties,
     /// NaN and −∞ (a window of only those gives −∞ at its first position).
     #[test]
     fn both_paths_follow_the_scan() {
         let specials = [f32::NAN, f32::NEG_INFINITY, 0.0, 1.0];
-        for (h, w) in [(2usize, 2usize), (4, 32), (6, 35), (2, 40), (3, 9)] {
+        for (h, w) in [(2usize, 2usize), (4, 32), (6, 35), (2, 40), (3, 9), (4, 24)] {
             let (oh, ow) = (h / 2, w / 2);
             let x: Vec<f32> = (0..h * w)
                 .map(|i| match i * 7 % 11 {
@@ -201,6 +205,15 @@ mod tests {
             let mut portable = (vec![f32::NAN; oh * ow], vec![0u32; oh * ow]);
             max_2x2_portable(&x, w, 7, &mut portable.0, &mut portable.1, ow);
             assert_eq!(portable, want, "{h}×{w}");
+            #[cfg(target_arch = "x86_64")]
+            {
+                let mut avx2 = (vec![f32::NAN; oh * ow], vec![0u32; oh * ow]);
+                let ran = avx2::try_max_2x2(&x, w, 7, &mut avx2.0, &mut avx2.1, ow);
+                assert_eq!(ran, ow >= 8 && avx2::available(), "{h}×{w}");
+                if ran {
+                    assert_eq!(avx2, want, "{h}×{w}, AVX2");
+                }
+            }
         }
     }
 
