@@ -1,5 +1,6 @@
-//! Per-layer forward and backward times of the W3 network (or, with `w1`, `w5` or `w6`, of
-//! that workload's network) on one batch of 64 images: where a training step of a convolutional workload spends its time.
+//! Per-layer forward and backward times of the W3 network (or, with `w1`, `w2`, `w5` or `w6`,
+//! of that workload's network) on one batch of 64 images (128 for W2, its batch size): where
+//! a training step spends its time.
 //!
 //! ```sh
 //! cargo run --release -p nn-bench --example layer_times
@@ -107,8 +108,8 @@ fn w6(rng: &mut nn_core::Rng) -> Vec<Box<dyn Layer>> {
     ]
 }
 
-/// An MLP on flat 784-pixel inputs with the given hidden widths (W1: `[128]`, W5:
-/// `[256, 128]`), ReLU after each hidden layer, 10 outputs.
+/// An MLP on flat 784-pixel inputs with the given hidden widths (W1: `[128]`, W2: `[512,
+/// 256]`, W5: `[256, 128]`), ReLU after each hidden layer, 10 outputs.
 fn mlp(hidden: &[usize], rng: &mut nn_core::Rng) -> Vec<Box<dyn Layer>> {
     let mut layers: Vec<Box<dyn Layer>> = Vec::new();
     let mut n_in = 784;
@@ -131,16 +132,18 @@ fn main() {
     let mut layers: Vec<Box<dyn Layer>> = match which.as_str() {
         "w6" => w6(&mut rng),
         "w1" => mlp(&[128], &mut rng),
+        "w2" => mlp(&[512, 256], &mut rng),
         "w5" => mlp(&[256, 128], &mut rng),
         _ => w3(&mut rng),
     };
-    let image = Array4::<f32>::from_shape_fn((64, 1, 28, 28), |(i, _, h, w)| {
+    let batch = if which == "w2" { 128 } else { 64 };
+    let image = Array4::<f32>::from_shape_fn((batch, 1, 28, 28), |(i, _, h, w)| {
         ((i * 7 + h * 3 + w) % 17) as f32 / 17.0
     })
     .into_dyn();
-    let x = if which == "w1" || which == "w5" {
+    let x = if matches!(which.as_str(), "w1" | "w2" | "w5") {
         image
-            .into_shape_with_order(vec![64, 784])
+            .into_shape_with_order(vec![batch, 784])
             .expect("flat images")
     } else {
         image
@@ -177,9 +180,11 @@ fn main() {
         );
     }
     let total: f64 = best_f.iter().chain(&best_b).sum();
+    let batches = 60_000usize.div_ceil(batch);
     println!(
-        "total {:.1} µs per batch of 64 ({:.3} s for the 938 batches of an epoch)",
+        "total {:.1} µs per batch of {batch} ({:.3} s for the {} batches of an epoch)",
         total * 1e6,
-        total * 938.0
+        total * batches as f64,
+        batches
     );
 }

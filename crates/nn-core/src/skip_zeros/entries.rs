@@ -285,8 +285,28 @@ mod tests {
         assert_eq!(lists, want);
     }
 
+    /// The lists the AVX2 pass makes of `rows`, where the CPU has AVX2 and POPCNT (even
+    /// when `gather` would take AVX-512).
+    #[cfg(target_arch = "x86_64")]
+    fn gathered_by_avx2<const R: usize>(rows: [&[f32]; R]) -> Option<Entries> {
+        if !(std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("popcnt"))
+        {
+            return None;
+        }
+        let mut e = Entries::default();
+        e.gather(rows); // sizes the lists
+        e.len = [0; PATTERNS];
+        // SAFETY: the CPU has AVX2 and POPCNT (checked above); the lists are sized for rows.
+        #[allow(unsafe_code)]
+        unsafe {
+            e.gather_avx2(rows)
+        };
+        Some(e)
+    }
+
     #[test]
-    fn the_portable_pass_agrees_with_the_one_in_use() {
+    fn the_portable_pass_agrees_with_the_one_in_use_and_the_avx2_one() {
         // lengths around the 16-lane steps; one or two rows with different zeros
         for k in [1, 15, 16, 17, 33, 784] {
             let rows: Vec<Vec<f32>> = (0..ROWS)
@@ -317,6 +337,12 @@ mod tests {
                     }
                     let nonzero = rows[..$r].iter().flatten().filter(|v| **v != 0.0).count();
                     assert_eq!(listed, nonzero);
+                    #[cfg(target_arch = "x86_64")]
+                    if let Some(avx2) = gathered_by_avx2(rs) {
+                        for p in 1..1 << $r {
+                            assert_eq!(avx2.list(p), slow.list(p), "AVX2: k {k} pattern {p}");
+                        }
+                    }
                 }};
             }
             check!(1);
