@@ -129,19 +129,19 @@ fn mlp(hidden: &[usize], rng: &mut nn_core::Rng) -> Vec<Box<dyn Layer>> {
 fn main() {
     let mut rng = seeded(1);
     let which = std::env::args().nth(1).unwrap_or_default();
-    let mut layers: Vec<Box<dyn Layer>> = match which.as_str() {
-        "w6" => w6(&mut rng),
-        "w1" => mlp(&[128], &mut rng),
-        "w2" => mlp(&[512, 256], &mut rng),
-        "w5" => mlp(&[256, 128], &mut rng),
-        _ => w3(&mut rng),
+    // the layers, the batch size and whether the input is flat (an MLP's)
+    let (mut layers, batch, flat): (Vec<Box<dyn Layer>>, usize, bool) = match which.as_str() {
+        "w6" => (w6(&mut rng), 64, false),
+        "w1" => (mlp(&[128], &mut rng), 64, true),
+        "w2" => (mlp(&[512, 256], &mut rng), 128, true),
+        "w5" => (mlp(&[256, 128], &mut rng), 64, true),
+        _ => (w3(&mut rng), 64, false),
     };
-    let batch = if which == "w2" { 128 } else { 64 };
     let image = Array4::<f32>::from_shape_fn((batch, 1, 28, 28), |(i, _, h, w)| {
         ((i * 7 + h * 3 + w) % 17) as f32 / 17.0
     })
     .into_dyn();
-    let x = if matches!(which.as_str(), "w1" | "w2" | "w5") {
+    let x = if flat {
         image
             .into_shape_with_order(vec![batch, 784])
             .expect("flat images")

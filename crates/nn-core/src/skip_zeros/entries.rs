@@ -45,15 +45,7 @@ impl Entries {
     /// Sorts the positions of `rows` (`R ≤ ROWS` rows of the same length) by pattern.
     pub(super) fn gather<const R: usize>(&mut self, rows: [&[f32]; R]) {
         const { assert!(R >= 1 && R <= ROWS) };
-        let k = rows[0].len();
-        for at in &mut self.at {
-            // room for every position plus one 16-lane store past the end (only grown: a
-            // network's layers of different widths share these lists)
-            if at.len() < k + 16 {
-                at.resize(k + 16, 0);
-            }
-        }
-        self.len = [0; PATTERNS];
+        self.clear_for(rows[0].len());
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("popcnt")
@@ -71,6 +63,17 @@ impl Entries {
             return unsafe { self.gather_avx2(rows) };
         }
         self.gather_portable(rows);
+    }
+
+    /// Empties the lists and gives each room for `k` positions plus one 16-lane store past
+    /// the end (only grown: a network's layers of different widths share these lists).
+    fn clear_for(&mut self, k: usize) {
+        for at in &mut self.at {
+            if at.len() < k + 16 {
+                at.resize(k + 16, 0);
+            }
+        }
+        self.len = [0; PATTERNS];
     }
 
     /// The portable pass: each position's pattern, then the position appended to its list.
@@ -295,8 +298,7 @@ mod tests {
             return None;
         }
         let mut e = Entries::default();
-        e.gather(rows); // sizes the lists
-        e.len = [0; PATTERNS];
+        e.clear_for(rows[0].len());
         // SAFETY: the CPU has AVX2 and POPCNT (checked above); the lists are sized for rows.
         #[allow(unsafe_code)]
         unsafe {
