@@ -667,12 +667,35 @@ mod tests {
 
     #[test]
     #[should_panic(expected = "outside x or B")]
-    fn a_position_past_the_rows_is_refused_before_any_read() {
+    fn a_position_past_the_rows_of_x_is_refused_before_any_read() {
         // the kernel reads without per-position checks; one check of the largest position
-        // guards them: position 4 of rows with 4 values must stop it
-        let (x, b) = ([1.0f32; 4], aligned(&Array2::<f32>::ones((4, 16))));
+        // guards them: position 4 of rows with 4 values must stop it (B has 8 rows, so
+        // only the check on x can)
+        let (x, b) = ([1.0f32; 4], aligned(&Array2::<f32>::ones((8, 16))));
         let mut acc = [[0.0f32; 16]; 1];
-        pattern::<16, 1, 1, false>(&[0, 4], [&x[..]], Rows::new(&b, &[]), 0, &mut acc);
+        pattern::<16, 1, 1, false>(&[4, 0], [&x[..]], Rows::new(&b, &[]), 0, &mut acc);
+    }
+
+    #[test]
+    #[should_panic(expected = "outside x or B")]
+    fn a_position_past_the_rows_of_b_is_refused_before_any_read() {
+        // x has 8 values but B only 4 rows: position 5 must stop it (only the check on B can)
+        let (x, b) = ([1.0f32; 8], aligned(&Array2::<f32>::ones((4, 16))));
+        let mut acc = [[0.0f32; 16]; 1];
+        pattern::<16, 1, 1, false>(&[0, 5], [&x[..]], Rows::new(&b, &[]), 0, &mut acc);
+    }
+
+    #[test]
+    fn the_last_row_of_b_and_of_x_is_read() {
+        // the largest position allowed, k − 1, passes the check and is summed
+        let x = [0.0f32, 0.0, 0.0, 2.0];
+        let b = aligned(&Array2::from_shape_fn((4, 16), |(i, j)| {
+            (i * 16 + j) as f32
+        }));
+        let mut acc = [[1.0f32; 16]; 1];
+        pattern::<16, 1, 1, false>(&[3], [&x[..]], Rows::new(&b, &[]), 0, &mut acc);
+        let want: Vec<f32> = (0..16).map(|j| 1.0 + 2.0 * (48 + j) as f32).collect();
+        assert_eq!(acc[0].to_vec(), want);
     }
 
     #[test]
