@@ -449,13 +449,20 @@ fn pattern<const W: usize, const R: usize, const P: usize, const FUSED: bool>(
 ) {
     // The largest position bounds every access below: checked once here rather than at
     // each position (measured on W4's batch of 1024, two threads: the per-position checks
-    // and the registers they held made the product 5–8 % slower).
+    // and the registers they held made the product 5–8 % slower). The maximum, not the
+    // last entry, so that the reads stay in bounds whatever order a list is in; the end of
+    // its row of B in checked arithmetic, so that no wrap-around (on 32-bit targets) can
+    // pass the check.
     let Some(last) = at.iter().copied().max().map(|k| k as usize) else {
         return;
     };
     let start = b.start(j);
+    let row_end = last
+        .checked_mul(b.panel)
+        .and_then(|o| o.checked_add(start))
+        .and_then(|o| o.checked_add(W));
     assert!(
-        x.iter().all(|x_r| last < x_r.len()) && start + last * b.panel + W <= b.b.len(),
+        x.iter().all(|x_r| last < x_r.len()) && row_end.is_some_and(|e| e <= b.b.len()),
         "a listed position lies outside x or B"
     );
     let mut sums = *acc; // a local copy, kept in registers through the loop
@@ -665,37 +672,53 @@ mod tests {
         }
     }
 
+    /// `pattern` for one row `x` over positions `at`, 16 columns of a `B` with `b_rows` rows
+    /// (`b_kj = 16k + j`), sums starting at 1.
+    fn one_row_pattern(x: &[f32], b_rows: usize, at: &[u32]) -> [f32; 16] {
+        let b = aligned(&Array2::from_shape_fn((b_rows, 16), |(i, j)| {
+            (i * 16 + j) as f32
+        }));
+        let mut acc = [[1.0f32; 16]; 1];
+        pattern::<16, 1, 1, false>(at, [x], Rows::new(&b, &[]), 0, &mut acc);
+        acc[0]
+    }
+
     #[test]
     #[should_panic(expected = "outside x or B")]
     fn a_position_past_the_rows_of_x_is_refused_before_any_read() {
         // the kernel reads without per-position checks; one check of the largest position
         // guards them: position 4 of rows with 4 values must stop it (B has 8 rows, so
         // only the check on x can)
-        let (x, b) = ([1.0f32; 4], aligned(&Array2::<f32>::ones((8, 16))));
-        let mut acc = [[0.0f32; 16]; 1];
-        pattern::<16, 1, 1, false>(&[4, 0], [&x[..]], Rows::new(&b, &[]), 0, &mut acc);
+        one_row_pattern(&[1.0; 4], 8, &[4, 0]);
     }
 
     #[test]
     #[should_panic(expected = "outside x or B")]
     fn a_position_past_the_rows_of_b_is_refused_before_any_read() {
         // x has 8 values but B only 4 rows: position 5 must stop it (only the check on B can)
-        let (x, b) = ([1.0f32; 8], aligned(&Array2::<f32>::ones((4, 16))));
+        one_row_pattern(&[1.0; 8], 4, &[0, 5]);
+    }
+
+    #[test]
+    #[should_panic(expected = "outside x or B")]
+    fn a_position_whose_row_end_overflows_is_refused() {
+        // a position so large that its row's end wraps around must not pass the check
+        let x = [1.0f32; 4];
+        let b = aligned(&Array2::<f32>::ones((4, 16)));
+        let rows = Rows {
+            panel: usize::MAX / 2,
+            ..Rows::new(&b, &[])
+        };
         let mut acc = [[0.0f32; 16]; 1];
-        pattern::<16, 1, 1, false>(&[0, 5], [&x[..]], Rows::new(&b, &[]), 0, &mut acc);
+        pattern::<16, 1, 1, false>(&[3], [&x[..]], rows, 0, &mut acc);
     }
 
     #[test]
     fn the_last_row_of_b_and_of_x_is_read() {
-        // the largest position allowed, k − 1, passes the check and is summed
-        let x = [0.0f32, 0.0, 0.0, 2.0];
-        let b = aligned(&Array2::from_shape_fn((4, 16), |(i, j)| {
-            (i * 16 + j) as f32
-        }));
-        let mut acc = [[1.0f32; 16]; 1];
-        pattern::<16, 1, 1, false>(&[3], [&x[..]], Rows::new(&b, &[]), 0, &mut acc);
+        // the largest position allowed, k − 1, passes the check and is summed: 1 + 2·b_3j
+        let got = one_row_pattern(&[0.0, 0.0, 0.0, 2.0], 4, &[3]);
         let want: Vec<f32> = (0..16).map(|j| 1.0 + 2.0 * (48 + j) as f32).collect();
-        assert_eq!(acc[0].to_vec(), want);
+        assert_eq!(got.to_vec(), want);
     }
 
     #[test]
