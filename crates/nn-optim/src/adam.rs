@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, config};
 use crate::optimizer::{Optimizer, OptimizerState, SlotMap};
-use crate::update::{each_param, update};
+use crate::update::{Grad, each_param, update};
 
 /// Settings of [`Adam`].
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -144,10 +144,9 @@ impl Adam {
     fn kind(&self) -> &'static str {
         if self.cfg.decoupled { "adamw" } else { "adam" }
     }
-}
 
-impl Optimizer for Adam {
-    fn step(&mut self, model: &mut dyn Layer, lr: f32) -> Result<()> {
+    /// The update of the module docs on every parameter; the gradients kept or cleared.
+    fn apply(&mut self, model: &mut dyn Layer, lr: f32, grad: Grad) -> Result<()> {
         let AdamConfig {
             beta1: b1,
             beta2: b2,
@@ -173,11 +172,21 @@ impl Optimizer for Adam {
         };
         let moments = &mut self.moments;
         each_param(model, |name, p| {
-            update(p, moments.get(name, p.value.shape())?, &rule);
+            update(p, moments.get(name, p.value.shape())?, &rule, grad);
             Ok(())
         })?;
         self.steps += 1;
         Ok(())
+    }
+}
+
+impl Optimizer for Adam {
+    fn step(&mut self, model: &mut dyn Layer, lr: f32) -> Result<()> {
+        self.apply(model, lr, Grad::Keep)
+    }
+
+    fn step_and_zero_grad(&mut self, model: &mut dyn Layer, lr: f32) -> Result<()> {
+        self.apply(model, lr, Grad::Zero) // ∂E/∂w ← 0 in the update's pass
     }
 
     fn state(&self) -> OptimizerState {

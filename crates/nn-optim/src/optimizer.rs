@@ -27,6 +27,20 @@ pub trait Optimizer: Debug + Send {
     /// [`Error::State`] when a parameter changed shape since the state was created.
     fn step(&mut self, model: &mut dyn Layer, lr: f32) -> Result<()>;
 
+    /// [`Optimizer::step`], after which every parameter gradient is zero, as
+    /// [`Layer::zero_grad`] leaves it: the training loop calls this, so that the next
+    /// backward pass starts from zero. The default is `step` and then `zero_grad`; an
+    /// optimizer that reads each gradient once may clear it in the same pass, while it is
+    /// in cache, instead of in a second pass over the gradients.
+    ///
+    /// # Errors
+    /// As [`Optimizer::step`].
+    fn step_and_zero_grad(&mut self, model: &mut dyn Layer, lr: f32) -> Result<()> {
+        self.step(model, lr)?;
+        model.zero_grad();
+        Ok(())
+    }
+
     /// Everything needed to continue exactly where this optimizer stands.
     fn state(&self) -> OptimizerState;
 
@@ -166,4 +180,76 @@ pub(crate) fn check_kind(state: &OptimizerState, kind: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Adam, AdamConfig, Sgd, SgdConfig};
+    use nn_layers::{Dense, DenseConfig, Slot};
+
+    /// An optimizer with only `step`: it takes the trait's default `step_and_zero_grad`.
+    #[derive(Debug)]
+    struct StepOnly(Box<dyn Optimizer>);
+
+    impl Optimizer for StepOnly {
+        fn step(&mut self, model: &mut dyn Layer, lr: f32) -> Result<()> {
+            self.0.step(model, lr)
+        }
+        fn state(&self) -> OptimizerState {
+            self.0.state()
+        }
+        fn load_state(&mut self, state: OptimizerState) -> Result<()> {
+            self.0.load_state(state)
+        }
+    }
+
+    /// Every parameter's values and gradient, in visit order.
+    fn tensors(model: &mut dyn Layer) -> Vec<(Tensor, Tensor)> {
+        let mut out = Vec::new();
+        model.visit(&mut |_, slot| {
+            if let Slot::Param(p) = slot {
+                out.push((p.value.clone(), p.grad.clone()));
+            }
+        });
+        out
+    }
+
+    /// Three steps, each from the same made-up gradient `g = 0.01·(w + 1)`.
+    fn train(opt: &mut dyn Optimizer) -> Vec<(Tensor, Tensor)> {
+        // 300·200 weights: enough to be split across threads
+        let mut model = Dense::new(&DenseConfig::new(300, 200), &mut nn_core::seeded(3)).unwrap();
+        for _ in 0..3 {
+            model.visit(&mut |_, slot| {
+                if let Slot::Param(p) = slot {
+                    p.grad = p.value.mapv(|w| 0.01 * (w + 1.0));
+                }
+            });
+            opt.step_and_zero_grad(&mut model, 0.1).unwrap();
+        }
+        tensors(&mut model)
+    }
+
+    #[test]
+    fn the_fused_step_equals_step_then_zero_grad() {
+        let optimizers: [fn() -> Box<dyn Optimizer>; 5] = [
+            || Box::new(Sgd::new(SgdConfig::plain()).unwrap()),
+            || Box::new(Sgd::new(SgdConfig::plain().momentum(0.9).weight_decay(0.01)).unwrap()),
+            || Box::new(Sgd::new(SgdConfig::plain().nesterov(0.9)).unwrap()),
+            || Box::new(Adam::new(AdamConfig::adam()).unwrap()),
+            || Box::new(Adam::new(AdamConfig::adamw()).unwrap()),
+        ];
+        for make in optimizers {
+            let fused = train(&mut *make());
+            let default = train(&mut StepOnly(make()));
+            assert_eq!(fused, default, "{:?}", make());
+            assert!(fused.iter().all(|(_, g)| g.iter().all(|&v| v == 0.0)));
+            let start = Dense::new(&DenseConfig::new(300, 200), &mut nn_core::seeded(3)).unwrap();
+            assert_ne!(
+                fused[0].0,
+                start.weight().value,
+                "the steps moved the weights"
+            );
+        }
+    }
 }

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, config};
 use crate::optimizer::{Optimizer, OptimizerState, SlotMap};
-use crate::update::{each_param, update};
+use crate::update::{Grad, each_param, update};
 
 /// Settings of [`Sgd`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -124,10 +124,9 @@ impl Sgd {
             velocity: SlotMap::default(),
         })
     }
-}
 
-impl Optimizer for Sgd {
-    fn step(&mut self, model: &mut dyn Layer, lr: f32) -> Result<()> {
+    /// The update of the module docs on every parameter; the gradients kept or cleared.
+    fn apply(&mut self, model: &mut dyn Layer, lr: f32, grad: Grad) -> Result<()> {
         let SgdConfig {
             momentum: mu,
             nesterov,
@@ -146,14 +145,24 @@ impl Optimizer for Sgd {
         let velocity = &mut self.velocity;
         each_param(model, |name, p| {
             if mu == 0.0 {
-                update(p, &mut [], &plain);
+                update(p, &mut [], &plain, grad);
             } else {
-                update(p, velocity.get(name, p.value.shape())?, &momentum);
+                update(p, velocity.get(name, p.value.shape())?, &momentum, grad);
             }
             Ok(())
         })?;
         self.steps += 1;
         Ok(())
+    }
+}
+
+impl Optimizer for Sgd {
+    fn step(&mut self, model: &mut dyn Layer, lr: f32) -> Result<()> {
+        self.apply(model, lr, Grad::Keep)
+    }
+
+    fn step_and_zero_grad(&mut self, model: &mut dyn Layer, lr: f32) -> Result<()> {
+        self.apply(model, lr, Grad::Zero) // ∂E/∂w ← 0 in the update's pass
     }
 
     fn state(&self) -> OptimizerState {

@@ -4,16 +4,20 @@
 //! for epoch t = 1 … T:
 //!     η ← schedule(t − 1)                       the schedule alone owns the learning rate
 //!     perm ← a fresh seeded permutation of the N training rows
+//!     zero every ∂E/∂w
 //!     for each batch B = perm[k·b .. (k+1)·b]  (the last, shorter batch is kept):
-//!         zero every ∂E/∂w
 //!         y ← forward(X_B)                      forward propagation, Train mode
 //!         E ← loss(y, T_B)                      stop with an error if E is not finite
 //!         backward(X_B, y, ∂E/∂y)                backward propagation, last layer first
 //!         clip ‖∂E/∂w‖ (optional); stop with an error if it is not finite
 //!         w ← optimizer(w, ∂E/∂w, η)            e.g. w − η·∂E/∂w
+//!         zero every ∂E/∂w                      for the next batch
 //!     evaluate on the validation rows (Eval mode); early stopping keeps the best weights
 //!     the observer sees the epoch (and may save a checkpoint)
 //! ```
+//!
+//! The update and the zeroing after it are one call, [`Optimizer::step_and_zero_grad`]: the
+//! built-in optimizers clear each gradient in the same pass over memory that reads it.
 //!
 //! Because a step is applied only after its loss and gradients were found finite, a run
 //! that diverges stops with [`Error::NonFinite`] naming the epoch
@@ -317,6 +321,7 @@ impl Trainer {
             cfg,
             ..
         } = self;
+        parts.model.zero_grad(); // each step leaves the gradients zero for the next
         for (k, idx) in perm.chunks(cfg.batch_size).enumerate() {
             let at = (epoch, k + 1);
             let batch = batch.gather(train, idx);
@@ -373,10 +378,10 @@ impl Trainer {
     }
 }
 
-/// One training step on `batch` (at `(epoch, step)`, for messages): forward into `out`,
-/// loss, backward, gradient norm (clipped to `clip`), update at rate `lr`. Returns the
-/// batch's loss and how many rows it classified right. Nothing is applied when the loss or
-/// the gradients are not finite.
+/// One training step on `batch` (at `(epoch, step)`, for messages), from zero gradients:
+/// forward into `out`, loss, backward, gradient norm (clipped to `clip`), update at rate
+/// `lr`, gradients back to zero. Returns the batch's loss and how many rows it classified
+/// right. Nothing is applied when the loss or the gradients are not finite.
 fn step(
     Parts { model, loss, opt }: &mut Parts<'_>,
     batch: &Data<'_>,
@@ -385,7 +390,6 @@ fn step(
     clip: Option<f32>,
     (epoch, step): (usize, usize),
 ) -> Result<(f32, usize)> {
-    model.zero_grad();
     model.forward(batch.x.view(), out, Mode::Train)?; // y = f(X_B), forward propagation
     let right = match &batch.target {
         Target::Classes(c) => correct(out.view(), c),
@@ -410,7 +414,7 @@ fn step(
     if !norm.is_finite() {
         return Err(diverged("gradient norm", norm));
     }
-    opt.step(*model, lr)?; // w ← w − η·∂E/∂w (or the optimizer's rule)
+    opt.step_and_zero_grad(*model, lr)?; // w ← w − η·∂E/∂w (or the optimizer's rule); ∂E/∂w ← 0
     Ok((e, right))
 }
 

@@ -11,6 +11,11 @@
 //! when the parameter is large ([`nn_core::parallel::split_each`]), on the calling thread
 //! otherwise. The rule is the same function on every path, so threading cannot change what
 //! an optimizer computes, only how fast.
+//!
+//! Asked to, [`update`] also sets the gradient to zero in the same pass, block by block
+//! right after the rule has read it (`g ← 0`, what [`Layer::zero_grad`] does before the
+//! next backward pass): the gradient is then read and cleared while it is in the core's
+//! cache, instead of being brought in again by a pass of its own.
 
 use nn_core::{Param, Tensor};
 use nn_layers::weights::try_visit;
@@ -33,29 +38,44 @@ pub(crate) fn each_param(
     })
 }
 
+/// Whether [`update`] leaves the gradient as it is or sets it to zero after reading it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Grad {
+    /// Leave `∂E/∂w` as it is.
+    Keep,
+    /// `∂E/∂w ← 0` once the rule has read it.
+    Zero,
+}
+
 /// `rule(w, g, s)` for every entry of `p` with its gradient and its `K` state values;
-/// `state` holds tensors of `p`'s shape.
+/// `state` holds tensors of `p`'s shape. With [`Grad::Zero`], `p.grad` is all zeros after.
 pub(crate) fn update<const K: usize>(
     p: &mut Param,
     state: &mut [Tensor; K],
     rule: &(impl Fn(&mut f32, f32, [&mut f32; K]) + Sync),
+    grad: Grad,
 ) where
     Lanes<K>: Walk<K>,
 {
     let w = contiguous(&mut p.value);
-    let g: &[f32] = contiguous(&mut p.grad);
+    let g = contiguous(&mut p.grad);
     let s = state.each_mut().map(contiguous);
     let work = (K + 2) * w.len();
-    nn_core::parallel::split_each(w, s, work, &|run, w, s| {
+    Lanes::<K>::split(w, g, s, work, &|w, g, s| {
         let pass = Pass {
             w,
-            g: &g[run],
+            g,
             s,
             rule,
+            grad,
         };
         pulp::Arch::new().dispatch(pass);
     });
 }
+
+/// Entries walked before their gradient is cleared, when [`update`] clears it: small enough
+/// that the block's gradient is still in the first-level cache.
+const ZERO_BLOCK: usize = 1024;
 
 /// One run of [`update`], compiled once more for each instruction set `pulp` dispatches to
 /// (AVX-512, AVX2, …): the loop is the same, but the compiler may then use the wider
@@ -63,9 +83,10 @@ pub(crate) fn update<const K: usize>(
 /// results. Measured on W5 (Adam, 235 K parameters, two threads): see `docs/PERFORMANCE.md`.
 struct Pass<'a, const K: usize, R> {
     w: &'a mut [f32],
-    g: &'a [f32],
+    g: &'a mut [f32],
     s: [&'a mut [f32]; K],
     rule: &'a R,
+    grad: Grad,
 }
 
 impl<const K: usize, R: Fn(&mut f32, f32, [&mut f32; K])> pulp::WithSimd for Pass<'_, K, R>
@@ -76,7 +97,22 @@ where
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _: S) {
-        Lanes::<K>::walk(self.w, self.g, self.s, self.rule);
+        let Pass {
+            w,
+            g,
+            mut s,
+            rule,
+            grad,
+        } = self;
+        if grad == Grad::Keep {
+            return Lanes::<K>::walk(w, g, s, rule);
+        }
+        for start in (0..w.len()).step_by(ZERO_BLOCK) {
+            let block = start..(start + ZERO_BLOCK).min(w.len());
+            let sb = s.each_mut().map(|s| &mut s[block.clone()]);
+            Lanes::<K>::walk(&mut w[block.clone()], &g[block.clone()], sb, rule);
+            g[block].fill(0.0); // ∂E/∂w ← 0, while the block is in cache
+        }
     }
 }
 
@@ -94,7 +130,15 @@ pub(crate) trait Walk<const K: usize> {
         s: [&mut [f32]; K],
         rule: &impl Fn(&mut f32, f32, [&mut f32; K]),
     );
+
+    /// `f(w, g, s)` on one run of each slice per thread
+    /// ([`nn_core::parallel::split_each`], which takes the gradient as one more slice).
+    fn split(w: &mut [f32], g: &mut [f32], s: [&mut [f32]; K], work: usize, f: &RunFn<'_, K>);
 }
+
+/// What [`Walk::split`] applies to each run: weights, gradient, state.
+pub(crate) type RunFn<'f, const K: usize> =
+    dyn Fn(&mut [f32], &mut [f32], [&mut [f32]; K]) + Sync + 'f;
 
 impl Walk<0> for Lanes<0> {
     #[inline(always)]
@@ -107,6 +151,10 @@ impl Walk<0> for Lanes<0> {
         for (w, &g) in w.iter_mut().zip(g) {
             rule(w, g, []);
         }
+    }
+
+    fn split(w: &mut [f32], g: &mut [f32], []: [&mut [f32]; 0], work: usize, f: &RunFn<'_, 0>) {
+        nn_core::parallel::split_each(w, [g], work, &|_, w, [g]| f(w, g, []));
     }
 }
 
@@ -122,6 +170,10 @@ impl Walk<1> for Lanes<1> {
             rule(w, g, [a]);
         }
     }
+
+    fn split(w: &mut [f32], g: &mut [f32], [a]: [&mut [f32]; 1], work: usize, f: &RunFn<'_, 1>) {
+        nn_core::parallel::split_each(w, [g, a], work, &|_, w, [g, a]| f(w, g, [a]));
+    }
 }
 
 impl Walk<2> for Lanes<2> {
@@ -135,6 +187,10 @@ impl Walk<2> for Lanes<2> {
         for (((w, &g), a), b) in w.iter_mut().zip(g).zip(a).zip(b) {
             rule(w, g, [a, b]);
         }
+    }
+
+    fn split(w: &mut [f32], g: &mut [f32], [a, b]: [&mut [f32]; 2], work: usize, f: &RunFn<'_, 2>) {
+        nn_core::parallel::split_each(w, [g, a, b], work, &|_, w, [g, a, b]| f(w, g, [a, b]));
     }
 }
 
@@ -159,11 +215,16 @@ mod tests {
             let mut p = Param::new(value);
             p.grad = Tensor::from_shape_fn(vec![n], |i| 2.0 * i[0] as f32);
             let mut state = [Tensor::zeros(vec![n]), Tensor::ones(vec![n])];
-            update(&mut p, &mut state, &|w, g, [a, b]| {
-                *a = *w + g; // 3i
-                *b += g; // 1 + 2i
-                *w = -*w;
-            });
+            update(
+                &mut p,
+                &mut state,
+                &|w, g, [a, b]| {
+                    *a = *w + g; // 3i
+                    *b += g; // 1 + 2i
+                    *w = -*w;
+                },
+                Grad::Keep,
+            );
             for i in 0..n {
                 let f = i as f32;
                 assert_eq!(
@@ -181,7 +242,33 @@ mod tests {
             .into_dyn();
         let mut p = Param::new(value.clone());
         p.grad = value.clone();
-        update(&mut p, &mut [], &|w, g, []| *w += 10.0 * g);
+        update(&mut p, &mut [], &|w, g, []| *w += 10.0 * g, Grad::Keep);
         assert_eq!(p.value, value.mapv(|v| 11.0 * v));
+    }
+
+    #[test]
+    fn the_gradient_is_cleared_after_the_rule_has_read_it() {
+        // short (one block), across blocks with a partial last one, and split across threads
+        for n in [5usize, 2 * ZERO_BLOCK + 3, 1 << 15] {
+            let mut p = Param::new(Tensor::from_shape_fn(vec![n], |i| i[0] as f32));
+            p.grad = Tensor::from_shape_fn(vec![n], |i| 1.0 + i[0] as f32);
+            let mut state = [Tensor::zeros(vec![n])];
+            // v ← g, w ← w − g: every entry must see its own gradient before it is cleared
+            update(
+                &mut p,
+                &mut state,
+                &|w, g, [v]| {
+                    *v = g;
+                    *w -= g;
+                },
+                Grad::Zero,
+            );
+            for i in 0..n {
+                assert_eq!(
+                    (p.value[i], state[0][i], p.grad[i]),
+                    (-1.0, 1.0 + i as f32, 0.0)
+                );
+            }
+        }
     }
 }
