@@ -2,7 +2,9 @@
 
 use ndarray::{Array2, ArrayD};
 use nn_core::{Init, rng, seeded};
-use nn_layers::{Dense, DenseConfig, Layer, Relu, Sequential, Slot, SoftmaxCrossEntropy, Target};
+use nn_layers::{
+    Dense, DenseConfig, Layer, Loss, Relu, Sequential, Slot, SoftmaxCrossEntropy, Target,
+};
 use nn_optim::{
     Data, EpochEnd, EpochRecord, Error, Monitor, Observer, ObserverError, Optimizer, Sgd,
     SgdConfig, Silent, TrainConfig, Trainer, evaluate,
@@ -643,4 +645,49 @@ fn regression_has_no_accuracy() {
         )
         .unwrap();
     assert_eq!(h.epochs[0].train_accuracy, None);
+}
+
+/// Two epochs of momentum SGD on the blobs in batches of 20 (three steps an epoch),
+/// starting from `m`.
+fn fit_in_batches(m: &mut Sequential) {
+    let (x, y) = blobs(20, 3);
+    let data = Data::new(x.view(), Target::Classes(&y)).unwrap();
+    let mut t = Trainer::new(TrainConfig::new(2, 20, 0.1).seed(1)).unwrap();
+    let mut loss = SoftmaxCrossEntropy::new();
+    t.fit(m, &mut loss, &mut momentum_sgd(), &data, None, &mut Silent)
+        .unwrap();
+}
+
+#[test]
+fn every_step_starts_from_zero_gradients() {
+    // the derivation's loop by hand, on the trainer's batches (the same seeded permutation
+    // each epoch): zero ∂E/∂w, forward, loss, backward, update
+    let (x, y) = blobs(20, 3);
+    let mut by_hand = model(4);
+    let (mut opt, mut loss) = (momentum_sgd(), SoftmaxCrossEntropy::new());
+    let (mut r, mut perm) = (seeded(1), Vec::new());
+    for _ in 0..2 {
+        rng::permutation_into(60, &mut r, &mut perm);
+        for idx in perm.chunks(20) {
+            let xb = x.select(ndarray::Axis(0), idx);
+            let yb: Vec<usize> = idx.iter().map(|&i| y[i]).collect();
+            by_hand.zero_grad();
+            let out =
+                nn_layers::layer::apply(&mut by_hand, xb.view(), nn_layers::Mode::Train).unwrap();
+            loss.forward(out.view(), Target::Classes(&yb)).unwrap();
+            let dy = loss.backward().unwrap().to_owned();
+            by_hand
+                .backward(xb.view(), out.view(), dy.view(), None)
+                .unwrap();
+            opt.step(&mut by_hand, 0.1).unwrap();
+        }
+    }
+    // the trainer, once from clean gradients and once from leftover ones
+    let mut clean = model(4);
+    fit_in_batches(&mut clean);
+    let mut leftover = model(4);
+    unit_grads(&mut leftover);
+    fit_in_batches(&mut leftover);
+    assert_eq!(weights(&mut clean), weights(&mut by_hand));
+    assert_eq!(weights(&mut leftover), weights(&mut by_hand));
 }
