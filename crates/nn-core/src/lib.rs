@@ -12,6 +12,7 @@
 //! - [`rng`]: the seeded generator and the draws built on it;
 //! - [`Param`]: a value and its accumulated gradient;
 //! - [`pool`]: max pooling over 2×2 windows, keeping where each maximum came from;
+//! - [`prefetch`]: hints that bring memory into L2 ahead of use;
 //! - [`skip_zeros`]: `X·B` skipping the zeros of `X` (sparse inputs at inference);
 //! - [`conv`]: the convolution kernels (im2col, col2im, the threaded passes, and direct
 //!   kernels for layers with few input channels);
@@ -34,6 +35,7 @@ pub mod ops;
 pub mod parallel;
 pub mod param;
 pub mod pool;
+pub mod prefetch;
 pub mod rng;
 pub mod skip_zeros;
 pub mod softmax;

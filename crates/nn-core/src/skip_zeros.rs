@@ -35,6 +35,8 @@ use crate::error::{Error, Result};
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 mod entries;
+#[cfg(target_arch = "x86_64")]
+mod tiled;
 use entries::{Entries, ROWS};
 
 /// Skipping zeros pays off when at most this share of a row's entries is non-zero.
@@ -258,7 +260,12 @@ pub fn matmul_skip_zeros(
     // about 2^20 multiply-adds at half density before a second thread pays off
     let work = m.saturating_mul(n).saturating_mul(k) / 32;
     crate::parallel::split_runs(m, (y, n), work, &|rows, y_run| {
-        rows_product(&x[rows.start * k..rows.end * k], k, b, y_run);
+        let x_run = &x[rows.start * k..rows.end * k];
+        #[cfg(target_arch = "x86_64")]
+        if rows.len() >= tiled::MIN_ROWS && tiled::takes(&b) {
+            return tiled::rows_product(x_run, k, b, y_run);
+        }
+        rows_product(x_run, k, b, y_run);
     });
     Ok(())
 }
