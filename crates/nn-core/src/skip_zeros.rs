@@ -22,6 +22,10 @@
 //! ([`DENSITY_LIMIT`]) and the width ([`MIN_WIDTH`]). `B` is stored for the kernel as
 //! [`AlignedRows`].
 //!
+//! A thread's run of at least 32 rows goes, on AVX-512, to the tiled kernel
+//! instead (the `tiled` module): it keeps tiles of `B` in L1 while a group of rows passes
+//! over each, and reads a row of `B` from L1 once for a pair of rows.
+//!
 //! The kernel is compiled for AVX-512 (128 columns per pass for one or two rows, 64 for
 //! three, so that the sums and a row of `B` fit in the 32 registers), AVX2 + FMA (16) and
 //! the baseline (16, no fused multiply-add), chosen at run time through `pulp`; rows are
