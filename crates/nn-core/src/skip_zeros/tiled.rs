@@ -97,7 +97,11 @@ thread_local! {
 /// checked [`takes`] and that `B` has `k` rows.
 pub(super) fn rows_product(x: &[f32], k: usize, b: Rows<'_>, y: &mut [f32]) {
     assert!(
-        takes(&b) && b.b.len() >= k * b.panel && k > 0 && x.len() / k == y.len() / b.n,
+        takes(&b)
+            && k > 0
+            && b.b.len() >= k * b.panel
+            && x.len() % k == 0
+            && x.len() / k * b.n == y.len(),
         "tiled product: the shapes do not fit"
     );
     SCRATCH.with_borrow_mut(|scratch| {
