@@ -248,6 +248,9 @@ pub fn matmul_skip_zeros(
             &strided[..]
         }
     };
+    if n == 0 {
+        return Ok(()); // no columns: the output is empty
+    }
     if k == 0 {
         // empty sums (and no rows to cut the input into)
         for y_r in y.chunks_exact_mut(n) {

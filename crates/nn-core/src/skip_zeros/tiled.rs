@@ -100,7 +100,7 @@ pub(super) fn rows_product(x: &[f32], k: usize, b: Rows<'_>, y: &mut [f32]) {
         takes(&b)
             && k > 0
             && b.b.len() >= k * b.panel
-            && x.len() % k == 0
+            && x.len().is_multiple_of(k)
             && x.len() / k * b.n == y.len(),
         "tiled product: the shapes do not fit"
     );
@@ -469,6 +469,51 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn takes_whole_rows_of_b_on_avx512_only() {
+        let here = avx512::available() && std::arch::is_x86_feature_detected!("popcnt");
+        let b = Array2::from_shape_fn((20, 64), |(k, j)| (k + j) as f32);
+        let whole = AlignedRows::transposed(b.t()).unwrap();
+        assert_eq!(
+            takes(&Rows::new(&whole, &[])),
+            here,
+            "B stored for AVX-512, whole rows"
+        );
+        // panels narrower than B (the AVX2 layout): a row of B is not one run of floats
+        let panels = AlignedRows::with_panel(b.t(), 16).unwrap();
+        assert!(!takes(&Rows::new(&panels, &[])));
+        // no columns: nothing to tile
+        let none = AlignedRows::transposed(Array2::<f32>::zeros((0, 20)).view()).unwrap();
+        assert!(!takes(&Rows::new(&none, &[])));
+    }
+
+    #[test]
+    fn long_runs_match_the_definition_and_no_columns_stay_empty() {
+        // 80 rows: runs of 40 on two threads (or one of 80), long enough to be tiled here
+        let (m, k, n) = (80, 100, 64);
+        let x = Array2::from_shape_fn((m, k), |(i, j)| match (i * 7 + j * 3) % 5 {
+            0 | 1 => 0.0,
+            v => v as f32 - 3.5 + i as f32 * 0.1,
+        });
+        let b = Array2::from_shape_fn((k, n), |(i, j)| ((i * 5 + j * 11) % 17) as f32 - 8.0);
+        let c: Vec<f32> = (0..n).map(|j| j as f32 * 0.25).collect();
+        let want = reference(&x, &b, &c);
+        let rows = AlignedRows::transposed(b.t()).unwrap();
+        let bias = ndarray::ArrayView1::from(&c[..]);
+        let mut y = Array2::from_elem((m, n), f32::NAN);
+        super::super::matmul_skip_zeros(x.view(), &rows, Some(bias), &mut y.view_mut()).unwrap();
+        for (got, want) in y.iter().zip(&want) {
+            assert!(
+                (got - want).abs() <= 1e-3 * (1.0 + want.abs()),
+                "{got} vs {want}"
+            );
+        }
+        // no columns: an empty output, and no tiling of nothing
+        let none = AlignedRows::transposed(Array2::<f32>::zeros((0, k)).view()).unwrap();
+        let mut y0 = Array2::<f32>::zeros((m, 0));
+        super::super::matmul_skip_zeros(x.view(), &none, None, &mut y0.view_mut()).unwrap();
     }
 
     #[test]
