@@ -520,7 +520,7 @@ mod tests {
     }
 
     /// `X·B` by three loops in f64, zeros included.
-    fn reference(x: &Array2<f32>, b: &Array2<f32>) -> Array2<f32> {
+    pub(super) fn reference(x: &Array2<f32>, b: &Array2<f32>) -> Array2<f32> {
         let (m, k, n) = (x.nrows(), x.ncols(), b.ncols());
         Array2::from_shape_fn((m, n), |(i, j)| {
             (0..k)
@@ -593,7 +593,7 @@ mod tests {
         }
     }
 
-    fn close(got: &Array2<f32>, want: &Array2<f32>) {
+    pub(super) fn close(got: &Array2<f32>, want: &Array2<f32>) {
         for (got, want) in got.iter().zip(want) {
             assert!(
                 (got - want).abs() <= 1e-4 * want.abs().max(1.0),

@@ -241,7 +241,8 @@ unsafe fn tile<const C: usize>(
         match start {
             Start::Zero => {}
             Start::Bias(c0) => {
-                (s0[c], s1[c]) = (avx512::load(&c0[cols.clone()]), avx512::load(&c0[cols]))
+                s0[c] = avx512::load(&c0[cols]);
+                s1[c] = s0[c];
             }
             Start::Output => {
                 (s0[c], s1[c]) = (avx512::load(&out0[cols.clone()]), avx512::load(&out1[cols]))
@@ -354,9 +355,7 @@ impl Scratch {
         for pair in x.chunks(2 * k) {
             let (row0, row1) = pair.split_at(k);
             for t in 0..tiles {
-                self.both.edges.push(len[0]);
-                self.first.edges.push(len[1]);
-                self.second.edges.push(len[2]);
+                self.mark(len);
                 for p in (t * TILE_K..((t + 1) * TILE_K).min(k)).step_by(16) {
                     let end = (p + 16).min(k);
                     let v0 = avx512::load(&row0[p..end]); // lanes past k read 0
@@ -374,25 +373,36 @@ impl Scratch {
                 }
             }
         }
-        self.both.edges.push(len[0]);
-        self.first.edges.push(len[1]);
-        self.second.edges.push(len[2]);
+        self.mark(len);
+    }
+
+    /// Records where the next pair-and-tile's positions start in each list (`len`: both,
+    /// first, second), or where the last one's end.
+    fn mark(&mut self, len: [usize; 3]) {
+        for (list, len) in [&mut self.both, &mut self.first, &mut self.second]
+            .into_iter()
+            .zip(len)
+        {
+            list.edges.push(len);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::close;
     use super::super::{AlignedRows, Rows};
     use super::*;
     use ndarray::Array2;
 
-    /// `X·B + c` by three loops in f64, zeros included.
+    /// `X·B + c` by three loops in f64 (the parent module's), `c` added to every row
+    /// unless empty.
     fn reference(x: &Array2<f32>, b: &Array2<f32>, c: &[f32]) -> Array2<f32> {
-        let (m, k, n) = (x.nrows(), x.ncols(), b.ncols());
-        Array2::from_shape_fn((m, n), |(i, j)| {
-            let sum: f64 = (0..k).map(|t| x[[i, t]] as f64 * b[[t, j]] as f64).sum();
-            (sum + c.get(j).copied().unwrap_or(0.0) as f64) as f32
-        })
+        let mut y = super::super::tests::reference(x, b);
+        if !c.is_empty() {
+            y += &ndarray::ArrayView1::from(c);
+        }
+        y
     }
 
     /// The tiled product of `x` and `b` (with bias `c`, or none when empty).
@@ -462,13 +472,7 @@ mod tests {
                 let Some(y) = tiled(&x, &b, bias) else {
                     return;
                 };
-                let want = reference(&x, &b, bias);
-                for (got, want) in y.iter().zip(&want) {
-                    assert!(
-                        (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
-                        "{m}×{k}×{n}: {got} vs {want}"
-                    );
-                }
+                close(&y, &reference(&x, &b, bias));
             }
         }
     }
@@ -506,12 +510,7 @@ mod tests {
         let bias = ndarray::ArrayView1::from(&c[..]);
         let mut y = Array2::from_elem((m, n), f32::NAN);
         super::super::matmul_skip_zeros(x.view(), &rows, Some(bias), &mut y.view_mut()).unwrap();
-        for (got, want) in y.iter().zip(&want) {
-            assert!(
-                (got - want).abs() <= 1e-3 * (1.0 + want.abs()),
-                "{got} vs {want}"
-            );
-        }
+        close(&y, &want);
         // no columns: an empty output, and no tiling of nothing
         let none = AlignedRows::transposed(Array2::<f32>::zeros((0, k)).view()).unwrap();
         let mut y0 = Array2::<f32>::zeros((m, 0));
