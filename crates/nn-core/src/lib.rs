@@ -20,6 +20,7 @@
 //! - [`limits`]: the explicit size limits and the checked arithmetic that enforces them;
 //! - [`Error`]: one error type whose messages name the operation and the shapes.
 
+pub mod amx;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 pub mod bounded;

@@ -27,10 +27,17 @@
 //! `y_i = b + Σ_{k : x_ik ≠ 0} x_ik · Wᵀ[k, :]`. That kernel reads `Wᵀ` row by row, so the
 //! layer keeps a transposed copy of `W`, made at the first such call and dropped whenever
 //! [`Layer::visit`] hands the weight out (to an optimizer or a loader).
+//!
+//! Before that, an evaluation batch of at least [`nn_core::amx::MIN_ROWS`] rows into at
+//! least [`nn_core::amx::MIN_WIDTH`] neurons goes, on CPUs with AMX tiles, to
+//! [`nn_core::amx`], whatever its zeros: each f32 is split into three bfloat16 parts and
+//! the six largest part products are summed in f32, which agrees with the f32 product to
+//! rounding at several times its speed. The layer keeps `W`'s parts laid out for the tiles,
+//! made and dropped as the transposed copy is.
 
 use ndarray::{ArrayView2, ArrayViewD};
 use nn_core::tensor::as_matrix;
-use nn_core::{Buffer, Init, Param, Rng, matmul_into, ops, skip_zeros};
+use nn_core::{Buffer, Init, Param, Rng, amx, matmul_into, ops, skip_zeros};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Context, LayerConfig, TensorSpec, checked_output, ensure, param_elements};
@@ -197,6 +204,10 @@ pub struct Dense {
     /// `Wᵀ` (`[n_in, n_out]`, row-major) for the zero-skipping product; `None` until an
     /// evaluation pass needs it and again after every [`Layer::visit`].
     transposed: Option<skip_zeros::AlignedRows>,
+    /// `W`'s bfloat16 parts laid out for AMX tiles; `None` until an evaluation pass large
+    /// enough for [`amx::worth_using`] needs them and again after every [`Layer::visit`],
+    /// `Some(None)` when `W` holds a value that cannot be split (then the other kernels run).
+    packed: Option<Option<amx::Packed>>,
 }
 
 impl Dense {
@@ -237,6 +248,7 @@ impl Dense {
             weight: Param::new(w),
             bias: b.map(Param::new),
             transposed: None,
+            packed: None,
         })
     }
 
@@ -290,7 +302,7 @@ impl DenseConfig {
 
 impl Layer for Dense {
     fn visit<'a>(&'a mut self, f: &mut dyn FnMut(&str, Slot<'a>)) {
-        self.transposed = None; // the weight may change from here on
+        (self.transposed, self.packed) = (None, None); // the weight may change from here on
         f("weight", Slot::Param(&mut self.weight));
         if let Some(b) = &mut self.bias {
             f("bias", Slot::Param(b));
@@ -303,8 +315,18 @@ impl Layer for Dense {
         let mut y = y.view2_mut();
         // not on wasm32, where the page's download counts more than this speed-up (the
         // kernel is then never referenced, so it is not linked in)
-        let skip = cfg!(not(target_arch = "wasm32")) && mode == Mode::Eval;
-        if skip && skip_zeros::worth_skipping(x, self.n_out) {
+        let eval = cfg!(not(target_arch = "wasm32")) && mode == Mode::Eval;
+        if eval && amx::worth_using(x.nrows(), self.n_out) {
+            let w = &self.weight;
+            if let Some(p) = self
+                .packed
+                .get_or_insert_with(|| amx::Packed::new(w.matrix().t()))
+            {
+                let b = self.bias.as_ref().map(|b| b.vector());
+                return Ok(amx::matmul(x, p, b, &mut y)?); // Y = X·Wᵀ + b on AMX tiles
+            }
+        }
+        if eval && skip_zeros::worth_skipping(x, self.n_out) {
             if self.transposed.is_none() {
                 self.transposed = Some(skip_zeros::AlignedRows::transposed(self.weight.matrix())?);
             }
@@ -413,6 +435,63 @@ mod tests {
         let y = apply(&mut d, x.slice(ndarray::s![..1, ..]).into_dyn(), Mode::Eval).unwrap();
         let want = Array2::from_shape_fn((1, n), |(_, j)| 2.0 + j as f32 / 2.0); // 2·1 + b_j
         assert_eq!(y, want.into_dyn());
+    }
+
+    #[test]
+    fn large_evaluation_batches_by_hand_and_after_the_weights_change() {
+        // 40 neurons (nn_core::amx::MIN_WIDTH or more), 3 inputs: w_j = [1, j, −1], b_j = j/2;
+        // 64 rows (amx::MIN_ROWS) cycling through x = [0, 2, 0], [1, 0, −1], [3, 1, 1]:
+        // y_j = 2j + j/2, 2 + j/2, 2 + j + j/2. Small integers and halves: every way of
+        // summing them is exact, so the tiles (where the CPU has AMX) give these values too.
+        let n = 40;
+        assert!(n >= amx::MIN_WIDTH);
+        let w = Array2::from_shape_fn((n, 3), |(j, i)| [1.0, j as f32, -1.0][i]);
+        let b = Array1::from_shape_fn(n, |j| j as f32 / 2.0);
+        let mut d = Dense::from_weights(w.into_dyn(), Some(b.into_dyn())).unwrap();
+        let rows = [[0.0f32, 2.0, 0.0], [1.0, 0.0, -1.0], [3.0, 1.0, 1.0]];
+        let x = Array2::from_shape_fn((amx::MIN_ROWS, 3), |(r, i)| rows[r % 3][i]);
+        let want = Array2::from_shape_fn((amx::MIN_ROWS, n), |(r, j)| {
+            let j = j as f32;
+            [2.0 * j + j / 2.0, 2.0 + j / 2.0, 2.0 + j + j / 2.0][r % 3]
+        })
+        .into_dyn();
+        assert_eq!(
+            apply(&mut d, x.view().into_dyn(), Mode::Train).unwrap(),
+            want
+        );
+        assert!(d.packed.is_none(), "training multiplies densely");
+        assert_eq!(
+            apply(&mut d, x.view().into_dyn(), Mode::Eval).unwrap(),
+            want
+        );
+        assert_eq!(
+            d.packed.is_some(),
+            amx::available(),
+            "the tiles where there are some"
+        );
+        // an optimizer changes W through `visit`: the next evaluation uses the new W
+        d.visit(&mut |name, slot| {
+            if let (Slot::Param(p), "weight") = (slot, name) {
+                p.value.fill(1.0);
+            }
+        });
+        let y = apply(&mut d, x.view().into_dyn(), Mode::Eval).unwrap();
+        let want = Array2::from_shape_fn((amx::MIN_ROWS, n), |(r, j)| {
+            [2.0, 0.0, 5.0][r % 3] + j as f32 / 2.0 // Σ x + b_j
+        });
+        assert_eq!(y, want.into_dyn());
+        // a weight the tiles cannot take (NaN) leaves evaluation to the other products
+        d.visit(&mut |name, slot| {
+            if let (Slot::Param(p), "weight") = (slot, name) {
+                p.value.as_slice_mut().unwrap()[0] = f32::NAN;
+            }
+        });
+        let y = apply(&mut d, x.view().into_dyn(), Mode::Eval).unwrap();
+        let y = y.into_dimensionality::<ndarray::Ix2>().unwrap();
+        // neuron 0 sees the NaN in rows whose first input is not 0; the rest are as before
+        assert!(y[[1, 0]].is_nan() && y[[2, 0]].is_nan());
+        assert_eq!((y[[1, 1]], y[[2, 39]]), (0.5, 5.0 + 19.5));
+        assert!(matches!(d.packed, Some(None) | None));
     }
 
     #[test]
