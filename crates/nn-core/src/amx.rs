@@ -34,6 +34,8 @@ use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 
 use crate::error::{Error, Result};
 
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod simd;
 pub mod split;
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod tiles;
@@ -121,12 +123,6 @@ impl Packed {
             .map(|part| split::widen(self.lines[(tile + part) * 16 + r].0[2 * c + e]))
             .sum()
     }
-
-    /// Lines of column pair `pair` (all its blocks).
-    fn pair(&self, pair: usize) -> &[Line] {
-        let per_pair = 96 * self.k.div_ceil(32);
-        &self.lines[pair * per_pair..(pair + 1) * per_pair]
-    }
 }
 
 /// `Y ← X·B + c` (`c`, a bias, added to every row), on AMX tiles where [`available`].
@@ -186,13 +182,25 @@ pub fn matmul(
 
 /// `y = x·B + c` for consecutive rows of `x`, a block of 32 at a time.
 fn rows_product(x: &[f32], b: &Packed, c: &[f32], y: &mut [f32]) {
+    let (k, n) = (b.k, b.n);
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    if let Some(mut t) = tiles::Tiles::configure().filter(|_| b.k > 0) {
-        let lines_per_row = 3 * b.k.div_ceil(32);
-        return SPLIT_ROWS.with_borrow_mut(|a| {
-            a.resize(BLOCK_ROWS * lines_per_row, Line::default());
-            tiled_rows(&mut t, x, b, c, y, a);
-        });
+    if let Some(mut t) = tiles::Tiles::configure().filter(|_| k > 0) {
+        for (x_blk, y_blk) in x.chunks(BLOCK_ROWS * k).zip(y.chunks_mut(BLOCK_ROWS * n)) {
+            let rows = ArrayView2::from_shape((x_blk.len() / k, k), x_blk).expect("whole rows");
+            let emit = |j0: usize, sums: &[f32; 1024]| {
+                let width = (n - j0).min(32);
+                for (y_i, s_i) in y_blk.chunks_exact_mut(n).zip(sums.chunks_exact(32)) {
+                    let (y_i, s_i) = (&mut y_i[j0..j0 + width], &s_i[..width]);
+                    for ((y, s), c) in y_i.iter_mut().zip(s_i).zip(&c[j0..]) {
+                        *y = s + c; // Σ_k x_ik·b_kj + c_j
+                    }
+                }
+            };
+            if !block_product(&mut t, rows, &b.lines, k, emit) {
+                exact_rows(x_blk, b, c, y_blk); // a value that cannot be split
+            }
+        }
+        return;
     }
     exact_rows(x, b, c, y);
 }
@@ -206,43 +214,41 @@ thread_local! {
     static SPLIT_ROWS: std::cell::RefCell<Vec<Line>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// [`rows_product`] on the tiles (`k > 0`), with `a` room for a block's split rows.
+/// Splits the rows of `a` (at most 32, `k` values each, any layout) and multiplies them by
+/// every column pair of `b` (`B: [k, n]` laid out as [`Packed`] does), handing the sums
+/// `s_ij = Σ_d a_id·b_dj` of each pair, columns `j0..j0 + 32`, to `emit(j0, s)` (`s`:
+/// 32 × 32, row `i` at `32·i`; rows past `a`'s and columns past `n` are to be ignored). Returns `false`, having emitted nothing, when a
+/// row holds a value that cannot be split.
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-fn tiled_rows(
+fn block_product(
     t: &mut tiles::Tiles,
-    x: &[f32],
-    b: &Packed,
-    c: &[f32],
-    y: &mut [f32],
-    a: &mut [Line],
-) {
-    let (k, n) = (b.k, b.n);
-    let lines_per_row = a.len() / BLOCK_ROWS;
-    let mut out = [0.0f32; 1024];
-    for (x_blk, y_blk) in x.chunks(BLOCK_ROWS * k).zip(y.chunks_mut(BLOCK_ROWS * n)) {
-        let rows = x_blk.len() / k;
-        let split_all = x_blk
+    a: ArrayView2<'_, f32>,
+    b: &[Line],
+    k: usize,
+    mut emit: impl FnMut(usize, &[f32; 1024]),
+) -> bool {
+    let (rows, blocks) = (a.nrows(), k.div_ceil(32));
+    let a = a.as_standard_layout(); // rows as slices (a copy only for a strided view)
+    let a = a.as_slice().expect("standard layout");
+    SPLIT_ROWS.with_borrow_mut(|lines| {
+        lines.resize(BLOCK_ROWS * 3 * blocks, Line::default());
+        let split_all = a
             .chunks_exact(k)
-            .zip(a.chunks_exact_mut(lines_per_row))
-            .all(|(x_r, a_r)| split::split_row(x_r, a_r));
+            .zip(lines.chunks_exact_mut(3 * blocks))
+            .all(|(a_r, l_r)| simd::split_row_on(t, a_r, l_r));
         if !split_all {
-            exact_rows(x_blk, b, c, y_blk); // a value that cannot be split
-            continue;
+            return false;
         }
-        a[rows * lines_per_row..].fill(Line::default()); // rows past the batch's end
+        lines[rows * 3 * blocks..].fill(Line::default()); // rows past the block's end
         #[cfg(test)]
         TILED_BLOCKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        for pair in 0..n.div_ceil(32) {
-            t.block(a, b.pair(pair), k.div_ceil(32), &mut out);
-            let cols = (pair * 32)..(n.min(pair * 32 + 32));
-            for (y_r, o_r) in y_blk.chunks_exact_mut(n).zip(out.chunks_exact(32)) {
-                let (y_r, o_r) = (&mut y_r[cols.clone()], &o_r[..cols.len()]);
-                for ((y, o), c) in y_r.iter_mut().zip(o_r).zip(&c[cols.clone()]) {
-                    *y = o + c; // y_ij = Σ_k x_ik·b_kj + c_j
-                }
-            }
+        let mut out = [0.0f32; 1024];
+        for (pair, b_pair) in b.chunks_exact(96 * blocks).enumerate() {
+            t.block(lines, b_pair, blocks, &mut out);
+            emit(pair * 32, &out);
         }
-    }
+        true
+    })
 }
 
 /// `y = x·B + c` in f32 arithmetic, from `B`'s exact values.

@@ -60,26 +60,9 @@ pub struct Line(pub [u16; 32]);
 
 /// Splits `x` (one row, `k` values) into `lines`, laid out block by block of 32 depths:
 /// `[block][part h, m, l][32]`; depths past `k` are zero. Returns `false` (with `lines` in
-/// an unspecified state) when some value cannot be split.
+/// an unspecified state) when some value cannot be split. The portable definition; the
+/// tiles' threads use the AVX-512 one of the `simd` module, tested against it.
 pub fn split_row(x: &[f32], lines: &mut [Line]) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F, checked just above.
-        #[allow(unsafe_code)]
-        return unsafe { split_row_avx512(x, lines) };
-    }
-    split_row_any(x, lines)
-}
-
-/// [`split_row`] compiled for AVX-512: 16 values per instruction.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn split_row_avx512(x: &[f32], lines: &mut [Line]) -> bool {
-    split_row_any(x, lines)
-}
-
-#[inline(always)]
-fn split_row_any(x: &[f32], lines: &mut [Line]) -> bool {
     assert_eq!(
         lines.len(),
         3 * x.len().div_ceil(32),

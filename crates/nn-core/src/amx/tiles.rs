@@ -22,11 +22,11 @@ use std::sync::OnceLock;
 
 use super::split::Line;
 
-/// Whether this CPU has AMX tiles with bf16 products and the operating system lets the
-/// process use them (Linux grants the tile registers on request, once per process).
+/// Whether this CPU has AMX tiles with bf16 products (and the AVX-512 instructions of the
+/// `simd` module) and the operating system lets the process use them (Linux grants the tile registers on request, once per process).
 pub fn available() -> bool {
     static READY: OnceLock<bool> = OnceLock::new();
-    *READY.get_or_init(|| cpu_has_amx_bf16() && os_grants_tiles())
+    *READY.get_or_init(|| cpu_has_amx_bf16() && super::simd::available() && os_grants_tiles())
 }
 
 fn cpu_has_amx_bf16() -> bool {
