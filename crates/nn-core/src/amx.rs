@@ -43,6 +43,7 @@ mod tiles;
 use split::Line;
 
 /// Rows of `X` split and multiplied at a time: two tiles of 16.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 const BLOCK_ROWS: usize = 32;
 
 /// Whether [`matmul`] runs on AMX tiles here: an x86-64 CPU with AMX-BF16, and Linux
@@ -182,9 +183,9 @@ pub fn matmul(
 
 /// `y = x·B + c` for consecutive rows of `x`, a block of 32 at a time.
 fn rows_product(x: &[f32], b: &Packed, c: &[f32], y: &mut [f32]) {
-    let (k, n) = (b.k, b.n);
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    if let Some(mut t) = tiles::Tiles::configure().filter(|_| k > 0) {
+    if let Some(mut t) = tiles::Tiles::configure().filter(|_| b.k > 0) {
+        let (k, n) = (b.k, b.n);
         for (x_blk, y_blk) in x.chunks(BLOCK_ROWS * k).zip(y.chunks_mut(BLOCK_ROWS * n)) {
             let rows = ArrayView2::from_shape((x_blk.len() / k, k), x_blk).expect("whole rows");
             let emit = |j0: usize, sums: &[f32; 1024]| {
@@ -209,6 +210,7 @@ fn rows_product(x: &[f32], b: &Packed, c: &[f32], y: &mut [f32]) {
 #[cfg(test)]
 static TILED_BLOCKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 thread_local! {
     /// A thread's block of split rows, kept from call to call.
     static SPLIT_ROWS: std::cell::RefCell<Vec<Line>> = const { std::cell::RefCell::new(Vec::new()) };
