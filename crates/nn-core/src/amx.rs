@@ -67,8 +67,8 @@ pub fn available() -> bool {
 
 /// Rows at and above which [`worth_using`] picks the tiles. A block is 32 rows whatever
 /// the batch, and each thread takes its own blocks; measured on a 784 → 128 layer against
-/// the zero-skipping and dense f32 products on Fashion-MNIST images, 2 threads: 23 against
-/// 32 and 44 µs for 64 rows, but 20 against 18 and 28 µs for 32.
+/// the zero-skipping and dense f32 products on Fashion-MNIST images, 2 threads: 19.9
+/// against 31.0 and 43.1 µs for 64 rows, but 17.8 against 17.3 and 29.3 µs for 32.
 pub const MIN_ROWS: usize = 64;
 
 /// Outputs per row below which [`worth_using`] declines: the columns are computed 32 at a
@@ -94,7 +94,7 @@ pub struct Packed {
 
 impl Packed {
     /// `b` split and laid out, or `None` when one of its values cannot be split (see
-    /// [`split::split`]) or the layout would not fit in memory.
+    /// [`split::split`]) or the layout's length overflows.
     pub fn new(b: ArrayView2<'_, f32>) -> Option<Packed> {
         let (k, n) = b.dim();
         let (blocks, pairs) = (k.div_ceil(32), n.div_ceil(32));
@@ -182,7 +182,8 @@ pub fn matmul(
     }
     let x = x.as_standard_layout(); // rows as slices (a copy only for a strided view)
     let x = x.as_slice().expect("standard layout");
-    // ~2^20 multiply-adds before a second thread pays off, at ~8 times the f32 rate
+    // one thread below 2^21 multiply-adds (`split_runs` splits from 2^15 units of work on):
+    // a few µs on the tiles
     let work = m.saturating_mul(n).saturating_mul(k) / 64;
     crate::parallel::split_runs(m, (y, n), work, &|rows, y_run| {
         let x_run = &x[rows.start * k..rows.end * k];
@@ -197,7 +198,6 @@ fn rows_product(x: &[f32], b: &Packed, c: &[f32], y: &mut [f32]) {
     if let Some(mut t) = tiles::Tiles::configure().filter(|_| b.k > 0) {
         let (k, n) = (b.k, b.n);
         for (x_blk, y_blk) in x.chunks(BLOCK_ROWS * k).zip(y.chunks_mut(BLOCK_ROWS * n)) {
-            let rows = ArrayView2::from_shape((x_blk.len() / k, k), x_blk).expect("whole rows");
             let emit = |j0: usize, sums: &[f32; 1024]| {
                 let width = (n - j0).min(32);
                 for (y_i, s_i) in y_blk.chunks_exact_mut(n).zip(sums.chunks_exact(32)) {
@@ -207,7 +207,7 @@ fn rows_product(x: &[f32], b: &Packed, c: &[f32], y: &mut [f32]) {
                     }
                 }
             };
-            if !block_product(&mut t, rows, &b.lines, k, emit) {
+            if !block_product(&mut t, x_blk, k, &b.lines, emit) {
                 exact_rows(x_blk, b, c, y_blk); // a value that cannot be split
             }
         }
@@ -226,22 +226,20 @@ thread_local! {
     static SPLIT_ROWS: std::cell::RefCell<Vec<Line>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Splits the rows of `a` (at most 32, `k` values each, any layout) and multiplies them by
-/// every column pair of `b` (`B: [k, n]` laid out as [`Packed`] does), handing the sums
-/// `s_ij = Σ_d a_id·b_dj` of each pair, columns `j0..j0 + 32`, to `emit(j0, s)` (`s`:
-/// 32 × 32, row `i` at `32·i`; rows past `a`'s and columns past `n` are to be ignored). Returns `false`, having emitted nothing, when a
-/// row holds a value that cannot be split.
+/// Splits `a` (at most 32 rows of `k` values, one after the other) and multiplies its rows
+/// by every column pair of `b` (`B: [k, n]` laid out as [`Packed`] does), handing each
+/// pair's sums `s_ij = Σ_d a_id·b_dj`, columns `j0..j0 + 32`, to `emit(j0, s)` (`s`: 32 × 32,
+/// row `i` at `32·i`; rows past `a`'s and columns past `n` are to be ignored). Returns
+/// `false`, having emitted nothing, when a row holds a value that cannot be split.
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 fn block_product(
     t: &mut tiles::Tiles,
-    a: ArrayView2<'_, f32>,
-    b: &[Line],
+    a: &[f32],
     k: usize,
+    b: &[Line],
     mut emit: impl FnMut(usize, &[f32; 1024]),
 ) -> bool {
-    let (rows, blocks) = (a.nrows(), k.div_ceil(32));
-    let a = a.as_standard_layout(); // rows as slices (a copy only for a strided view)
-    let a = a.as_slice().expect("standard layout");
+    let (rows, blocks) = (a.len() / k, k.div_ceil(32));
     SPLIT_ROWS.with_borrow_mut(|lines| {
         lines.resize(BLOCK_ROWS * 3 * blocks, Line::default());
         let split_all = a
