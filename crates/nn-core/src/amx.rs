@@ -434,6 +434,20 @@ mod tests {
         }
     }
 
+    /// `available` against the kernel's own list of CPU flags (Linux grants the tiles from
+    /// version 5.16 on, which every machine this runs on has).
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    #[test]
+    fn available_where_the_cpu_lists_amx_and_avx512_bf16() {
+        let info = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+        let flags = info.lines().find(|l| l.starts_with("flags")).unwrap();
+        let has = |f: &str| flags.split_whitespace().any(|w| w == f);
+        let listed = ["amx_tile", "amx_bf16", "avx512_bf16", "avx512bw"]
+            .iter()
+            .all(|f| has(f));
+        assert_eq!(available(), listed, "flags: {flags}");
+    }
+
     #[test]
     fn worth_using_needs_rows_width_and_amx() {
         assert!(!worth_using(MIN_ROWS - 1, 128));

@@ -34,9 +34,15 @@ fn cpu_has_amx_bf16() -> bool {
     #[allow(unused_unsafe)] // `__cpuid_count` is safe on newer compilers
     // SAFETY: CPUID exists on every x86-64 CPU; leaf 7 is read only when leaf 0 lists it.
     let (max, leaf7) = unsafe { (__cpuid_count(0, 0).eax, __cpuid_count(7, 0)) };
+    amx_bf16_listed(max, leaf7.edx)
+}
+
+/// Whether CPUID lists AMX-BF16 (bit 22 of leaf 7's EDX) and AMX-TILE (bit 24), given the
+/// highest leaf it has (`max_leaf`) and leaf 7's EDX.
+fn amx_bf16_listed(max_leaf: u32, edx: u32) -> bool {
     const AMX_BF16: u32 = 1 << 22;
     const AMX_TILE: u32 = 1 << 24;
-    max >= 7 && leaf7.edx & (AMX_BF16 | AMX_TILE) == AMX_BF16 | AMX_TILE
+    max_leaf >= 7 && edx & (AMX_BF16 | AMX_TILE) == AMX_BF16 | AMX_TILE
 }
 
 #[cfg(target_os = "linux")]
@@ -219,5 +225,21 @@ unsafe fn six_products(a0: *const Line, a1: *const Line, row: usize, b: *const L
             sb = in(reg) size_of::<Line>(),
             options(nostack, readonly)
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amx_bf16_is_read_from_bits_22_and_24_of_leaf_7() {
+        let both = (1 << 22) | (1 << 24);
+        assert!(amx_bf16_listed(7, both));
+        assert!(amx_bf16_listed(0x20, u32::MAX));
+        assert!(!amx_bf16_listed(7, 1 << 22)); // bf16 products without tiles
+        assert!(!amx_bf16_listed(7, 1 << 24)); // tiles without bf16 products
+        assert!(!amx_bf16_listed(7, !both)); // every other feature
+        assert!(!amx_bf16_listed(6, both)); // leaf 7 not there: its EDX means nothing
     }
 }
