@@ -1,5 +1,5 @@
-//! The split and the layouts of the `split` module, 32 values per instruction with AVX-512
-//! (F, BW and BF16, which every CPU with AMX-BF16 has).
+//! The split of the `split` module, 32 values per instruction with AVX-512 (F, BW and
+//! BF16, which every CPU with AMX-BF16 has).
 //!
 //! `VCVTNE2PS2BF16` rounds 32 f32 to bfloat16, ties to even, as `split::split` does; it
 //! reads subnormal inputs as zero, which only moves values below [`split::EXACT_ABOVE`]
@@ -23,7 +23,7 @@ pub fn available() -> bool {
 #[inline(always)]
 fn store(v: __m512i) -> Line {
     let mut l = Line::default();
-    // SAFETY: as in `load`.
+    // SAFETY: a line is 64 bytes, aligned to 64.
     unsafe { _mm512_store_si512(l.0.as_mut_ptr().cast(), v) };
     l
 }

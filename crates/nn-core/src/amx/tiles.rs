@@ -84,8 +84,9 @@ struct Config {
 }
 
 /// The tile registers, configured on this thread for as long as it lives; released (their
-/// state dropped) when it is dropped.
-pub struct Tiles(());
+/// state dropped) when it is dropped. Neither `Send` nor `Sync`: the configuration belongs
+/// to the thread that made it.
+pub struct Tiles(std::marker::PhantomData<*const ()>);
 
 impl Tiles {
     /// Configures this thread's tiles. `None` when [`available`] is false.
@@ -105,7 +106,7 @@ impl Tiles {
         // SAFETY: `available` checked the CPU and the permission; `cfg` is a valid palette-1
         // configuration of 64 bytes, read and not kept.
         unsafe { asm!("ldtilecfg [{}]", in(reg) &cfg, options(nostack, readonly)) };
-        Some(Tiles(()))
+        Some(Tiles(std::marker::PhantomData))
     }
 
     /// `out ← A·B` for one block of 32 rows and 32 columns (see the module docs).
