@@ -100,19 +100,23 @@ impl Packed {
         let (blocks, pairs) = (k.div_ceil(32), n.div_ceil(32));
         let len = pairs.checked_mul(blocks)?.checked_mul(96)?;
         let mut lines = vec![Line::default(); len];
-        for (i, tile) in lines.chunks_exact_mut(16).enumerate() {
-            // tile i: part i % 3 of column tile (i / 3) % 2, block (i / 6) % blocks, pair
-            let (part, col_tile, blk, pair) = (i % 3, i / 3 % 2, i / 6 % blocks, i / 6 / blocks);
-            let col0 = (2 * pair + col_tile) * 16;
-            for (r, line) in tile.iter_mut().enumerate() {
-                for (slot, v) in line.0.iter_mut().enumerate() {
-                    let (depth, col) = (blk * 32 + 2 * r + slot % 2, col0 + slot / 2);
+        // 48 lines at a time: one column tile's h, m and l tiles in one block of depths
+        for (i, tiles) in lines.chunks_exact_mut(48).enumerate() {
+            let (col_tile, blk, pair) = (i % 2, i / 2 % blocks, i / 2 / blocks);
+            let (d0, col0) = (blk * 32, (2 * pair + col_tile) * 16);
+            for r in 0..16 {
+                for slot in 0..32 {
+                    // line r holds depths 2r and 2r + 1 side by side, column by column
+                    let (depth, col) = (d0 + 2 * r + slot % 2, col0 + slot / 2);
                     let value = if depth < k && col < n {
                         b[(depth, col)]
                     } else {
                         0.0
                     };
-                    *v = split::split(value)?[part];
+                    let parts = split::split(value)?;
+                    for (part, &p) in parts.iter().enumerate() {
+                        tiles[part * 16 + r].0[slot] = p;
+                    }
                 }
             }
         }
@@ -198,16 +202,7 @@ fn rows_product(x: &[f32], b: &Packed, c: &[f32], y: &mut [f32]) {
     if let Some(mut t) = tiles::Tiles::configure().filter(|_| b.k > 0) {
         let (k, n) = (b.k, b.n);
         for (x_blk, y_blk) in x.chunks(BLOCK_ROWS * k).zip(y.chunks_mut(BLOCK_ROWS * n)) {
-            let emit = |j0: usize, sums: &[f32; 1024]| {
-                let width = (n - j0).min(32);
-                for (y_i, s_i) in y_blk.chunks_exact_mut(n).zip(sums.chunks_exact(32)) {
-                    let (y_i, s_i) = (&mut y_i[j0..j0 + width], &s_i[..width]);
-                    for ((y, s), c) in y_i.iter_mut().zip(s_i).zip(&c[j0..]) {
-                        *y = s + c; // Σ_k x_ik·b_kj + c_j
-                    }
-                }
-            };
-            if !block_product(&mut t, x_blk, k, &b.lines, emit) {
+            if !block_product(&mut t, x_blk, b, c, y_blk) {
                 exact_rows(x_blk, b, c, y_blk); // a value that cannot be split
             }
         }
@@ -226,36 +221,34 @@ thread_local! {
     static SPLIT_ROWS: std::cell::RefCell<Vec<Line>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Splits `a` (at most 32 rows of `k` values, one after the other) and multiplies its rows
-/// by every column pair of `b` (`B: [k, n]` laid out as [`Packed`] does), handing each
-/// pair's sums `s_ij = Σ_d a_id·b_dj`, columns `j0..j0 + 32`, to `emit(j0, s)` (`s`: 32 × 32,
-/// row `i` at `32·i`; rows past `a`'s and columns past `n` are to be ignored). Returns
-/// `false`, having emitted nothing, when a row holds a value that cannot be split.
+/// `y = x·B + c` for at most 32 consecutive rows of `x` on the tiles: the rows split, then
+/// multiplied by every column pair of `B`. Returns `false`, having written nothing, when a
+/// row holds a value that cannot be split.
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-fn block_product(
-    t: &mut tiles::Tiles,
-    a: &[f32],
-    k: usize,
-    b: &[Line],
-    mut emit: impl FnMut(usize, &[f32; 1024]),
-) -> bool {
-    let (rows, blocks) = (a.len() / k, k.div_ceil(32));
+fn block_product(t: &mut tiles::Tiles, x: &[f32], b: &Packed, c: &[f32], y: &mut [f32]) -> bool {
+    let (k, n) = (b.k, b.n);
+    let (rows, blocks) = (x.len() / k, k.div_ceil(32));
     SPLIT_ROWS.with_borrow_mut(|lines| {
         lines.resize(BLOCK_ROWS * 3 * blocks, Line::default());
-        let split_all = a
+        let split_all = x
             .chunks_exact(k)
             .zip(lines.chunks_exact_mut(3 * blocks))
-            .all(|(a_r, l_r)| simd::split_row_on(t, a_r, l_r));
+            .all(|(x_r, l_r)| simd::split_row_on(t, x_r, l_r));
         if !split_all {
             return false;
         }
         lines[rows * 3 * blocks..].fill(Line::default()); // rows past the block's end
         #[cfg(test)]
         TILED_BLOCKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut out = [0.0f32; 1024];
-        for (pair, b_pair) in b.chunks_exact(96 * blocks).enumerate() {
-            t.block(lines, b_pair, blocks, &mut out);
-            emit(pair * 32, &out);
+        let mut sums = [0.0f32; 1024]; // 32 × 32, row i at 32·i
+        for (pair, b_pair) in b.lines.chunks_exact(96 * blocks).enumerate() {
+            t.block(lines, b_pair, blocks, &mut sums);
+            let cols = pair * 32..n.min(pair * 32 + 32);
+            for (y_i, s_i) in y.chunks_exact_mut(n).zip(sums.chunks_exact(32)) {
+                for ((y, s), c) in y_i[cols.clone()].iter_mut().zip(s_i).zip(&c[cols.clone()]) {
+                    *y = s + c; // y_ij = Σ_k x_ik·b_kj + c_j
+                }
+            }
         }
         true
     })
