@@ -9,6 +9,10 @@
 //! into column (or row) blocks, one per thread of [`parallel`](crate::parallel), each block
 //! a single-threaded `gemm` call.
 //!
+//! A few rows times a transposed weight that is very wide or very narrow (`X·Wᵀ` of a dense
+//! layer's forward pass) goes to [`gemm_dots`](crate::gemm_dots) instead on CPUs with
+//! AVX-512, which reads `W` where it lies rather than packing it.
+//!
 //! On `wasm32` the `gemm` crate is not linked (its kernels for every instruction set cost
 //! more of the page's download than they save in time on a small model): the same blocks
 //! are computed by [`gemm_loops`](crate::gemm_loops).
@@ -121,6 +125,10 @@ fn gemm_one(
     beta: f32,
     c: &mut ArrayViewMut2<'_, f32>,
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::gemm_dots::suits(&a, &b) {
+        return crate::gemm_dots::gemm(alpha, a, b, beta, c); // a few rows times Wᵀ
+    }
     let (k, n) = b.dim();
     let cs = b.strides()[1];
     let aliasing = b.strides()[0] == 1

@@ -6,6 +6,8 @@
 //!
 //! - [`Tensor`] (`ArrayD<f32>`, batch first) and [`Buffer`], a reusable output buffer;
 //! - [`matmul_into`]: `C ← α·A·B + β·C` into a preallocated output, shape-checked;
+//!   [`gemm_kernel`] computes it, [`gemm_dots`] for a few rows against a very wide or very
+//!   narrow transposed weight (x86-64 with AVX-512);
 //! - [`ops`]: bias broadcast and column sums;
 //! - [`softmax`]: numerically stable softmax and log-softmax;
 //! - [`Init`]: Xavier/Glorot and He/Kaiming initialisers with dense and conv fan-in;
@@ -26,6 +28,8 @@ mod avx512;
 pub mod bounded;
 pub mod conv;
 pub mod error;
+#[cfg(target_arch = "x86_64")]
+pub mod gemm_dots;
 pub mod gemm_kernel;
 pub mod gemm_loops;
 pub mod init;
