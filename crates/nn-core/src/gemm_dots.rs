@@ -27,12 +27,15 @@
 //!
 //! Measured on two threads (Xeon with AVX-512, best of 15, alternating with the `gemm`
 //! crate in one process): 64×784×2048 in 0.91 ms against 0.94–0.95, 64×2048×10 in 13
-//! against 44 µs, 64×128×10 in 3.3 against 3.9; but 64×784×128 in 63 against 55 µs and
-//! 64×256×128 in 27 against 20, and from 256 rows on the packed GEMM is faster on one
-//! thread too (1.35 against 1.91 ms for 256×784×512). Hence the products taken: at most
-//! [`MAX_ROWS`] rows, and at most [`NARROW`] or at least [`WIDE`] columns. In training, the
-//! 784 → 2048 → 10 network of `cargo xtask bench scale` took 2.11–2.17 s per epoch against
-//! 2.24–2.31 (three alternating pairs).
+//! against 44 µs, 64×128×10 in 2.2–3.3 against 3.3–3.9; but 64×784×128 in 63 against 55 µs
+//! and 64×256×128 in 27 against 20, 16×128×10 in 0.6–0.9 against 0.55–0.6, and from 256
+//! rows on the packed GEMM is faster on one thread too (1.35 against 1.91 ms for
+//! 256×784×512). Hence the products taken: [`MIN_ROWS`] to [`MAX_ROWS`]
+//! rows, a depth of at least [`MIN_DEPTH`], and at most [`NARROW`] or at least [`WIDE`]
+//! columns — decided for the whole product, before it is cut between threads, so that the
+//! thread count does not change which kernel sums an output. In training, the 784 → 2048 →
+//! 10 network of `cargo xtask bench scale` took 1.92–2.04 s per epoch against 1.96–2.14
+//! (three alternating pairs, the same binary with this kernel switched off).
 
 // The loads take raw pointers; each states why it stays inside its row.
 #![allow(unsafe_code)]
@@ -76,11 +79,11 @@ pub const MIN_DEPTH: usize = 128;
 /// 64×128×10 in 3.3 against 3.9).
 pub const NARROW: usize = 16;
 
-/// Products with at least this many columns (in the part one thread computes) are
-/// computed here: the dot products win from about this width on (two threads,
-/// 64×784×2048 in 0.91 against 0.94–0.95 ms, 64×784×1024 in 0.43 against 0.44–0.45; even
-/// at 64×784×512, and behind in between: 64×784×128 in 63 against 55 µs).
-pub const WIDE: usize = 512;
+/// Products with at least this many columns are computed here: the dot products win from
+/// about half this width per thread on (two threads, 64×784×2048 in 0.91 against
+/// 0.94–0.95 ms, 64×784×1024 in 0.43 against 0.44–0.45; behind for narrower ones:
+/// 64×784×128 in 63 against 55 µs).
+pub const WIDE: usize = 1024;
 
 /// Whether `C ← α·A·B + β·C` is computed here: the CPU has AVX-512, `A` has
 /// [`MIN_ROWS`] to [`MAX_ROWS`] rows in unit-stride rows, `B` has at most [`NARROW`] or at
@@ -94,10 +97,12 @@ pub(crate) fn suits(a: &ArrayView2<'_, f32>, b: &ArrayView2<'_, f32>) -> bool {
 }
 
 /// Whether [`gemm`] can compute the product at all: the CPU has AVX-512, the rows of `A`
-/// and the columns of `B` have unit stride.
+/// and the columns of `B` have unit stride and come in increasing order in memory.
 fn computable(a: &ArrayView2<'_, f32>, b: &ArrayView2<'_, f32>) -> bool {
-    (a.strides()[1] == 1 || a.ncols() == 1)
-        && (b.strides()[0] == 1 || b.nrows() == 1)
+    (a.strides()[1] == 1 || a.ncols() <= 1)
+        && (b.strides()[0] == 1 || b.nrows() <= 1)
+        && a.strides()[0] >= 0
+        && b.strides()[1] >= 0
         && avx512::available()
 }
 
@@ -178,6 +183,10 @@ fn by_parts(
     c: &mut ArrayViewMut2<'_, f32>,
 ) {
     let k = a.ncols();
+    if k == 0 {
+        c.mapv_inplace(|v| if beta == 0.0 { 0.0 } else { beta * v }); // C ← β·C
+        return;
+    }
     let mut beta = beta;
     for p in (0..k).step_by(DEPTH_BLOCK) {
         let depths = p..(p + DEPTH_BLOCK).min(k);
@@ -475,6 +484,21 @@ mod tests {
         assert_eq!(c, want.mapv(|v| (v - 2.0) * 2.0));
     }
 
+    /// No depth at all: `C ← β·C` (0 for β = 0, even over NaN).
+    #[test]
+    fn no_depth_scales_c() {
+        if !avx512::available() {
+            return;
+        }
+        let (a, w) = (Array2::<f32>::zeros((3, 0)), Array2::<f32>::zeros((2, 0)));
+        let mut c = Array2::from_elem((3, 2), 1.5f32);
+        gemm(1.0, a.view(), w.t(), 2.0, &mut c.view_mut());
+        assert_eq!(c, Array2::from_elem((3, 2), 3.0));
+        c.fill(f32::NAN);
+        gemm(1.0, a.view(), w.t(), 0.0, &mut c.view_mut());
+        assert_eq!(c, Array2::zeros((3, 2)));
+    }
+
     /// Register `i` holding `16·i + l` in lane `l` sums to `256·i + 120`.
     #[test]
     fn lane_sums_of_16_registers_in_order() {
@@ -577,11 +601,15 @@ mod tests {
         assert_eq!(suits(&x(32, 128).view(), &w.t()), avx512::available());
         assert!(!suits(&x(31, 128).view(), &w.t())); // too few rows
         assert!(!suits(&x(64, 128).view(), &x(100, 128).t())); // neither narrow nor wide
-        let wide = x(600, 128);
+        assert!(!suits(&x(64, 128).view(), &x(1023, 128).t())); // not wide enough
+        let wide = x(1024, 128);
         assert_eq!(suits(&x(64, 128).view(), &wide.t()), avx512::available());
         assert!(!suits(&x(64, 127).view(), &x(10, 127).t())); // too shallow
         assert!(!suits(&x(128, 64).t(), &w.t())); // A column-major
         assert!(!suits(&x(64, 128).view(), &wt.view())); // B row-major
+        let a = x(64, 128);
+        let backwards = a.slice(ndarray::s![..;-1, ..]);
+        assert!(!suits(&backwards, &w.t())); // rows of A in decreasing order
     }
 
     /// `matmul_into` takes this path for a dense layer's forward product: its result is

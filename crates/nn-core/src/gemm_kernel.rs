@@ -44,6 +44,7 @@ pub(crate) fn gemm(
 ) {
     let (m, k) = a.dim();
     let n = b.ncols();
+    let kernel = Kernel::for_product(&a, &b);
     let threads = crate::parallel::parallelism();
     // A few rows against a large matrix (batch-1 inference) is memory-bound: two cores'
     // caches pay off from a smaller size on.
@@ -53,7 +54,7 @@ pub(crate) fn gemm(
         PARALLEL_MIN_FLOP
     };
     if threads < 2 || 2 * m * n * k < min_flop || (n < 2 * MIN_BLOCK && m < 2 * MIN_BLOCK) {
-        return gemm_one(alpha, a, b, beta, &mut c);
+        return kernel.run(alpha, a, b, beta, &mut c);
     }
     // Cut C (and B or A with it) into blocks of whole columns or rows, so that the largest
     // matrix is divided rather than read by every thread: each thread then keeps working on
@@ -93,9 +94,48 @@ pub(crate) fn gemm(
     crate::parallel::run_parts(parts, &|i| {
         let block = blocks[i].lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some((a_p, b_p, mut c_p)) = block {
-            gemm_one(alpha, a_p, b_p, beta, &mut c_p);
+            kernel.run(alpha, a_p, b_p, beta, &mut c_p);
         }
     });
+}
+
+/// Which kernel computes a product's blocks: chosen once for the whole product, so that
+/// how it is cut between threads does not change how any output is summed.
+#[derive(Clone, Copy)]
+enum Kernel {
+    /// The `gemm` crate ([`gemm_one`]).
+    Packed,
+    /// Dot products of rows ([`gemm_dots`](crate::gemm_dots)): a few rows times a very wide
+    /// or very narrow `Wᵀ`.
+    #[cfg(target_arch = "x86_64")]
+    Dots,
+}
+
+impl Kernel {
+    fn for_product(a: &ArrayView2<'_, f32>, b: &ArrayView2<'_, f32>) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if crate::gemm_dots::suits(a, b) {
+            return Kernel::Dots;
+        }
+        let _ = (a, b);
+        Kernel::Packed
+    }
+
+    /// `C ← α·A·B + β·C` for one block, on the calling thread.
+    fn run(
+        self,
+        alpha: f32,
+        a: ArrayView2<'_, f32>,
+        b: ArrayView2<'_, f32>,
+        beta: f32,
+        c: &mut ArrayViewMut2<'_, f32>,
+    ) {
+        match self {
+            Kernel::Packed => gemm_one(alpha, a, b, beta, c),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Dots => crate::gemm_dots::gemm(alpha, a, b, beta, c),
+        }
+    }
 }
 
 /// A column-major `B` whose column stride is a multiple of this many floats (512 bytes) is
@@ -125,10 +165,6 @@ fn gemm_one(
     beta: f32,
     c: &mut ArrayViewMut2<'_, f32>,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::gemm_dots::suits(&a, &b) {
-        return crate::gemm_dots::gemm(alpha, a, b, beta, c); // a few rows times Wᵀ
-    }
     let (k, n) = b.dim();
     let cs = b.strides()[1];
     let aliasing = b.strides()[0] == 1
