@@ -484,6 +484,70 @@ mod tests {
         assert_eq!(c, want.mapv(|v| (v - 2.0) * 2.0));
     }
 
+    /// Where a view starts within its cache line: 0 at a 64-byte boundary, one more per
+    /// float after it.
+    #[test]
+    fn offsets_within_a_line() {
+        let buf = vec![0.0f32; 64];
+        let at = |s: usize| ArrayView2::from_shape((1, 16), &buf[s..s + 16]).unwrap();
+        let first = (0..16)
+            .find(|&s| (buf.as_ptr() as usize + 4 * s).is_multiple_of(64))
+            .expect("a line boundary within 16 floats");
+        for s in 0..40 {
+            assert_eq!(offset(&at(s)), (s + 16 - first) % 16, "start {s}");
+        }
+    }
+
+    /// Rows line up with `W`'s when they start at the same place in a line and lie whole
+    /// lines apart; the copy makes them so, with the same values.
+    #[test]
+    fn lining_up_rows() {
+        let buf: Vec<f32> = (0..4096).map(|v| v as f32).collect();
+        let view = |s: usize, rows: usize, stride: usize| {
+            ArrayView2::from_shape((rows, 20).strides((stride, 1)), &buf[s..]).unwrap()
+        };
+        let w = view(3, 1, 20).reversed_axes(); // bᵀ's one row starts at float 3
+        assert!(lined_up(&view(3, 4, 32), &w));
+        assert!(lined_up(&view(19, 4, 48), &w)); // 16 floats on: the same place in a line
+        assert!(!lined_up(&view(4, 4, 32), &w)); // one float off
+        assert!(!lined_up(&view(3, 4, 33), &w)); // rows not whole lines apart
+        assert!(lined_up(&view(3, 1, 33), &w)); // a single row: its stride does not matter
+        let mut copy = Vec::new();
+        let a = view(5, 3, 21);
+        let lined = copy_lined_up(a, &w, &mut copy);
+        assert!(lined_up(&lined, &w));
+        assert_eq!(lined, a);
+    }
+
+    /// Wide products whose rows do not line up take the copy; lined-up and narrow ones do
+    /// not (each in a thread of its own, whose copy buffer starts empty).
+    #[test]
+    fn which_products_copy() {
+        if !avx512::available() {
+            return;
+        }
+        let copied = |m: usize, n: usize, a_at: usize| {
+            std::thread::spawn(move || {
+                let (k, w) = (128, Array2::<f32>::ones((n, 128)));
+                let at = offset(&w.view());
+                let buf = vec![1.0f32; m * k + 32];
+                let s = (at + 16 - offset(&ArrayView2::from_shape((1, 1), &buf[..1]).unwrap()))
+                    % 16
+                    + a_at;
+                let a = ArrayView2::from_shape((m, k), &buf[s..s + m * k]).unwrap();
+                let mut c = Array2::zeros((m, n));
+                gemm(1.0, a, w.t(), 0.0, &mut c.view_mut());
+                assert!(c.iter().all(|&v| v == 128.0));
+                LINED_UP.with_borrow(|b| !b.is_empty())
+            })
+            .join()
+            .unwrap()
+        };
+        assert!(copied(4, 20, 1)); // A one float off W
+        assert!(!copied(4, 20, 0)); // A where W starts in its line
+        assert!(!copied(4, 16, 1)); // narrow: read where it lies
+    }
+
     /// No depth at all: `C ← β·C` (0 for β = 0, even over NaN).
     #[test]
     fn no_depth_scales_c() {
