@@ -130,12 +130,17 @@ pub(crate) fn gemm(
     })
 }
 
-/// Floats in a cache line.
-const LINE: usize = 16;
+/// Floats in a cache line (also the lanes of a register).
+const LINE: usize = crate::prefetch::LINE / size_of::<f32>();
 
 /// Where `v` starts within its cache line, in floats.
 fn offset(v: &ArrayView2<'_, f32>) -> usize {
-    (v.as_ptr() as usize / size_of::<f32>()) % LINE
+    line_offset(v.as_ptr())
+}
+
+/// Where the float at `p` lies within its cache line, in floats.
+fn line_offset(p: *const f32) -> usize {
+    (p as usize / size_of::<f32>()) % LINE
 }
 
 /// Whether every row of `a` starts where the rows of `W = bᵀ` start within a cache line,
@@ -162,7 +167,7 @@ fn copy_lined_up<'b>(
     let (m, k) = a.dim();
     let stride = k.next_multiple_of(LINE);
     buf.resize(m * stride + 2 * LINE, 0.0);
-    let here = (buf.as_ptr() as usize / size_of::<f32>()) % LINE;
+    let here = line_offset(buf.as_ptr());
     let start = (offset(b) + LINE - here) % LINE;
     let rows = &mut buf[start..start + m * stride];
     for (dst, src) in rows.chunks_exact_mut(stride).zip(a.rows()) {
@@ -334,7 +339,7 @@ unsafe fn block<const R: usize, const C: usize>(x: Rows, w: Rows, k: usize) -> [
     // lanes the main loop gives their residues mod 16: depth `d` always lands in lane
     // `(d − head) mod 16`, and rotating the sums by `head` at the end puts it in lane
     // `d mod 16` whatever the alignment, so the result does not depend on where the rows lie.
-    let head = (16 - (w.ptr as usize / 4) % 16) % 16;
+    let head = (LINE - line_offset(w.ptr)) % LINE;
     let mut p = head.min(k);
     if p > 0 {
         let lanes = (avx512::mask(p) as u32) << (16 - head); // depths 0..p in lanes 16 − head…
