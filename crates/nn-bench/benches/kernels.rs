@@ -1,7 +1,8 @@
 //! Criterion benchmarks of the kernels on the hot path, at the workloads' shapes:
 //! GEMM, dense forward/backward, softmax + cross-entropy, convolution forward/backward (W6's
-//! padded one too), batch norm in both layouts, dropout and the optimizer steps (W1's and
-//! W5's parameters).
+//! padded one too), batch norm in both layouts, dropout, the optimizer steps (W1's and
+//! W5's parameters) and gathering a batch of random rows from a data set of Fashion-MNIST's
+//! size.
 //!
 //! ```sh
 //! cargo bench -p nn-bench --bench kernels
@@ -16,7 +17,7 @@ use nn_layers::{
     BatchNormConfig, Conv2d, Conv2dConfig, Dense, DenseConfig, Dropout, Layer, LayerConfig, Loss,
     Mode, Sequential, SoftmaxCrossEntropy, Target,
 };
-use nn_optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
+use nn_optim::{Adam, AdamConfig, BatchBuffer, Data, Optimizer, Sgd, SgdConfig};
 
 fn ramp(shape: &[usize]) -> Tensor {
     let mut i = 0u32;
@@ -212,5 +213,29 @@ fn optimizer(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, gemm, dense, softmax_ce, conv, w6_layers, optimizer);
+/// A batch of W1's (64) and W2's (128) random rows gathered from 60,000 rows of 784 values:
+/// each row begins with a cache miss, as in training.
+fn gather(c: &mut Criterion) {
+    let (n, row) = (60_000, 784);
+    let x = ramp(&[n, row]);
+    let classes: Vec<usize> = (0..n).map(|i| i % 10).collect();
+    let data = Data::new(x.view(), Target::Classes(&classes)).expect("as many targets as rows");
+    let mut buffer = BatchBuffer::new();
+    for batch in [64, 128] {
+        // consecutive batches of a shuffled order of the rows, as in an epoch
+        let mut order: Vec<usize> = (0..n).collect();
+        nn_core::rng::shuffle(&mut order, &mut seeded(42));
+        let mut batches = order.chunks_exact(batch).cycle();
+        c.bench_function(&format!("gather_784_b{batch}"), |b| {
+            b.iter(|| {
+                let idx = batches.next().expect("cycles forever");
+                black_box(buffer.gather(&data, idx).x.len())
+            })
+        });
+    }
+}
+
+criterion_group!(
+    benches, gemm, dense, softmax_ce, conv, w6_layers, optimizer, gather
+);
 criterion_main!(benches);
