@@ -40,7 +40,22 @@ pub fn seeded(seed: u64) -> Rng {
 /// A uniform draw from `[0, 1)` with 24 random bits (every representable step of an `f32`
 /// mantissa in that range).
 pub fn uniform01(rng: &mut Rng) -> f32 {
-    (rng.next_u32() >> 8) as f32 * (1.0 / 16_777_216.0) // (bits >> 8) · 2⁻²⁴
+    unit_of(rng.next_u32())
+}
+
+/// The draw [`uniform01`] makes from the 32-bit word `w`: its top 24 bits as a fraction.
+#[inline]
+pub fn unit_of(w: u32) -> f32 {
+    (w >> 8) as f32 * (1.0 / 16_777_216.0) // (bits >> 8) · 2⁻²⁴
+}
+
+/// The generator's next `out.len()` 32-bit words, in order: the words that as many
+/// [`uniform01`] calls would use, so draws taken in blocks (then turned into numbers by
+/// [`unit_of`] in a loop the compiler can vectorise) equal draws taken one by one.
+pub fn fill_words(rng: &mut Rng, out: &mut [u32]) {
+    for w in out {
+        *w = rng.next_u32();
+    }
 }
 
 /// A uniform draw from `[lo, hi)`.
@@ -119,6 +134,25 @@ impl RngState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `unit_of` keeps the top 24 bits: 0 → 0, 2⁸ → 2⁻²⁴, 2³² − 1 → 1 − 2⁻²⁴, 2³¹ → ½; and
+    /// words filled in a block are the words drawn one at a time.
+    #[test]
+    fn words_and_their_unit_draws() {
+        assert_eq!(unit_of(0), 0.0);
+        assert_eq!(unit_of(0xFF), 0.0);
+        assert_eq!(unit_of(0x100), 1.0 / 16_777_216.0);
+        assert_eq!(unit_of(1 << 31), 0.5);
+        assert_eq!(unit_of(u32::MAX), 1.0 - 1.0 / 16_777_216.0);
+        let mut words = [0u32; 5];
+        fill_words(&mut seeded(3), &mut words);
+        let mut r = seeded(3);
+        for w in words {
+            assert_eq!(w, r.next_u32());
+        }
+        let mut r = seeded(3);
+        assert_eq!(uniform01(&mut r), unit_of(words[0]));
+    }
 
     #[test]
     fn same_seed_same_stream() {
