@@ -4,7 +4,6 @@
 //!
 //! ```text
 //! Y[o, oy, ox] = b[o] + Σ_{c, ky, kx} W[o, c, ky, kx] · Xp[c, oy + ky, ox + kx]
-//! ∂E/∂W[o, c, ky, kx] += Σ_{oy, ox} dY[o, oy, ox] · Xp[c, oy + ky, ox + kx]
 //! ```
 //!
 //! `Xp` is the sample with its zero padding, built once per sample in a small buffer whose
@@ -12,9 +11,8 @@
 //! inside the row. An output row of 32 positions (`ow ≤ 32`) is two AVX-512 registers; the
 //! forward pass keeps one such row per output channel (a group of [`GROUP`] channels) in
 //! registers and adds each tap's shifted input row into all of them: one load of the input
-//! per `GROUP` fused multiply-adds. The weight gradient keeps `kw` rows of sums for each of
-//! two output channels `o` at one `(c, ky)` and adds `dY[o, oy, ·]` times the `kw` shifted
-//! input rows (each loaded once for both channels) for every `oy`.
+//! per `GROUP` fused multiply-adds. The weight gradient has its own kernel, on the padded
+//! input laid out flat (`flat_grad`).
 //!
 //! Used only with stride 1, `ow ≤ 32`, `kw ≤ 7`, few input channels and a CPU with
 //! AVX-512 (the 32-wide rows need its 32 registers) or, for the forward pass alone, AVX2
@@ -49,11 +47,11 @@ pub fn applies(g: &super::Geometry) -> bool {
     shape_fits && simd_ok()
 }
 
-/// Whether the direct weight gradient takes this geometry on this CPU: with AVX-512 only.
-/// An AVX2 version (one register of sums per `kx`, 16 registers in all) took longer than
-/// im2col and GEMM: W3's first layer on one thread, backward 815–1,023 against 795–905 µs
-/// per batch, where the AVX2 forward kernel halves the forward pass (424–461 against
-/// 838–931 µs).
+/// Whether the direct weight gradient (`flat_grad`) takes this geometry on this CPU: with
+/// AVX-512 only. An AVX2 version of an earlier kernel (one register of sums per `kx`, 16
+/// registers in all) took longer than im2col and GEMM: W3's first layer on one thread,
+/// backward 815–1,023 against 795–905 µs per batch, where the AVX2 forward kernel halves the
+/// forward pass (424–461 against 838–931 µs).
 pub fn grad_applies(g: &super::Geometry) -> bool {
     applies(g) && avx512_ok()
 }
@@ -231,100 +229,6 @@ fn shifted(row: &[f32], kx: usize) -> [std::arch::x86_64::__m512; 2] {
 /// The lanes `0..ow` of an output row's two registers, as two masks.
 fn row_masks(ow: usize) -> [u16; 2] {
     [0, 16].map(|from| crate::avx512::mask(ow.saturating_sub(from)))
-}
-
-/// Adds one sample's `∂E/∂W` into `sums` (`[c_out, c·kh·kw, 16]`: sixteen partial sums per
-/// weight, added up by [`fold_sums`] once per run). `dy` is the sample's `[c_out, oh, ow]`.
-pub(super) fn weight_grad_sample(g: &super::Geometry, xp: &[f32], dy: &[f32], sums: &mut [f32]) {
-    assert!(
-        grad_applies(g) && g.ow <= LANES && g.k.1 <= 7 && g.k.1 + LANES <= ROW,
-        "`applies` holds"
-    );
-    assert_eq!(xp.len(), g.c * (g.h + 2 * g.p.0) * ROW);
-    assert_eq!(dy.len(), g.c_out * g.plane());
-    assert_eq!(sums.len(), g.c_out * g.kdim() * 16);
-    for c in 0..g.c {
-        for ky in 0..g.k.0 {
-            let mut o = 0;
-            // SAFETY (both calls): the CPU has AVX-512F (`grad_applies`), and the sizes were
-            // checked above.
-            #[allow(unsafe_code)]
-            while o < g.c_out {
-                if o + 2 <= g.c_out {
-                    unsafe { weight_grad_rows::<2>(g, xp, dy, sums, o, c, ky) };
-                    o += 2;
-                } else {
-                    unsafe { weight_grad_rows::<1>(g, xp, dy, sums, o, c, ky) };
-                    o += 1;
-                }
-            }
-        }
-    }
-}
-
-/// `∂E/∂W[o, c, ky, kx] += Σ_{oy, ox} dY[o, oy, ox] · Xp[c, oy + ky, ox + kx]` for every
-/// `kx` and the `O` output channels from `o0`: `O·kw` rows of 32 sums in registers over all
-/// `oy` (each shifted input row loaded once for the `O` channels), then added into `sums`.
-///
-/// # Safety
-/// The CPU must have AVX-512F; the slices must hold the sizes [`weight_grad_sample`]
-/// checks, and `o0 + O ≤ c_out`.
-#[allow(unsafe_code)]
-#[target_feature(enable = "avx512f")]
-unsafe fn weight_grad_rows<const O: usize>(
-    g: &super::Geometry,
-    xp: &[f32],
-    dy: &[f32],
-    sums: &mut [f32],
-    o0: usize,
-    c: usize,
-    ky: usize,
-) {
-    use std::arch::x86_64::*;
-    let hp = g.h + 2 * g.p.0;
-    let [m0, m1] = row_masks(g.ow);
-    let mut acc = [[[_mm512_setzero_ps(); 2]; 7]; O];
-    for oy in 0..g.oh {
-        let d: [[__m512; 2]; O] = std::array::from_fn(|q| {
-            let d = &dy[(o0 + q) * g.plane() + oy * g.ow..][..g.ow];
-            // SAFETY: the masks select lanes 0..ow, all inside `d`; the others read as 0.
-            unsafe {
-                [
-                    _mm512_maskz_loadu_ps(m0, d.as_ptr()),
-                    _mm512_maskz_loadu_ps(m1, d.as_ptr().wrapping_add(16)),
-                ]
-            }
-        });
-        let row = &xp[(c * hp + oy + ky) * ROW..][..ROW];
-        for kx in 0..g.k.1 {
-            let [s0, s1] = shifted(row, kx);
-            for (acc, d) in acc.iter_mut().zip(&d) {
-                // Σ dY[o, oy, ox] · Xp[c, oy+ky, ox+kx]
-                acc[kx][0] = _mm512_fmadd_ps(d[0], s0, acc[kx][0]);
-                acc[kx][1] = _mm512_fmadd_ps(d[1], s1, acc[kx][1]);
-            }
-        }
-    }
-    for (q, acc) in acc.iter().enumerate() {
-        let at = ((o0 + q) * g.kdim() + (c * g.k.0 + ky) * g.k.1) * 16;
-        for (kx, acc) in acc.iter().enumerate().take(g.k.1) {
-            let s = &mut sums[at + kx * 16..][..16];
-            // SAFETY: `s` holds 16 floats.
-            unsafe {
-                let v = _mm512_add_ps(_mm512_loadu_ps(s.as_ptr()), _mm512_add_ps(acc[0], acc[1]));
-                _mm512_storeu_ps(s.as_mut_ptr(), v);
-            }
-        }
-    }
-}
-
-/// Adds the partial sums of [`weight_grad_sample`] into `dwt` (`[c·kh·kw, c_out]`, the
-/// transposed layout of the threaded backward pass).
-pub(super) fn fold_sums(g: &super::Geometry, sums: &[f32], dwt: &mut [f32]) {
-    for (ot, s) in sums.chunks_exact(16).enumerate() {
-        let (o, t) = (ot / g.kdim(), ot % g.kdim());
-        dwt[t * g.c_out + o] += s.iter().sum::<f32>();
-    }
 }
 
 #[cfg(test)]
