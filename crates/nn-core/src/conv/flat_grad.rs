@@ -297,6 +297,25 @@ mod tests {
     }
 
     #[test]
+    fn a_block_fills_the_registers_without_spilling() {
+        // O·kw sums + O registers of dYw + 1 of input ≤ 32, with O as large as that allows
+        // up to 4 (kw = 5: 20 + 4 + 1 = 25; kw = 7: 21 + 3 + 1 = 25, where 4 would need 33)
+        let fits = |o: usize, kw: usize| o * kw + o + 1 <= 32;
+        for kw in 1..=7 {
+            let o = block_channels(kw);
+            assert!(fits(o, kw), "kw = {kw}");
+            assert!(
+                o == 4 || !fits(o + 1, kw),
+                "kw = {kw}: {o} channels, room for more"
+            );
+        }
+        assert_eq!(
+            (1..=7).map(block_channels).collect::<Vec<_>>(),
+            [4, 4, 4, 4, 4, 4, 3]
+        );
+    }
+
+    #[test]
     fn the_flat_layout_by_hand() {
         // 2×3 input, 2×2 kernel, padding 1: rows of 5 floats, 3×4 outputs (12 positions of a
         // 3×5 grid, one register); the last register's last tap reads up to Xq[15 + 5 + 1]
