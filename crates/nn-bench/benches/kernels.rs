@@ -49,6 +49,19 @@ fn gemm(c: &mut Criterion) {
             bch.iter(|| matmul_into(1.0, av, b.view(), 0.0, &mut out.view_mut()).unwrap())
         });
     }
+    // a dense layer's forward product, Y = X·Wᵀ with W stored [n_out, n_in]
+    for (name, m, k, n) in [
+        ("xwt_w1_l1_64x784x128", 64, 784, 128),
+        ("xwt_w2_l1_128x784x512", 128, 784, 512),
+        ("xwt_scale_widest_64x784x2048", 64, 784, 2048),
+    ] {
+        let x = ramp(&[m, k]).into_dimensionality().unwrap();
+        let w: Array2<f32> = ramp(&[n, k]).into_dimensionality().unwrap();
+        let mut out = Array2::<f32>::zeros((m, n));
+        g.bench_function(name, |bch| {
+            bch.iter(|| matmul_into(1.0, x.view(), w.t(), 0.0, &mut out.view_mut()).unwrap())
+        });
+    }
     g.finish();
 }
 

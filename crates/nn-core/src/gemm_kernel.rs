@@ -11,7 +11,9 @@
 //!
 //! A few rows times a transposed weight that is very wide or very narrow (`X·Wᵀ` of a dense
 //! layer's forward pass) goes to [`gemm_dots`](crate::gemm_dots) instead on CPUs with
-//! AVX-512, which reads `W` where it lies rather than packing it.
+//! AVX-512, which reads `W` where it lies rather than packing it; a batch of 16 to 128 rows
+//! times a `Wᵀ` of at least 512 columns is computed as `(W·Xᵀ)ᵀ` (`gemm_swapped`), the
+//! packed GEMM's faster way round for that shape.
 //!
 //! On `wasm32` the `gemm` crate is not linked (its kernels for every instruction set cost
 //! more of the page's download than they save in time on a small model): the same blocks
@@ -109,10 +111,17 @@ enum Kernel {
     /// or very narrow `Wᵀ`.
     #[cfg(target_arch = "x86_64")]
     Dots,
+    /// `(Bᵀ·Aᵀ)ᵀ` (`gemm_swapped`): a batch times a wide `Wᵀ`.
+    #[cfg(target_arch = "x86_64")]
+    Swapped,
 }
 
 impl Kernel {
     fn for_product(a: &ArrayView2<'_, f32>, b: &ArrayView2<'_, f32>) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if crate::gemm_swapped::suits(a, b) {
+            return Kernel::Swapped;
+        }
         #[cfg(target_arch = "x86_64")]
         if crate::gemm_dots::suits(a, b) {
             return Kernel::Dots;
@@ -134,6 +143,8 @@ impl Kernel {
             Kernel::Packed => gemm_one(alpha, a, b, beta, c),
             #[cfg(target_arch = "x86_64")]
             Kernel::Dots => crate::gemm_dots::gemm(alpha, a, b, beta, c),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Swapped => crate::gemm_swapped::gemm(alpha, a, b, beta, c),
         }
     }
 }
@@ -158,7 +169,7 @@ thread_local! {
 /// `C ← α·A·B + β·C` on the calling thread, for shapes already checked: `a: [m, k]`,
 /// `b: [k, n]`, `c: [m, n]`. A column-major `B` with a cache-aliasing stride is first copied
 /// with padded columns (see [`ALIASING_STRIDE`]).
-fn gemm_one(
+pub(crate) fn gemm_one(
     alpha: f32,
     a: ArrayView2<'_, f32>,
     b: ArrayView2<'_, f32>,

@@ -32,6 +32,8 @@ pub mod error;
 pub mod gemm_dots;
 pub mod gemm_kernel;
 pub mod gemm_loops;
+#[cfg(target_arch = "x86_64")]
+mod gemm_swapped;
 pub mod init;
 pub mod limits;
 pub mod matmul;

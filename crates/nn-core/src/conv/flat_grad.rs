@@ -300,7 +300,10 @@ mod tests {
     fn a_block_fills_the_registers_without_spilling() {
         // O·kw sums + O registers of dYw + 1 of input ≤ 32, with O as large as that allows
         // up to 4 (kw = 5: 20 + 4 + 1 = 25; kw = 7: 21 + 3 + 1 = 25, where 4 would need 33)
-        let fits = |o: usize, kw: usize| o * kw + o + 1 <= 32;
+        let fits = |o: usize, kw: usize| {
+            let registers = o * kw + o + 1;
+            registers <= 32
+        };
         for kw in 1..=7 {
             let o = block_channels(kw);
             assert!(fits(o, kw), "kw = {kw}");
