@@ -476,7 +476,7 @@ fn weight_grad_direct(g: &Geometry, x: &[f32], dy: &[f32], scratch: &mut Scratch
                 let dyi = &dy[i * per_out..(i + 1) * per_out];
                 flat_grad::pad(g, &flat, &x[i * per_in..(i + 1) * per_in], &mut sc.xp);
                 flat_grad::widen(g, &flat, dyi, &mut sc.dyw, &mut sc.db); // and ∂E/∂b
-                flat_grad::weight_grad_sample(g, &sc.xp, &sc.dyw, &mut sc.sums);
+                flat_grad::weight_grad_sample(g, &flat, &sc.xp, &sc.dyw, &mut sc.sums);
             }
             flat_grad::fold_sums(g, &sc.sums, &mut sc.dwt);
         },

@@ -153,26 +153,32 @@ fn copy_row(row: &[f32], out: &mut [f32]) -> std::arch::x86_64::__m512 {
 }
 
 /// Adds one sample's `∂E/∂W` into `sums` (`[c_out, c·kh·kw, 16]`, sixteen partial sums per
-/// weight, added up by [`fold_sums`]); `xq` from [`pad`], `dyw` from
-/// [`widen`].
+/// weight, added up by [`fold_sums`]); `f` is `Flat::new(g)`, `xq` from [`pad`], `dyw`
+/// from [`widen`].
 ///
 /// # Panics
 /// Unless [`super::direct::grad_applies`] holds (AVX-512, `kw ≤ 7`, stride 1) and the
-/// slices have the sizes above.
-pub(super) fn weight_grad_sample(g: &Geometry, xq: &[f32], dyw: &[f32], sums: &mut [f32]) {
+/// slices have the sizes above (`block` checks every read against its slice, so a wrong
+/// `f` gives wrong sums, never a read outside).
+pub(super) fn weight_grad_sample(
+    g: &Geometry,
+    f: &Flat,
+    xq: &[f32],
+    dyw: &[f32],
+    sums: &mut [f32],
+) {
     assert!(super::direct::grad_applies(g), "the kernel fits {g:?}");
-    let f = Flat::new(g);
     assert_eq!(xq.len(), g.c * f.plane);
     assert_eq!(dyw.len(), g.c_out * f.row());
     assert_eq!(sums.len(), g.c_out * g.kdim() * LANES);
     match g.k.1 {
-        1 => taps::<1>(g, &f, xq, dyw, sums),
-        2 => taps::<2>(g, &f, xq, dyw, sums),
-        3 => taps::<3>(g, &f, xq, dyw, sums),
-        4 => taps::<4>(g, &f, xq, dyw, sums),
-        5 => taps::<5>(g, &f, xq, dyw, sums),
-        6 => taps::<6>(g, &f, xq, dyw, sums),
-        7 => taps::<7>(g, &f, xq, dyw, sums),
+        1 => taps::<1>(g, f, xq, dyw, sums),
+        2 => taps::<2>(g, f, xq, dyw, sums),
+        3 => taps::<3>(g, f, xq, dyw, sums),
+        4 => taps::<4>(g, f, xq, dyw, sums),
+        5 => taps::<5>(g, f, xq, dyw, sums),
+        6 => taps::<6>(g, f, xq, dyw, sums),
+        7 => taps::<7>(g, f, xq, dyw, sums),
         kw => unreachable!("grad_applies admits kw ≤ 7, got {kw}"),
     }
 }
@@ -383,7 +389,7 @@ mod tests {
         (dy[0], dy[11]) = (2.0, 3.0);
         widen(&g, &f, &dy, &mut dyw, &mut [0.0]);
         let mut sums = vec![0.0f32; 4 * LANES];
-        weight_grad_sample(&g, &xq, &dyw, &mut sums);
+        weight_grad_sample(&g, &f, &xq, &dyw, &mut sums);
         let dw: Vec<f32> = sums.chunks_exact(LANES).map(|s| s.iter().sum()).collect();
         assert_eq!(dw, [21.0 + 12.0, 21.0, 21.0, 21.0 + 1.0]);
     }
