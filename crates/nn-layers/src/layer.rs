@@ -20,6 +20,7 @@
 //! files and the gradient checker never need to know a layer's type, and a layer defined in
 //! another crate trains, saves and loads like a built-in one.
 
+use std::any::Any;
 use std::fmt::Debug;
 
 use ndarray::ArrayViewD;
@@ -129,7 +130,11 @@ pub enum Slot<'a> {
 /// assert_eq!(Double.output_shape(&[5, 2])?, [5, 2]);
 /// # Ok::<(), nn_layers::Error>(())
 /// ```
-pub trait Layer: Send {
+///
+/// `Any` (any `'static` type has it; nothing to implement) lets a container recognise a
+/// built-in layer by its type, as [`Sequential`](crate::Sequential) does to run a ReLU
+/// after the max pooling that follows it.
+pub trait Layer: Send + Any {
     /// Calls `f` once for every parameter and buffer with a name unique within the layer
     /// (`"weight"`, `"bias"`); containers prefix their children's names (`"0.weight"`).
     /// Optimizers, model files and the gradient checker reach the tensors only this way.

@@ -180,6 +180,11 @@ impl Pool2d {
         Self::build(Reduce::Avg, k, s)
     }
 
+    /// Max or average.
+    pub fn reduce(&self) -> Reduce {
+        self.reduce
+    }
+
     fn pool_config(&self) -> Pool2dConfig {
         Pool2dConfig {
             reduce: self.reduce,

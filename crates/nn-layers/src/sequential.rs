@@ -10,13 +10,35 @@
 //! and the layer writes `gˡ⁻¹` into one of two buffers used in turn — the chain rule, one
 //! layer at a time, from the last to the first (whose `∂E/∂x` is computed only when the
 //! caller asks for it). Parameters are named `"<index>.<name>"`, e.g. `"0.weight"`.
+//!
+//! **A ReLU followed by max pooling runs pool first.** ReLU never reverses an order
+//! (`a ≤ b ⇒ relu(a) ≤ relu(b)`), so the largest of a window's ReLU outputs is the ReLU of
+//! its largest input:
+//!
+//! ```text
+//! maxpool(relu(a)) = relu(maxpool(a))        for every window
+//! ```
+//!
+//! Pooled first, the ReLU touches a quarter of the values (2×2 windows), forward and
+//! backward; in a CNN's `conv → relu → maxpool` block that was a tenth of its step. The
+//! results are the same values: where a window's largest input is positive it is the same
+//! input either way (ReLU makes no new ties above zero), and where it is not, the window's
+//! output is 0 and its gradient reaches no input (ReLU's derivative there is 0). NaN never
+//! wins a window and ReLU maps it to 0, so the outputs agree for NaN inputs too. Only the
+//! sign of a zero gradient may differ, and where the gradient is not finite, which input
+//! shows it. The activation between the two holds the pooled input instead of the ReLU's
+//! output; every other activation, the parameters and their names are as listed.
+
+use std::any::Any;
 
 use ndarray::ArrayViewD;
 use nn_core::{Buffer, Rng, limits};
 
+use crate::activation::Relu;
 use crate::config::{Context, LayerConfig, TensorSpec};
 use crate::error::Result;
 use crate::layer::{Layer, Mode, Slot, require_forward};
+use crate::pool::{Pool2d, Reduce};
 use crate::spec::{Attr, LayerSpec};
 
 /// How deeply containers may nest: parsing a nested spec recurses once per level, so the
@@ -210,6 +232,9 @@ pub struct Sequential {
     grads: [Buffer; 2],
     /// Whether the last forward was a complete train-mode pass.
     ready: bool,
+    /// The layer run at each step, `order[t]` from `aᵗ` to `aᵗ⁺¹`: `t` itself, except
+    /// for a ReLU and the max pooling after it, which swap (see the module docs).
+    order: Vec<usize>,
     /// The output and input gradient of [`Sequential::run`] and [`Sequential::run_backward`].
     out: Buffer,
     dx: Buffer,
@@ -316,6 +341,30 @@ impl Sequential {
     }
 }
 
+/// Whether `a` then `b` is a ReLU then max pooling, which may run in the other order.
+fn pool_first(a: &dyn Layer, b: &dyn Layer) -> bool {
+    let (a, b): (&dyn Any, &dyn Any) = (a, b);
+    a.is::<Relu>()
+        && b.downcast_ref::<Pool2d>()
+            .is_some_and(|p| p.reduce() == Reduce::Max)
+}
+
+/// Fills `order` with the layer each step runs: `0, 1, …, L − 1`, with every ReLU and the
+/// max pooling right after it swapped.
+fn plan(layers: &[Box<dyn Layer>], order: &mut Vec<usize>) {
+    order.clear();
+    let mut t = 0;
+    while t < layers.len() {
+        if t + 1 < layers.len() && pool_first(&*layers[t], &*layers[t + 1]) {
+            order.extend([t + 1, t]); // relu(maxpool(a)) = maxpool(relu(a))
+            t += 2;
+        } else {
+            order.push(t);
+            t += 1;
+        }
+    }
+}
+
 impl Layer for Sequential {
     fn visit<'a>(&'a mut self, f: &mut dyn FnMut(&str, Slot<'a>)) {
         let Sequential { layers, name, .. } = self;
@@ -335,6 +384,7 @@ impl Layer for Sequential {
             layers,
             acts,
             ready,
+            order,
             ..
         } = self;
         *ready = false;
@@ -343,7 +393,8 @@ impl Layer for Sequential {
             y.assign(x.view()); // the empty stack is the identity
         }
         acts.resize_with(n.saturating_sub(1), Buffer::new);
-        for (i, layer) in layers.iter_mut().enumerate() {
+        plan(layers, order);
+        for (i, &l) in order.iter().enumerate() {
             let (before, after) = acts.split_at_mut(i);
             let input = if i == 0 {
                 x.view()
@@ -351,7 +402,8 @@ impl Layer for Sequential {
                 before[i - 1].view()
             };
             let out = if i + 1 == n { &mut *y } else { &mut after[0] };
-            layer.forward(input, out, mode).map_err(|e| e.at_layer(i))?; // aˡ = layerₗ(aˡ⁻¹)
+            let layer = &mut layers[l];
+            layer.forward(input, out, mode).map_err(|e| e.at_layer(l))?; // aˡ = layerₗ(aˡ⁻¹)
         }
         *ready = mode == Mode::Train;
         Ok(())
@@ -372,6 +424,7 @@ impl Layer for Sequential {
             layers,
             acts,
             grads,
+            order,
             ..
         } = self;
         let n = layers.len();
@@ -392,9 +445,10 @@ impl Layer for Sequential {
             } else {
                 Some(&mut *g_prev)
             };
-            layers[i]
+            let l = order[i]; // the layer that ran from aⁱ to aⁱ⁺¹
+            layers[l]
                 .backward(input, output, grad, grad_in)
-                .map_err(|e| e.at_layer(i))?; // gˡ⁻¹ = ∂E/∂aˡ⁻¹
+                .map_err(|e| e.at_layer(l))?; // gˡ⁻¹ = ∂E/∂aˡ⁻¹
             std::mem::swap(&mut g, &mut g_prev);
         }
         Ok(())
@@ -414,7 +468,7 @@ impl Layer for Sequential {
 mod tests {
     use super::*;
     use crate::layer::{apply, apply_backward};
-    use crate::{Dense, DenseConfig, Error, Relu};
+    use crate::{Dense, DenseConfig, Error};
     use ndarray::{Array2, array};
     use nn_core::seeded;
 
@@ -597,6 +651,165 @@ mod tests {
             s.config().output_elements(&[4, 4]).unwrap(),
             4 * (3 + 3 + 2)
         );
+    }
+
+    /// `layers` run one by one in the order listed, each on a fresh copy of the buffers:
+    /// the definition the stack's own order must agree with. Returns `y` and `∂E/∂x`.
+    fn listed_order(
+        layers: &mut [Box<dyn Layer>],
+        x: ArrayViewD<'_, f32>,
+        dy: ArrayViewD<'_, f32>,
+    ) -> (ndarray::ArrayD<f32>, ndarray::ArrayD<f32>) {
+        let mut acts = vec![x.to_owned()];
+        for l in layers.iter_mut() {
+            let out = apply(l.as_mut(), acts.last().unwrap().view(), Mode::Train).unwrap();
+            acts.push(out);
+        }
+        let mut g = dy.to_owned();
+        for (i, l) in layers.iter_mut().enumerate().rev() {
+            let mut dx = Buffer::new();
+            l.backward(acts[i].view(), acts[i + 1].view(), g.view(), Some(&mut dx))
+                .unwrap();
+            g = dx.view().to_owned();
+        }
+        (acts.pop().unwrap(), g)
+    }
+
+    fn relu_pool(k: usize, s: usize) -> Vec<Box<dyn Layer>> {
+        vec![Box::new(Relu::new()), Box::new(Pool2d::max(k, s).unwrap())]
+    }
+
+    #[test]
+    fn a_relu_before_max_pooling_runs_after_it() {
+        let pool = || Box::new(Pool2d::max(2, 2).unwrap()) as Box<dyn Layer>;
+        let relu = || Box::new(Relu::new()) as Box<dyn Layer>;
+        let layers: Vec<Box<dyn Layer>> = vec![
+            relu(),
+            pool(),
+            Box::new(crate::LeakyRelu::leaky(0.1).unwrap()), // not ReLU: stays
+            pool(),
+            relu(),
+            Box::new(Pool2d::avg(2, 2).unwrap()), // not max: stays
+            relu(),
+            relu(),
+            pool(),
+            relu(),
+        ];
+        let mut order = Vec::new();
+        plan(&layers, &mut order);
+        assert_eq!(order, [1, 0, 2, 3, 4, 5, 6, 8, 7, 9]);
+        plan(&layers[..1], &mut order); // a ReLU last has nothing to swap with
+        assert_eq!(order, [0]);
+    }
+
+    #[test]
+    fn relu_then_max_pooling_by_hand() {
+        // one 2×4 plane, two 2×2 windows: [[−1, 2], [3, −4]] → 3; [[−1, −2], [−5, −3]] → 0
+        let x = array![[[[-1.0f32, 2.0, -1.0, -2.0], [3.0, -4.0, -5.0, -3.0]]]].into_dyn();
+        let dy = array![[[[10.0f32, 20.0]]]].into_dyn();
+        let mut s = Sequential::new()
+            .with(Relu::new())
+            .with(Pool2d::max(2, 2).unwrap());
+        let (y, dx) = apply_backward(&mut s, x.view(), dy.view()).unwrap();
+        assert_eq!(y, array![[[[3.0f32, 0.0]]]].into_dyn());
+        // the 3 gets its window's gradient; the all-negative window's reaches no input
+        let want = array![[[[0.0f32, 0.0, 0.0, 0.0], [10.0, 0.0, 0.0, 0.0]]]].into_dyn();
+        assert_eq!(dx, want);
+        // pooled first: the activation between the two holds the pooled input, max(−1, −2, −5, −3) = −1
+        assert_eq!(s.acts[0].view(), array![[[[3.0f32, -1.0]]]].into_dyn());
+    }
+
+    #[test]
+    fn relu_then_max_pooling_keeps_ties_zeros_and_nan() {
+        // ties above zero, at zero, below zero; −0; NaN next to a positive, a negative, alone
+        let nan = f32::NAN;
+        let vals = [
+            2.0, 2.0, 1.0, 2.0, 0.0, -0.0, 0.0, -1.0, -3.0, -3.0, -3.0, -7.0, nan, 1.5, -1.0, 0.5,
+            nan, -2.0, -4.0, -9.0, nan, nan, nan, nan,
+        ];
+        let x = ndarray::Array4::from_shape_vec((1, 1, 2, 12), vals.to_vec())
+            .unwrap()
+            .into_dyn();
+        let mut s = Sequential::new()
+            .with(Relu::new())
+            .with(Pool2d::max(2, 2).unwrap());
+        let y = apply(&mut s, x.view(), Mode::Eval).unwrap();
+        let (want, _) = listed_order(&mut relu_pool(2, 2), x.view(), y.view());
+        assert_eq!(y, want);
+        // by hand, the six 2×2 windows (top row | bottom row): (2, 2 | NaN, 1.5) → 2,
+        // (1, 2 | −1, 0.5) → 2, (0, −0 | NaN, −2) → 0, (0, −1 | −4, −9) → 0,
+        // (−3, −3 | NaN, NaN) → 0, (−3, −7 | NaN, NaN) → 0
+        let got: Vec<f32> = y.iter().copied().collect();
+        assert_eq!(got, [2.0, 2.0, 0.0, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn a_swapped_pair_names_the_layer_that_failed() {
+        let mut s = Sequential::new()
+            .with(Relu::new())
+            .with(Pool2d::max(2, 2).unwrap());
+        let x = Array2::<f32>::zeros((2, 4)).into_dyn(); // pooling needs [n, c, h, w]
+        let e = apply(&mut s, x.view(), Mode::Train)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("layer 1: maxpool2d"), "{e}");
+        let x = ndarray::Array4::<f32>::zeros((1, 1, 2, 2)).into_dyn();
+        s.run(x.view(), Mode::Train).unwrap();
+        let wrong = ndarray::Array4::<f32>::zeros((1, 1, 2, 2)).into_dyn(); // the input's shape, not y's
+        let e = s
+            .run_backward(x.view(), wrong.view())
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("layer 0: relu"), "{e}");
+    }
+
+    /// A shape `[n, c, h, w]`, a window, a stride, values for `x` and for `dy`.
+    type PoolCase = ((usize, usize, usize, usize), usize, usize, Vec<i8>, Vec<i8>);
+
+    /// A `[n, c, h, w]` shape, a window and a stride, and values on a coarse grid (many
+    /// ties, zeros and negatives) for `x` and for as many output gradients as there could be.
+    fn pool_case() -> impl proptest::strategy::Strategy<Value = PoolCase> {
+        use proptest::prelude::*;
+        (
+            1usize..=3,
+            1usize..=3,
+            3usize..=7,
+            3usize..=7,
+            1usize..=3,
+            1usize..=3,
+        )
+            .prop_flat_map(|(n, c, h, w, k, s)| {
+                let len = n * c * h * w;
+                let grid = proptest::collection::vec(-6i8..=6, len);
+                (Just((n, c, h, w)), Just(k), Just(s), grid.clone(), grid)
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(64))]
+        /// The stack's order gives the values of the listed order: outputs and every
+        /// input gradient, with overlapping windows and ties.
+        #[test]
+        fn pool_first_agrees_with_the_listed_order((shape, k, stride, xs, gs) in pool_case()) {
+            let half = |v: &i8| f32::from(*v) * 0.5;
+            let x = ndarray::Array4::from_shape_vec(shape, xs.iter().map(half).collect())
+                .unwrap()
+                .into_dyn();
+            let mut s = Sequential::new()
+                .with(Relu::new())
+                .with(Pool2d::max(k, stride).unwrap())
+                .with(Relu::new());
+            let y_shape = s.output_shape(x.shape()).unwrap();
+            let len = y_shape.iter().product();
+            let dy = ndarray::ArrayD::from_shape_vec(y_shape, gs[..len].iter().map(half).collect())
+                .unwrap();
+            let (y, dx) = apply_backward(&mut s, x.view(), dy.view()).unwrap();
+            let mut listed = relu_pool(k, stride);
+            listed.push(Box::new(Relu::new()));
+            let (want_y, want_dx) = listed_order(&mut listed, x.view(), dy.view());
+            proptest::prop_assert_eq!(y, want_y);
+            proptest::prop_assert_eq!(dx, want_dx); // == : a zero's sign may differ
+        }
     }
 
     #[test]

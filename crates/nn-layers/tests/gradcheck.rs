@@ -173,6 +173,16 @@ proptest! {
         assert_passes(&check_layer(&mut MaxPool2d::max(k, s).unwrap(), x.view(), &GradCheckConfig::default()).unwrap());
     }
 
+    /// A stack that runs the ReLU after the pooling (see `Sequential`); values shifted to
+    /// stay 0.025 away from ReLU's kink.
+    #[test]
+    fn relu_then_max_pool(x in distinct_images(), k in 1usize..=3, s in 1usize..=3) {
+        prop_assume!(x.shape()[2] >= k && x.shape()[3] >= k);
+        let x = x.mapv(|v| v + 0.025);
+        let mut net = Sequential::new().with(Relu::new()).with(MaxPool2d::max(k, s).unwrap());
+        assert_passes(&check_layer(&mut net, x.view(), &GradCheckConfig::default()).unwrap());
+    }
+
     #[test]
     fn avg_pool(x in distinct_images(), k in 1usize..=3, s in 1usize..=3) {
         prop_assume!(x.shape()[2] >= k && x.shape()[3] >= k);
