@@ -232,9 +232,6 @@ pub struct Sequential {
     grads: [Buffer; 2],
     /// Whether the last forward was a complete train-mode pass.
     ready: bool,
-    /// The layer run at each step, `order[t]` from `aᵗ` to `aᵗ⁺¹`: `t` itself, except
-    /// for a ReLU and the max pooling after it, which swap (see the module docs).
-    order: Vec<usize>,
     /// The output and input gradient of [`Sequential::run`] and [`Sequential::run_backward`].
     out: Buffer,
     dx: Buffer,
@@ -349,19 +346,17 @@ fn pool_first(a: &dyn Layer, b: &dyn Layer) -> bool {
             .is_some_and(|p| p.reduce() == Reduce::Max)
 }
 
-/// Fills `order` with the layer each step runs: `0, 1, …, L − 1`, with every ReLU and the
-/// max pooling right after it swapped.
-fn plan(layers: &[Box<dyn Layer>], order: &mut Vec<usize>) {
-    order.clear();
-    let mut t = 0;
-    while t < layers.len() {
-        if t + 1 < layers.len() && pool_first(&*layers[t], &*layers[t + 1]) {
-            order.extend([t + 1, t]); // relu(maxpool(a)) = maxpool(relu(a))
-            t += 2;
-        } else {
-            order.push(t);
-            t += 1;
-        }
+/// The layer that runs at step `t`, from `aᵗ` to `aᵗ⁺¹`: layer `t` itself, except that a
+/// ReLU and the max pooling right after it swap places. (No layer is both, so the pairs
+/// never overlap.)
+fn layer_at(layers: &[Box<dyn Layer>], t: usize) -> usize {
+    let swaps = |i: usize| i + 1 < layers.len() && pool_first(&*layers[i], &*layers[i + 1]);
+    if swaps(t) {
+        t + 1 // maxpool first: relu(maxpool(a)) = maxpool(relu(a))
+    } else if t > 0 && swaps(t - 1) {
+        t - 1 // then the ReLU, on the pooled values
+    } else {
+        t
     }
 }
 
@@ -384,7 +379,6 @@ impl Layer for Sequential {
             layers,
             acts,
             ready,
-            order,
             ..
         } = self;
         *ready = false;
@@ -393,8 +387,8 @@ impl Layer for Sequential {
             y.assign(x.view()); // the empty stack is the identity
         }
         acts.resize_with(n.saturating_sub(1), Buffer::new);
-        plan(layers, order);
-        for (i, &l) in order.iter().enumerate() {
+        for i in 0..n {
+            let l = layer_at(layers, i);
             let (before, after) = acts.split_at_mut(i);
             let input = if i == 0 {
                 x.view()
@@ -424,7 +418,6 @@ impl Layer for Sequential {
             layers,
             acts,
             grads,
-            order,
             ..
         } = self;
         let n = layers.len();
@@ -445,7 +438,7 @@ impl Layer for Sequential {
             } else {
                 Some(&mut *g_prev)
             };
-            let l = order[i]; // the layer that ran from aⁱ to aⁱ⁺¹
+            let l = layer_at(layers, i); // the layer that ran from aⁱ to aⁱ⁺¹
             layers[l]
                 .backward(input, output, grad, grad_in)
                 .map_err(|e| e.at_layer(l))?; // gˡ⁻¹ = ∂E/∂aˡ⁻¹
@@ -695,11 +688,9 @@ mod tests {
             pool(),
             relu(),
         ];
-        let mut order = Vec::new();
-        plan(&layers, &mut order);
+        let order: Vec<usize> = (0..layers.len()).map(|t| layer_at(&layers, t)).collect();
         assert_eq!(order, [1, 0, 2, 3, 4, 5, 6, 8, 7, 9]);
-        plan(&layers[..1], &mut order); // a ReLU last has nothing to swap with
-        assert_eq!(order, [0]);
+        assert_eq!(layer_at(&layers[..1], 0), 0); // a ReLU last has nothing to swap with
     }
 
     #[test]
