@@ -13,6 +13,11 @@
 //! affine        y = aⱼ·x + bⱼ                                     (one pass)
 //! affine2       y = aⱼ·u + bⱼ·v + cⱼ                              (one pass)
 //! ```
+//!
+//! Each thread's share of a pass is compiled once more for each instruction set `pulp`
+//! dispatches to (AVX-512, AVX2, …) and chosen at run time: the same operations on every
+//! value, in the same order, so the same results on every CPU. Rows (`sp = 1`) take loops
+//! along the channels of each row instead of runs of one value.
 
 use crate::parallel::{MAX_RUNS, split_runs, split_runs_with};
 
@@ -57,49 +62,148 @@ pub struct Partials {
     sums: Vec<f64>,
 }
 
-/// `Σ (x − μ)²` of one run in 16 f32 lanes.
-fn run_sq_dev(xs: &[f32], mu: f32) -> f32 {
+/// A per-channel reduction: which sums each run of `sp` values of channel `j` adds.
+#[derive(Clone, Copy)]
+enum Sums<'a> {
+    /// `Σ x`
+    Plain(&'a [f32]),
+    /// `Σ (x − μⱼ)²`, with the means `μ`
+    SqDev(&'a [f32], &'a [f32]),
+    /// `(Σ dy, Σ dy·(x − μⱼ))` of `dy`, `x` and the means `μ`
+    DotDev(&'a [f32], &'a [f32], &'a [f32]),
+}
+
+impl Sums<'_> {
+    /// How many sums each channel gets.
+    fn width(self) -> usize {
+        match self {
+            Sums::DotDev(..) => 2,
+            Sums::Plain(_) | Sums::SqDev(..) => 1,
+        }
+    }
+
+    /// Adds one row of `[n, f]` data (from `o` on, one value per channel) to the sums: a
+    /// loop along the channels (the same additions as runs of one value each would make).
+    #[inline(always)]
+    fn add_row(self, o: usize, f: usize, acc: &mut [f64]) {
+        match self {
+            Sums::Plain(xs) => {
+                for (a, &x) in acc.iter_mut().zip(&xs[o..o + f]) {
+                    *a += x as f64;
+                }
+            }
+            Sums::SqDev(xs, mean) => {
+                for ((a, &x), &mu) in acc.iter_mut().zip(&xs[o..o + f]).zip(mean) {
+                    *a += ((x - mu) * (x - mu)) as f64;
+                }
+            }
+            Sums::DotDev(dy, xs, mean) => {
+                let (s, d) = acc.split_at_mut(f);
+                for (s, &dy) in s.iter_mut().zip(&dy[o..o + f]) {
+                    *s += dy as f64;
+                }
+                let pairs = dy[o..o + f].iter().zip(&xs[o..o + f]).zip(mean);
+                for (d, ((&dy, &x), &mu)) in d.iter_mut().zip(pairs) {
+                    *d += (dy * (x - mu)) as f64;
+                }
+            }
+        }
+    }
+
+    /// The sums of the `sp` values of channel `j` from `o` on (`[Σ, 0]` for one sum).
+    #[inline(always)]
+    fn of_run(self, j: usize, o: usize, sp: usize) -> [f32; 2] {
+        match self {
+            Sums::Plain(xs) => [lanes_sum(&xs[o..o + sp], |x| x), 0.0],
+            Sums::SqDev(xs, mean) => {
+                let mu = mean[j];
+                [lanes_sum(&xs[o..o + sp], |x| (x - mu) * (x - mu)), 0.0]
+            }
+            Sums::DotDev(dy, xs, mean) => {
+                let (dy, xs, mu) = (&dy[o..o + sp], &xs[o..o + sp], mean[j]);
+                [lanes_sum(dy, |d| d), lanes_dot(dy, xs, |x| x - mu)]
+            }
+        }
+    }
+}
+
+/// One thread's samples of a reduction, their sums added into `acc` in f64 (sum `s` of
+/// channel `j` at `[s·f + j]`). Compiled once more for each instruction set `pulp`
+/// dispatches to (AVX-512, AVX2, …): the loops are the same whatever the vector width, and
+/// each of their 16 lanes adds its values in the same order, so the results are the same to
+/// the last bit. Without it the crate's baseline (SSE2: 16 registers of 4 floats) cannot
+/// hold two sums of 16 lanes and their loads without spilling, and the compiler had turned
+/// `DotDev` into scalar code (measured in `docs/PERFORMANCE.md`).
+struct Reduce<'a> {
+    sums: Sums<'a>,
+    c: Channels,
+    samples: std::ops::Range<usize>,
+    acc: &'a mut [f64],
+}
+
+impl pulp::WithSimd for Reduce<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let Reduce {
+            sums,
+            c,
+            samples,
+            acc,
+        } = self;
+        let (f, w) = (c.f, sums.width());
+        if c.sp == 1 {
+            return samples.for_each(|i| sums.add_row(i * f, f, acc));
+        }
+        for i in samples {
+            for j in 0..f {
+                let s = sums.of_run(j, (i * f + j) * c.sp, c.sp);
+                for (k, v) in s[..w].iter().enumerate() {
+                    acc[k * f + j] += *v as f64;
+                }
+            }
+        }
+    }
+}
+
+/// `Σ g(x)` in 16 f32 lanes (lane `l` adds the values at `l`, `l + 16`, …), then the lanes
+/// and the tail in order.
+#[inline(always)]
+fn lanes_sum(xs: &[f32], g: impl Fn(f32) -> f32) -> f32 {
     let (blocks, rest) = xs.as_chunks::<16>();
     let mut lanes = [0.0f32; 16];
     for b in blocks {
         for (l, &v) in lanes.iter_mut().zip(b) {
-            *l += (v - mu) * (v - mu);
+            *l += g(v);
         }
     }
-    lanes.iter().sum::<f32>() + rest.iter().map(|&v| (v - mu) * (v - mu)).sum::<f32>()
+    lanes.iter().sum::<f32>() + rest.iter().map(|&v| g(v)).sum::<f32>()
 }
 
-/// `(Σ a, Σ a·(b − μ))` of one run in 16 f32 lanes.
-fn run_dot_dev(a: &[f32], b: &[f32], mu: f32) -> (f32, f32) {
+/// `Σ a·g(b)` in 16 f32 lanes, as [`lanes_sum`]. One sum per loop: a loop carrying two
+/// sums of 16 lanes is the one the compiler left scalar.
+#[inline(always)]
+fn lanes_dot(a: &[f32], b: &[f32], g: impl Fn(f32) -> f32) -> f32 {
     let (ab, ar) = a.as_chunks::<16>();
     let (bb, br) = b.as_chunks::<16>();
-    let (mut s, mut d) = ([0.0f32; 16], [0.0f32; 16]);
+    let mut lanes = [0.0f32; 16];
     for (x, y) in ab.iter().zip(bb) {
-        for l in 0..16 {
-            s[l] += x[l];
-            d[l] += x[l] * (y[l] - mu);
+        for ((l, &x), &y) in lanes.iter_mut().zip(x).zip(y) {
+            *l += x * g(y);
         }
     }
-    let tail = ar.iter().zip(br);
-    let s = s.iter().sum::<f32>() + ar.iter().sum::<f32>();
-    (
-        s,
-        d.iter().sum::<f32>() + tail.map(|(x, y)| x * (y - mu)).sum::<f32>(),
-    )
+    let tail = ar.iter().zip(br).map(|(&x, &y)| x * g(y));
+    lanes.iter().sum::<f32>() + tail.sum::<f32>()
 }
 
-/// Per channel, `W` sums over all samples: `run(j, offset)` gives one sample's contribution
-/// to channel `j` (its values start at `offset`). Returns the sums, in f64, sum `s` of
-/// channel `j` at `[s·f + j]`.
-fn reduce<'p, const W: usize>(
-    c: Channels,
-    partials: &'p mut Partials,
-    run: &(dyn Fn(usize, usize) -> [f32; W] + Sync),
-) -> &'p [f64] {
-    let f = c.f;
+/// Per channel, the sums of `sums` over all samples, in f64: sum `s` of channel `j` at
+/// `[s·f + j]`.
+fn reduce<'p>(c: Channels, partials: &'p mut Partials, sums: Sums<'_>) -> &'p [f64] {
+    let width = sums.width() * c.f;
     partials.runs.clear();
-    partials.runs.resize(MAX_RUNS * W * f, 0.0);
-    let mut chunks = partials.runs.chunks_mut(W * f);
+    partials.runs.resize(MAX_RUNS * width, 0.0);
+    let mut chunks = partials.runs.chunks_mut(width);
     let mut states: [&mut [f64]; MAX_RUNS] =
         std::array::from_fn(|_| chunks.next().unwrap_or_default());
     split_runs_with(
@@ -108,19 +212,17 @@ fn reduce<'p, const W: usize>(
         &mut states,
         c.len(),
         &|samples, _, acc| {
-            for i in samples {
-                for j in 0..f {
-                    let sums = run(j, (i * f + j) * c.sp);
-                    for (s, v) in sums.iter().enumerate() {
-                        acc[s * f + j] += *v as f64;
-                    }
-                }
-            }
+            pulp::Arch::new().dispatch(Reduce {
+                sums,
+                c,
+                samples,
+                acc,
+            });
         },
     );
     partials.sums.clear();
-    partials.sums.resize(W * f, 0.0);
-    for p in partials.runs.chunks(W * f) {
+    partials.sums.resize(width, 0.0);
+    for p in partials.runs.chunks(width) {
         for (o, v) in partials.sums.iter_mut().zip(p) {
             *o += v;
         }
@@ -140,13 +242,13 @@ pub fn moments(
     var: &mut [f32],
 ) {
     assert_eq!(xs.len(), c.len(), "moments: data length");
-    let (sp, m) = (c.sp, c.m() as f64);
-    let sums = reduce::<1>(c, partials, &|_, o| [crate::ops::sum(&xs[o..o + sp])]);
+    let m = c.m() as f64;
+    let sums = reduce(c, partials, Sums::Plain(xs));
     for (mu, s) in mean.iter_mut().zip(sums) {
         *mu = (s / m) as f32; // μ = (1/m)·Σ x
     }
     let mean = &*mean;
-    let sums = reduce::<1>(c, partials, &|j, o| [run_sq_dev(&xs[o..o + sp], mean[j])]);
+    let sums = reduce(c, partials, Sums::SqDev(xs, mean));
     for (v, s) in var.iter_mut().zip(sums) {
         *v = (s / m) as f32; // σ² = (1/m)·Σ (x − μ)²
     }
@@ -168,11 +270,8 @@ pub fn grad_sums(
         dy.len() == xs.len() && xs.len() == c.len(),
         "grad_sums: data length"
     );
-    let (f, sp) = (c.f, c.sp);
-    let sums = reduce::<2>(c, partials, &|j, o| {
-        let (s, d) = run_dot_dev(&dy[o..o + sp], &xs[o..o + sp], mean[j]);
-        [s, d]
-    });
+    let f = c.f;
+    let sums = reduce(c, partials, Sums::DotDev(dy, xs, mean));
     for j in 0..f {
         (sdy[j], sdyx[j]) = (sums[j] as f32, sums[f + j] as f32);
     }
@@ -187,15 +286,20 @@ pub fn affine(c: Channels, xs: &[f32], (a, b): (&[f32], &[f32]), y: &mut [f32]) 
         xs.len() == y.len() && y.len() == c.len(),
         "affine: data length"
     );
-    let (f, sp, per) = (c.f, c.sp, c.per_sample());
+    let per = c.per_sample();
     split_runs(c.n, (y, per), c.len(), &|samples, y| {
-        let xs = &xs[samples.start * per..samples.end * per];
-        for (k, (y, x)) in y.chunks_mut(sp).zip(xs.chunks(sp)).enumerate() {
-            let j = k % f;
-            for (y, &x) in y.iter_mut().zip(x) {
-                *y = a[j] * x + b[j];
-            }
-        }
+        let u = &xs[samples.start * per..samples.end * per];
+        let (f, sp) = (c.f, c.sp);
+        let (v, scale, shift) = (None, a, b);
+        pulp::Arch::new().dispatch(Affine {
+            y,
+            u,
+            v,
+            scale,
+            shift,
+            f,
+            sp,
+        });
     });
 }
 
@@ -213,22 +317,91 @@ pub fn affine2(
         u.len() == c.len() && v.len() == c.len() && y.len() == c.len(),
         "affine2: data length"
     );
-    let (f, sp, per) = (c.f, c.sp, c.per_sample());
+    let per = c.per_sample();
     split_runs(c.n, (y, per), 2 * c.len(), &|samples, y| {
         let range = samples.start * per..samples.end * per;
-        let (u, v) = (&u[range.clone()], &v[range]);
-        for (k, ((y, u), v)) in y
-            .chunks_mut(sp)
-            .zip(u.chunks(sp))
-            .zip(v.chunks(sp))
-            .enumerate()
-        {
-            let j = k % f;
-            for ((y, &u), &v) in y.iter_mut().zip(u).zip(v) {
-                *y = a[j] * u + b[j] * v + cc[j];
+        let (u, v) = (&u[range.clone()], Some((&v[range], b)));
+        let (f, sp) = (c.f, c.sp);
+        pulp::Arch::new().dispatch(Affine {
+            y,
+            u,
+            v,
+            scale: a,
+            shift: cc,
+            f,
+            sp,
+        });
+    });
+}
+
+/// One run of whole samples of [`affine`] (`y = aⱼ·u + cⱼ`, no `v`) or [`affine2`]
+/// (`y = aⱼ·u + bⱼ·v + cⱼ`), compiled per instruction set as [`Sums`] is (the same
+/// operations on every value, so the same results).
+struct Affine<'a> {
+    y: &'a mut [f32],
+    u: &'a [f32],
+    /// `v` and its coefficients `bⱼ`.
+    v: Option<(&'a [f32], &'a [f32])>,
+    /// `aⱼ`.
+    scale: &'a [f32],
+    /// `cⱼ`.
+    shift: &'a [f32],
+    f: usize,
+    sp: usize,
+}
+
+impl pulp::WithSimd for Affine<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let Affine {
+            y,
+            u,
+            v,
+            scale: a,
+            shift: c,
+            f,
+            sp,
+        } = self;
+        if sp == 1 {
+            // rows `[n, f]`: a loop along the channels of each row
+            let rows = y.chunks_mut(f).zip(u.chunks(f));
+            match v {
+                None => rows.for_each(|(y, u)| {
+                    for (((y, &u), &a), &c) in y.iter_mut().zip(u).zip(a).zip(c) {
+                        *y = a * u + c;
+                    }
+                }),
+                Some((v, b)) => rows.zip(v.chunks(f)).for_each(|((y, u), v)| {
+                    let coef = a.iter().zip(b).zip(c);
+                    for (((y, &u), &v), ((&a, &b), &c)) in y.iter_mut().zip(u).zip(v).zip(coef) {
+                        *y = a * u + b * v + c;
+                    }
+                }),
+            }
+            return;
+        }
+        let runs = y.chunks_mut(sp).zip(u.chunks(sp)).enumerate();
+        match v {
+            None => {
+                for (k, (y, u)) in runs {
+                    let j = k % f;
+                    for (y, &u) in y.iter_mut().zip(u) {
+                        *y = a[j] * u + c[j];
+                    }
+                }
+            }
+            Some((v, b)) => {
+                for ((k, (y, u)), v) in runs.zip(v.chunks(sp)) {
+                    let j = k % f;
+                    for ((y, &u), &v) in y.iter_mut().zip(u).zip(v) {
+                        *y = a[j] * u + b[j] * v + c[j];
+                    }
+                }
             }
         }
-    });
+    }
 }
 
 #[cfg(test)]
@@ -280,6 +453,88 @@ mod tests {
         );
         // channel 0: x + 2; channel 1: 3 + 1 = 4
         assert_eq!(y, [3., 4., 5., 4., 4., 4., 5., 6., 7., 4., 4., 4.]);
+    }
+
+    /// Rows `[n, f]` (one value per channel and sample) take their own loops, by hand.
+    #[test]
+    fn rows_by_hand() {
+        let c = Channels { n: 3, f: 2, sp: 1 };
+        let x = [1., 10., 2., 20., 6., 60.];
+        let (mut mean, mut var, mut p) = ([0.0; 2], [0.0; 2], Partials::default());
+        moments(c, &x, &mut p, &mut mean, &mut var);
+        // channel 0: 1 2 6 → μ = 3, σ² = (4 + 1 + 9)/3; channel 1: 10 20 60 → μ = 30, σ² = 1400/3
+        assert_eq!(mean, [3.0, 30.0]);
+        assert_eq!(var, [14.0f32 / 3.0, 1400.0f32 / 3.0]);
+        let dy = [1., 0., -1., 2., 0.5, 1.];
+        let (mut s, mut d) = ([0.0; 2], [0.0; 2]);
+        grad_sums(c, &dy, &x, &mean, &mut p, (&mut s, &mut d));
+        // channel 0: dy 1 −1 0.5, x − μ = −2 −1 3 → Σdy = 0.5, Σdy·(x − μ) = −2 + 1 + 1.5
+        // channel 1: dy 0 2 1, x − μ = −20 −10 30 → Σdy = 3, Σdy·(x − μ) = −20 + 30
+        assert_eq!((s, d), ([0.5, 3.0], [0.5, 10.0]));
+        let mut y = [0.0; 6];
+        affine(c, &x, (&[2.0, 0.5], &[1.0, -1.0]), &mut y);
+        assert_eq!(y, [3., 4., 5., 9., 13., 29.]);
+        affine2(
+            c,
+            (&x, &[1.0; 6]),
+            (&[1.0, 0.0], &[2.0, 3.0], &[0.0, 1.0]),
+            &mut y,
+        );
+        assert_eq!(y, [3., 4., 4., 4., 8., 4.]); // channel 0: x + 2; channel 1: 3 + 1
+    }
+
+    /// The passes as dispatched (AVX-512 on a CPU that has it) against the same code
+    /// compiled for the crate's baseline: the same bits, for runs with tails of every length.
+    #[test]
+    fn every_instruction_set_gives_the_same_bits() {
+        use pulp::WithSimd;
+        let scalar = pulp::Scalar::new;
+        for sp in [1, 5, 16, 37, 203] {
+            let c = Channels { n: 3, f: 2, sp };
+            let wave = |k: usize, a: usize, b: usize| ((k * a % b) as f32 - b as f32 / 2.0) * 0.013;
+            let a: Vec<f32> = (0..c.len()).map(|k| wave(k, 37, 101)).collect();
+            let b: Vec<f32> = (0..c.len()).map(|k| wave(k, 11, 29) * 50.0).collect();
+            let mean = [0.3, -1.5];
+            for sums in [
+                Sums::Plain(&a),
+                Sums::SqDev(&a, &mean),
+                Sums::DotDev(&a, &b, &mean),
+            ] {
+                let (mut wide, mut base) = ([0.0; 4], [0.0; 4]); // 2 sums × 2 channels
+                let run = |acc| Reduce {
+                    sums,
+                    c,
+                    samples: 0..c.n,
+                    acc,
+                };
+                pulp::Arch::new().dispatch(run(&mut wide));
+                run(&mut base).with_simd(scalar());
+                assert_eq!(wide.map(f64::to_bits), base.map(f64::to_bits), "sp {sp}");
+                assert!(wide[0] != 0.0, "sp {sp}: the sums are not all zero");
+            }
+            let (scale, shift, coef) =
+                (&[1.7f32, 0.5][..], &[-0.2f32, 3.0][..], &[0.9f32, -2.0][..]);
+            for v in [None, Some((&b[..], coef))] {
+                let (mut wide, mut base) = (vec![0.0f32; c.len()], vec![0.0f32; c.len()]);
+                let (f, u) = (c.f, &a[..]);
+                let op = |y| Affine {
+                    y,
+                    u,
+                    v,
+                    scale,
+                    shift,
+                    f,
+                    sp,
+                };
+                pulp::Arch::new().dispatch(op(&mut wide));
+                op(&mut base).with_simd(scalar());
+                assert_eq!(wide, base, "sp {sp}");
+                // channel 1 of sample 0: y = 0.5·u + (−2)·v + 3 (or 0.5·u + 3)
+                let k = sp;
+                let want = 0.5 * a[k] + v.map_or(0.0, |(v, _)| -2.0 * v[k]) + 3.0;
+                assert_eq!(wide[k], want, "sp {sp}");
+            }
+        }
     }
 
     /// Big enough to be cut across threads: every pass against a plain f64 loop.
