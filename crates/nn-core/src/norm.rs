@@ -510,7 +510,26 @@ mod tests {
                 pulp::Arch::new().dispatch(run(&mut wide));
                 run(&mut base).with_simd(scalar());
                 assert_eq!(wide.map(f64::to_bits), base.map(f64::to_bits), "sp {sp}");
-                assert!(wide[0] != 0.0, "sp {sp}: the sums are not all zero");
+                // and the sums are those of the formulas, added in f64 (μ is not the mean here)
+                for (j, mu) in mean.iter().map(|&m| m as f64).enumerate() {
+                    let at = (0..c.n).flat_map(|i| (0..sp).map(move |k| (i * c.f + j) * sp + k));
+                    let (x, y) = (|k: usize| a[k] as f64, |k: usize| b[k] as f64);
+                    let want = match sums {
+                        Sums::Plain(_) => [at.map(x).sum(), 0.0],
+                        Sums::SqDev(..) => [at.map(|k| (x(k) - mu).powi(2)).sum(), 0.0],
+                        Sums::DotDev(..) => [
+                            at.clone().map(x).sum(),
+                            at.map(|k| x(k) * (y(k) - mu)).sum(),
+                        ],
+                    };
+                    for (w, want) in want.iter().enumerate().take(sums.width()) {
+                        let got = wide[w * c.f + j];
+                        assert!(
+                            (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                            "sp {sp}: {got} vs {want}"
+                        );
+                    }
+                }
             }
             let (scale, shift, coef) =
                 (&[1.7f32, 0.5][..], &[-0.2f32, 3.0][..], &[0.9f32, -2.0][..]);
@@ -593,6 +612,12 @@ mod tests {
         for j in 0..3 {
             for k in values(j) {
                 assert_eq!(y[k], a[j] * dy[k] + b[j] * x[k] + cc[j]);
+            }
+        }
+        affine(c, &x, (&a, &cc), &mut y);
+        for j in 0..3 {
+            for k in values(j) {
+                assert_eq!(y[k], a[j] * x[k] + cc[j]);
             }
         }
     }
