@@ -556,6 +556,31 @@ mod tests {
         }
     }
 
+    /// More channels than there are runs (`MAX_RUNS`), cut across threads: each thread's
+    /// partial sums have a slot for every channel.
+    #[test]
+    fn many_channels_cut_across_threads() {
+        let c = Channels {
+            n: 64,
+            f: 40,
+            sp: 16,
+        };
+        assert!(c.len() >= crate::parallel::SPLIT_MIN && c.f > MAX_RUNS);
+        let x: Vec<f32> = (0..c.len()).map(|k| (k % 7) as f32).collect();
+        let (mut mean, mut var) = (vec![0.0; c.f], vec![0.0; c.f]);
+        moments(c, &x, &mut Partials::default(), &mut mean, &mut var);
+        let x = &x[..];
+        for j in 0..c.f {
+            let values = (0..c.n).flat_map(|i| (0..c.sp).map(move |k| x[(i * c.f + j) * c.sp + k]));
+            let mu = values.clone().map(f64::from).sum::<f64>() / c.m() as f64;
+            assert!(
+                (mean[j] as f64 - mu).abs() < 1e-6,
+                "channel {j}: {} vs {mu}",
+                mean[j]
+            );
+        }
+    }
+
     /// Big enough to be cut across threads: every pass against a plain f64 loop.
     #[test]
     fn threaded_passes_match_a_plain_reference() {
