@@ -197,6 +197,17 @@ fn lanes_dot(a: &[f32], b: &[f32], g: impl Fn(f32) -> f32) -> f32 {
     lanes.iter().sum::<f32>() + tail.sum::<f32>()
 }
 
+/// Runs `op` compiled for the widest vectors the CPU has (`pulp` picks AVX-512, AVX2, …,
+/// at run time). On `wasm32` it runs the one baseline build: a copy per instruction set
+/// would grow the page's download more than it speeds up a small model there.
+#[inline]
+fn widest<Op: pulp::WithSimd>(op: Op) -> Op::Output {
+    #[cfg(not(target_arch = "wasm32"))]
+    return pulp::Arch::new().dispatch(op);
+    #[cfg(target_arch = "wasm32")]
+    op.with_simd(pulp::Scalar::new())
+}
+
 /// Per channel, the sums of `sums` over all samples, in f64: sum `s` of channel `j` at
 /// `[s·f + j]`.
 fn reduce<'p>(c: Channels, partials: &'p mut Partials, sums: Sums<'_>) -> &'p [f64] {
@@ -212,7 +223,7 @@ fn reduce<'p>(c: Channels, partials: &'p mut Partials, sums: Sums<'_>) -> &'p [f
         &mut states,
         c.len(),
         &|samples, _, acc| {
-            pulp::Arch::new().dispatch(Reduce {
+            widest(Reduce {
                 sums,
                 c,
                 samples,
@@ -291,7 +302,7 @@ pub fn affine(c: Channels, xs: &[f32], (a, b): (&[f32], &[f32]), y: &mut [f32]) 
         let u = &xs[samples.start * per..samples.end * per];
         let (f, sp) = (c.f, c.sp);
         let (v, scale, shift) = (None, a, b);
-        pulp::Arch::new().dispatch(Affine {
+        widest(Affine {
             y,
             u,
             v,
@@ -322,7 +333,7 @@ pub fn affine2(
         let range = samples.start * per..samples.end * per;
         let (u, v) = (&u[range.clone()], Some((&v[range], b)));
         let (f, sp) = (c.f, c.sp);
-        pulp::Arch::new().dispatch(Affine {
+        widest(Affine {
             y,
             u,
             v,
