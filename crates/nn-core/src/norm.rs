@@ -19,6 +19,7 @@
 //! value, in the same order, so the same results on every CPU. Rows (`sp = 1`) take loops
 //! along the channels of each row instead of runs of one value.
 
+use crate::ops::lanes_sum;
 use crate::parallel::{MAX_RUNS, split_runs, split_runs_with};
 
 /// The shape of the data: samples, channels and values per channel in a sample.
@@ -165,20 +166,6 @@ impl pulp::WithSimd for Reduce<'_> {
             }
         }
     }
-}
-
-/// `Σ g(x)` in 16 f32 lanes (lane `l` adds the values at `l`, `l + 16`, …), then the lanes
-/// and the tail in order.
-#[inline(always)]
-fn lanes_sum(xs: &[f32], g: impl Fn(f32) -> f32) -> f32 {
-    let (blocks, rest) = xs.as_chunks::<16>();
-    let mut lanes = [0.0f32; 16];
-    for b in blocks {
-        for (l, &v) in lanes.iter_mut().zip(b) {
-            *l += g(v);
-        }
-    }
-    lanes.iter().sum::<f32>() + rest.iter().map(|&v| g(v)).sum::<f32>()
 }
 
 /// `Σ a·g(b)` in 16 f32 lanes, as [`lanes_sum`]. One sum per loop: a loop carrying two

@@ -64,14 +64,22 @@ pub fn add_column_sums(x: ArrayView2<'_, f32>, s: &mut ArrayViewMut1<'_, f32>) -
 /// `Σ x` of a slice, in 16 independent lanes so the compiler vectorises it (a plain
 /// `iter().sum()` adds one number at a time, each waiting for the previous addition).
 pub fn sum(xs: &[f32]) -> f32 {
+    lanes_sum(xs, |x| x)
+}
+
+/// `Σ g(x)` in 16 f32 lanes (lane `l` adds the values at `l`, `l + 16`, …), then the lanes
+/// and the tail in order. Always inlined, so that a caller compiled for wider vectors (the
+/// batch-norm passes of [`norm`](crate::norm)) gets them here too.
+#[inline(always)]
+pub(crate) fn lanes_sum(xs: &[f32], g: impl Fn(f32) -> f32) -> f32 {
     let (blocks, rest) = xs.as_chunks::<16>();
     let mut lanes = [0.0f32; 16];
     for b in blocks {
         for (l, &v) in lanes.iter_mut().zip(b) {
-            *l += v;
+            *l += g(v);
         }
     }
-    lanes.iter().sum::<f32>() + rest.iter().sum::<f32>()
+    lanes.iter().sum::<f32>() + rest.iter().map(|&v| g(v)).sum::<f32>()
 }
 
 /// `Σ x²` of one run: 16 f32 lanes over blocks of 4096 entries (so the compiler vectorises
