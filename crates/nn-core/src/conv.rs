@@ -828,7 +828,8 @@ mod tests {
     }
 
     /// Every path of im2col (unpadded rows shorter and longer than a 16-float block, padded,
-    /// strided; the AVX-512 rows where the CPU has them and the portable loops everywhere)
+    /// strided; the AVX-512 and AVX2 rows where the CPU has them and the portable loops
+    /// everywhere)
     /// against the definition, also into rows wider than one sample's (a group's matrix),
     /// and col2im as its transpose: ⟨im2col(x), c⟩ = ⟨x, col2im(c)⟩.
     #[test]
@@ -844,8 +845,10 @@ mod tests {
             geometry(1, (66, 11), 3, 1, 0),  // rows of 9, more than 32 chunks: row by row
             geometry(1, (26, 20), 19, 1, 0), // rows of 2, 20 apart: chunks too wide, row by row
             geometry(1, (28, 28), 5, 1, 2),  // W6's first layer: padded
-            geometry(3, (9, 7), 3, 2, 1),    // strided and padded
-            geometry(2, (9, 9), 3, 2, 0),    // strided
+            geometry(2, (9, 19), 3, 1, 1), // padded, two channels, rows of 19 (a block of 8 between the ends)
+            geometry(2, (6, 7), 2, 1, 1),  // padded, rows of exactly 8
+            geometry(3, (9, 7), 3, 2, 1),  // strided and padded
+            geometry(2, (9, 9), 3, 2, 0),  // strided
             Geometry {
                 k: (2, 1),
                 oh: 2,
