@@ -578,7 +578,7 @@ fn direct_grad_applies(_: &Geometry) -> bool {
 fn taps(ow: usize, s: usize, v: usize, p: usize, w: usize) -> (usize, usize) {
     let lo = if v >= p { 0 } else { (p - v).div_ceil(s) };
     let hi = if w + p > v {
-        ((w - 1 + p - v) / s + 1).min(ow)
+        ((w + p - v - 1) / s + 1).min(ow) // (w + p − v ≥ 1 here, also for an empty row)
     } else {
         0
     };
@@ -847,6 +847,7 @@ mod tests {
             geometry(1, (28, 28), 5, 1, 2),  // W6's first layer: padded
             geometry(2, (9, 19), 3, 1, 1), // padded, two channels, rows of 19 (a block of 8 between the ends)
             geometry(2, (6, 7), 2, 1, 1),  // padded, rows of exactly 8
+            geometry(1, (0, 0), 1, 1, 4),  // padding alone: no input, 9×9 zero outputs
             geometry(3, (9, 7), 3, 2, 1),  // strided and padded
             geometry(2, (9, 9), 3, 2, 0),  // strided
             Geometry {

@@ -74,7 +74,7 @@ pub(super) fn try_im2col_avx2(x: &[f32], g: &Geometry, cols: &mut [f32], ld: usi
     // SAFETY (all three): the CPU has AVX2 (checked above).
     match Avx2Im2col::for_geometry(g) {
         Avx2Im2col::Rows => unsafe { im2col_avx2_rows(x, g, cols, ld) },
-        Avx2Im2col::Padded => padded_first(x, g, cols, ld),
+        Avx2Im2col::Padded => unsafe { padded_first(x, g, cols, ld) },
         Avx2Im2col::Portable => unsafe { im2col_avx2(x, g, cols, ld) },
     }
     true
@@ -85,7 +85,7 @@ pub(super) fn try_im2col_avx2(x: &[f32], g: &Geometry, cols: &mut [f32], ld: usi
 enum Avx2Im2col {
     /// [`im2col_avx2_rows`]: stride 1, no padding, rows of at least 8 floats.
     Rows,
-    /// [`padded_first`]: the same with padding, and a non-empty input.
+    /// [`padded_first`]: the same with padding.
     Padded,
     /// The portable loops built for AVX2 (`im2col_avx2`).
     Portable,
@@ -96,7 +96,7 @@ impl Avx2Im2col {
         let rows = g.s == (1, 1) && g.ow >= 8 && g.kdim() > 0;
         match g.p {
             (0, 0) if rows => Avx2Im2col::Rows,
-            _ if rows && g.h * g.w > 0 => Avx2Im2col::Padded,
+            _ if rows => Avx2Im2col::Padded,
             _ => Avx2Im2col::Portable,
         }
     }
@@ -114,7 +114,8 @@ thread_local! {
 /// which fill and copy each output row's pieces in turn.
 ///
 /// # Panics
-/// If `x` or `cols` is shorter than the geometry says. The caller checked AVX2.
+/// If `x` or `cols` is shorter than the geometry says.
+#[target_feature(enable = "avx2")]
 fn padded_first(x: &[f32], g: &Geometry, cols: &mut [f32], ld: usize) {
     let (ph, pw) = g.p;
     let (hp, wp) = (g.h + 2 * ph, g.w + 2 * pw);
@@ -134,8 +135,7 @@ fn padded_first(x: &[f32], g: &Geometry, cols: &mut [f32], ld: usize) {
                 buf[at..at + g.w].copy_from_slice(src); // X̃[c, r + ph, q + pw] = X[c, r, q]
             }
         }
-        // SAFETY: the CPU has AVX2 (the caller's contract).
-        unsafe { im2col_avx2_rows(buf, &unpadded, cols, ld) };
+        im2col_avx2_rows(buf, &unpadded, cols, ld); // (compiled for AVX2, as this function)
     });
 }
 
@@ -336,13 +336,18 @@ fn col2im(cols: &[f32], g: &Geometry, dx: &mut [f32], ld: usize) {
 /// without AVX-512): 17–19 µs through the portable loops built for AVX2.
 ///
 /// # Panics
-/// If `x` or `cols` is shorter than the geometry says, or `ow` is below 8.
+/// If the geometry is strided or padded, `ow` is below 8, or `x` or `cols` is shorter than
+/// the geometry says.
 #[target_feature(enable = "avx2")]
 fn im2col_avx2_rows(x: &[f32], g: &Geometry, cols: &mut [f32], ld: usize) {
     let Geometry {
         c, h, w, k, oh, ow, ..
     } = *g;
     let plane = oh * ow;
+    assert!(
+        g.s == (1, 1) && g.p == (0, 0),
+        "im2col_avx2_rows: stride 1, no padding only"
+    );
     assert!(ow >= 8 && ow + k.1 <= w + 1 && oh + k.0 <= h + 1);
     assert!(x.len() >= c * h * w && cols.len() >= (g.kdim() - 1) * ld + plane && ld >= plane);
     let (src, dst) = (x.as_ptr(), cols.as_mut_ptr());
@@ -383,14 +388,18 @@ fn im2col_avx2_rows(x: &[f32], g: &Geometry, cols: &mut [f32], ld: usize) {
 /// stores before them.
 ///
 /// # Panics
-/// If `cols` or `dx` is shorter than the geometry says.
+/// If `g` is not one [`sums_fit`] takes, or `cols` or `dx` is shorter than it says.
 #[target_feature(enable = "avx2")]
 fn col2im_avx2_sums(cols: &[f32], g: &Geometry, dx: &mut [f32], ld: usize) {
     let Geometry {
         c, h, w, k, oh, ow, ..
     } = *g;
+    assert!(
+        sums_fit(g),
+        "col2im_avx2_sums: the geometry is not one it takes"
+    );
     assert!(cols.len() >= (g.kdim() - 1) * ld + g.plane() && dx.len() >= c * h * w);
-    // for tap v, the lanes v … v + ow − 1 of the row's 16, as the masks of its two halves
+    // for tap v, the lanes v … v + ow − 1 of the row's 16 (v + ow ≤ w ≤ 16: `sums_fit`), as the masks of its two halves
     let masks: [[__m256i; 2]; 16] = std::array::from_fn(|v| {
         std::array::from_fn(|half| {
             let lanes: [i32; 8] = std::array::from_fn(|i| {
@@ -532,15 +541,38 @@ mod tests {
             ..geometry(1, (10, 10), 3, 1, 0)
         };
         assert_eq!(kind(empty), (Portable, false)); // no taps
-        let no_input = Geometry {
-            h: 0,
-            w: 0,
-            oh: 9,
-            ow: 9,
-            k: (1, 1),
-            p: (4, 4),
-            ..geometry(1, (10, 10), 1, 1, 0)
+        // padding alone: the bordered copy is all zeros, and so are the columns
+        assert_eq!(kind(geometry(1, (0, 0), 1, 1, 4)), (Padded, false));
+        // strided down the rows with one output row: the sizes agree, but not col2im's
+        let one_row = Geometry {
+            s: (2, 1),
+            ..geometry(1, (3, 10), 3, 1, 0)
         };
-        assert_eq!(kind(no_input), (Portable, false)); // padding alone
+        assert_eq!((one_row.oh, kind(one_row).1), (1, false));
+        // no output columns (w = kw − 1): nothing to sum
+        let no_columns = Geometry {
+            w: 2,
+            ow: 0,
+            ..geometry(1, (5, 5), 3, 1, 0)
+        };
+        assert_eq!(kind(no_columns), (Portable, false));
+    }
+
+    /// The AVX2 im2col refuses columns too short for the geometry, before writing past them.
+    #[test]
+    fn short_columns_are_refused() {
+        if !avx2() {
+            eprintln!("skipped: this CPU has no AVX2");
+            return;
+        }
+        let g = geometry(12, (14, 14), 5, 1, 0); // W6's second layer: 300 rows of 100
+        let x = vec![1.0f32; g.c * g.h * g.w];
+        let ld = g.plane();
+        let mut cols = vec![0.0f32; (g.kdim() - 1) * ld + g.plane() - 1]; // one float short
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // SAFETY: the CPU has AVX2 (checked above).
+            unsafe { im2col_avx2_rows(&x, &g, &mut cols, ld) }
+        }));
+        assert!(outcome.is_err());
     }
 }
