@@ -573,6 +573,24 @@ fn direct_grad_applies(_: &Geometry) -> bool {
     false
 }
 
+/// Sample `x` (`[c, h, w]`) with its zero padding into `xp`: `[c, h + 2·ph, row]` (rows of
+/// `row ≥ w + 2·pw` floats), the sample from row `ph`, column `pw` of each channel. (Used by
+/// the x86-64 kernels: the direct convolution and the AVX2 im2col.)
+#[cfg(target_arch = "x86_64")]
+fn pad_sample(g: &Geometry, x: &[f32], row: usize, xp: &mut Vec<f32>) {
+    let (ph, pw) = g.p;
+    let hp = g.h + 2 * ph;
+    xp.clear();
+    xp.resize(g.c * hp * row, 0.0); // the border stays 0
+    for ci in 0..g.c {
+        for r in 0..g.h {
+            let src = &x[(ci * g.h + r) * g.w..][..g.w];
+            let at = (ci * hp + r + ph) * row + pw;
+            xp[at..at + g.w].copy_from_slice(src); // Xp[c, r + ph, q + pw] = X[c, r, q]
+        }
+    }
+}
+
 /// The output columns `lo..hi` whose tap `v` falls inside the input row (`0 ≤ x·s + v − p < w`);
 /// the others read the zero padding.
 fn taps(ow: usize, s: usize, v: usize, p: usize, w: usize) -> (usize, usize) {

@@ -78,17 +78,7 @@ fn simd_ok() -> bool {
 
 /// Sample `x` (`[c, h, w]`) with its zero padding into `xp` (`[c, h + 2·ph, ROW]`).
 pub(super) fn pad(g: &super::Geometry, x: &[f32], xp: &mut Vec<f32>) {
-    let hp = g.h + 2 * g.p.0;
-    xp.clear();
-    xp.resize(g.c * hp * ROW, 0.0);
-    for (plane, xp_c) in x.chunks_exact(g.h * g.w).zip(xp.chunks_exact_mut(hp * ROW)) {
-        for (row, xp_r) in plane
-            .chunks_exact(g.w)
-            .zip(xp_c[g.p.0 * ROW..].chunks_exact_mut(ROW))
-        {
-            xp_r[g.p.1..g.p.1 + g.w].copy_from_slice(row); // Xp[c, y + ph, x + pw] = X[c, y, x]
-        }
-    }
+    super::pad_sample(g, x, ROW, xp);
 }
 
 /// The weight `[c_out, c·kh·kw]` regrouped for the forward kernel: for each group of

@@ -117,8 +117,7 @@ thread_local! {
 /// If `x` or `cols` is shorter than the geometry says.
 #[target_feature(enable = "avx2")]
 fn padded_first(x: &[f32], g: &Geometry, cols: &mut [f32], ld: usize) {
-    let (ph, pw) = g.p;
-    let (hp, wp) = (g.h + 2 * ph, g.w + 2 * pw);
+    let (hp, wp) = (g.h + 2 * g.p.0, g.w + 2 * g.p.1);
     let unpadded = Geometry {
         h: hp,
         w: wp,
@@ -126,15 +125,7 @@ fn padded_first(x: &[f32], g: &Geometry, cols: &mut [f32], ld: usize) {
         ..*g
     };
     PADDED.with_borrow_mut(|buf| {
-        buf.clear();
-        buf.resize(g.c * hp * wp, 0.0); // the border stays 0
-        for ci in 0..g.c {
-            for r in 0..g.h {
-                let src = &x[(ci * g.h + r) * g.w..][..g.w];
-                let at = (ci * hp + r + ph) * wp + pw;
-                buf[at..at + g.w].copy_from_slice(src); // X̃[c, r + ph, q + pw] = X[c, r, q]
-            }
-        }
+        super::pad_sample(g, x, wp, buf);
         im2col_avx2_rows(buf, &unpadded, cols, ld); // (compiled for AVX2, as this function)
     });
 }
@@ -399,7 +390,8 @@ fn col2im_avx2_sums(cols: &[f32], g: &Geometry, dx: &mut [f32], ld: usize) {
         "col2im_avx2_sums: the geometry is not one it takes"
     );
     assert!(cols.len() >= (g.kdim() - 1) * ld + g.plane() && dx.len() >= c * h * w);
-    // for tap v, the lanes v … v + ow − 1 of the row's 16 (v + ow ≤ w ≤ 16: `sums_fit`), as the masks of its two halves
+    // for tap v, the lanes v … v + ow − 1 of the row's 16 (v + ow ≤ w ≤ 16: `sums_fit`),
+    // as the masks of its two halves
     let masks: [[__m256i; 2]; 16] = std::array::from_fn(|v| {
         std::array::from_fn(|half| {
             let lanes: [i32; 8] = std::array::from_fn(|i| {
